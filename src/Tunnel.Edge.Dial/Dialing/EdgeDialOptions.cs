@@ -1,0 +1,53 @@
+using System.Security.Cryptography.X509Certificates;
+using Tunnel.Protocol;
+
+namespace Tunnel.Edge.Dial.Dialing;
+
+/// <summary>
+/// What the dialer needs to open and register one tunnel connection.
+/// </summary>
+public sealed class EdgeDialOptions
+{
+    /// <summary>The origin's client certificate, issued by the edge's CA, with its private key. Required.</summary>
+    public X509Certificate2? ClientCertificate { get; set; }
+
+    /// <summary>
+    /// The CA certificates the edge's server certificate must chain to. When empty, the system's
+    /// trusted roots are used.
+    /// </summary>
+    /// <remarks>Defaults to empty (system roots).</remarks>
+    public X509Certificate2Collection TrustedEdgeCertificates { get; } = [];
+
+    /// <summary>
+    /// Accept any edge certificate without validation. Only for throw-away experiments: anyone on the
+    /// path can then read and change all traffic.
+    /// </summary>
+    /// <remarks>Defaults to <c>false</c>.</remarks>
+    public bool DangerousAcceptAnyEdgeCertificate { get; set; }
+
+    /// <summary>The TLS server name to send and to check in the edge's certificate; defaults to the edge address's host.</summary>
+    public string? EdgeServerName { get; set; }
+
+    /// <summary>The hostnames to register. Required, at least one.</summary>
+    public IList<string> Hostnames { get; } = [];
+
+    /// <summary>Identifies this process (replica) to the edge.</summary>
+    /// <remarks>Defaults to a new random id per process.</remarks>
+    public string ConnectorId { get; set; } = Guid.NewGuid().ToString("N");
+
+    /// <summary>Sent to the edge for its logs.</summary>
+    /// <remarks>Defaults to <c>Tunnel.Edge.Dial/</c> and the assembly version.</remarks>
+    public string ClientVersion { get; set; } = "Tunnel.Edge.Dial/" + typeof(EdgeDialOptions).Assembly.GetName().Version;
+
+    /// <summary>How long a TCP connect may take.</summary>
+    /// <remarks>Defaults to 5 seconds: a reachable edge answers in well under a second; longer means pick another.</remarks>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the TLS handshake may take.</summary>
+    /// <remarks>Defaults to <see cref="TunnelLimits.TlsHandshakeTimeout"/> (10 seconds).</remarks>
+    public TimeSpan TlsHandshakeTimeout { get; set; } = TunnelLimits.TlsHandshakeTimeout;
+
+    /// <summary>How long the edge may take to answer the registration.</summary>
+    /// <remarks>Defaults to <see cref="TunnelLimits.RegistrationTimeout"/> (10 seconds).</remarks>
+    public TimeSpan RegistrationTimeout { get; set; } = TunnelLimits.RegistrationTimeout;
+}

@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging;
+
+namespace Tunnel.Edge;
+
+internal static partial class EdgeLog
+{
+    [LoggerMessage(1, LogLevel.Information, "Tunnel {ConnectionId} registered from {Remote}: connector {ConnectorId} slot {ConnectionIndex}, hostnames {Hostnames}, client {ClientVersion}.", EventName = "TunnelRegistered")]
+    public static partial void TunnelRegistered(ILogger logger, string connectionId, string remote, string connectorId, int connectionIndex, string hostnames, string clientVersion);
+
+    [LoggerMessage(2, LogLevel.Warning, "Refused registration from {Remote} ({RejectionCode}): {Reason}", EventName = "RegistrationRefused")]
+    public static partial void RegistrationRefused(ILogger logger, string remote, string rejectionCode, string reason);
+
+    [LoggerMessage(3, LogLevel.Information, "Tunnel {ConnectionId} closed after {UptimeSeconds:0.0} s.", EventName = "TunnelClosed")]
+    public static partial void TunnelClosed(ILogger logger, string connectionId, double uptimeSeconds);
+
+    [LoggerMessage(4, LogLevel.Warning, "Tunnel handshake from {Remote} failed: {Reason}", EventName = "HandshakeFailed")]
+    public static partial void HandshakeFailed(ILogger logger, string remote, string reason);
+
+    [LoggerMessage(5, LogLevel.Information, "Tunnel listener on {EndPoint}.", EventName = "TunnelListening")]
+    public static partial void TunnelListening(ILogger logger, string endPoint);
+
+    [LoggerMessage(6, LogLevel.Warning, "Request {RequestId} for {Host}: {Status} {Reason}", EventName = "RequestFailed")]
+    public static partial void RequestFailed(ILogger logger, string requestId, string host, int status, string reason);
+
+    [LoggerMessage(7, LogLevel.Information, "Request {RequestId} for {Host} retried on another tunnel connection: {Reason}", EventName = "RequestRetried")]
+    public static partial void RequestRetried(ILogger logger, string requestId, string host, string reason);
+
+    [LoggerMessage(8, LogLevel.Warning, "Request {RequestId} for {Host}: the origin's response broke off: {Reason}", EventName = "ResponseAborted")]
+    public static partial void ResponseAborted(ILogger logger, string requestId, string host, string reason);
+
+    [LoggerMessage(9, LogLevel.Error, "Unexpected failure in the tunnel listener.", EventName = "ListenerFault")]
+    public static partial void ListenerFault(ILogger logger, Exception exception);
+}

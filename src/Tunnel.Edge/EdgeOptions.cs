@@ -1,0 +1,72 @@
+using Tunnel.Protocol;
+
+namespace Tunnel.Edge;
+
+/// <summary>
+/// Configures an edge. Bound from the <c>Edge</c> section of the configuration file given to
+/// <c>tunnel-edge serve --config</c>, from <c>TUNNEL_EDGE_</c> environment variables, then from flags.
+/// </summary>
+public sealed class EdgeOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "Edge";
+
+    /// <summary>The edge's name, sent to origins and shown in their logs.</summary>
+    /// <remarks>Defaults to the machine name.</remarks>
+    public string Name { get; set; } = Environment.MachineName;
+
+    /// <summary>The edge's region (data centre, zone), sent to origins so they spread over regions.</summary>
+    /// <remarks>Defaults to empty.</remarks>
+    public string Region { get; set; } = "";
+
+    /// <summary>The IP address the tunnel port listens on.</summary>
+    /// <remarks>Defaults to <c>0.0.0.0</c> (every IPv4 interface).</remarks>
+    public string TunnelAddress { get; set; } = "0.0.0.0";
+
+    /// <summary>The tunnel port origins dial.</summary>
+    /// <remarks>Defaults to 7844. 0 picks a free port (tests).</remarks>
+    public int TunnelPort { get; set; } = TunnelProtocol.DefaultTunnelPort;
+
+    /// <summary>The IP address the visitor HTTP port listens on.</summary>
+    /// <remarks>Defaults to <c>0.0.0.0</c>.</remarks>
+    public string VisitorAddress { get; set; } = "0.0.0.0";
+
+    /// <summary>The visitor HTTP port: HTTP/1.1 and HTTP/2 with prior knowledge (h2c), on one port.</summary>
+    /// <remarks>Defaults to 8080. 0 picks a free port (tests).</remarks>
+    public int VisitorHttpPort { get; set; } = 8080;
+
+    /// <summary>PEM file with the CA certificate(s) whose origin certificates may register.</summary>
+    /// <remarks>Required. <c>tunnel-edge init</c> writes <c>ca.pem</c>.</remarks>
+    public string? CaCertificatePath { get; set; }
+
+    /// <summary>PEM file with the edge's TLS server certificate for the tunnel port.</summary>
+    /// <remarks>Required. <c>tunnel-edge init</c> writes <c>edge.pem</c>.</remarks>
+    public string? ServerCertificatePath { get; set; }
+
+    /// <summary>PEM file with the server certificate's private key.</summary>
+    /// <remarks>Required. <c>tunnel-edge init</c> writes <c>edge.key</c>.</remarks>
+    public string? ServerKeyPath { get; set; }
+
+    /// <summary>
+    /// How long the edge waits without frames from an origin before it sends an HTTP/2 PING on the
+    /// tunnel. With <see cref="KeepAlivePingTimeout"/> it bounds how long a dead tunnel keeps traffic.
+    /// </summary>
+    /// <remarks>Defaults to 5 seconds.</remarks>
+    public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the edge waits for a PING's answer before it drops the tunnel connection.</summary>
+    /// <remarks>Defaults to 5 seconds.</remarks>
+    public TimeSpan KeepAlivePingTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a TLS handshake on the tunnel port may take.</summary>
+    /// <remarks>Defaults to 10 seconds.</remarks>
+    public TimeSpan TlsHandshakeTimeout { get; set; } = TunnelLimits.TlsHandshakeTimeout;
+
+    /// <summary>How long an origin may take to send its registration after the handshake.</summary>
+    /// <remarks>Defaults to 10 seconds.</remarks>
+    public TimeSpan RegistrationTimeout { get; set; } = TunnelLimits.RegistrationTimeout;
+
+    /// <summary>Most tunnel connections the edge holds; further registrations are refused as overloaded.</summary>
+    /// <remarks>Defaults to 10000.</remarks>
+    public int MaxTunnelConnections { get; set; } = 10_000;
+}

@@ -1,0 +1,61 @@
+using System.Buffers;
+using System.Net;
+
+namespace Tunnel.Edge.Forwarding;
+
+/// <summary>
+/// The visitor's request body, streamed to the origin as it arrives (never buffered whole), each
+/// chunk flushed so full-duplex exchanges make progress.
+/// </summary>
+internal sealed class StreamingRequestContent : HttpContent
+{
+    private const int CopyBufferSize = 64 * 1024;
+    private readonly Stream _source;
+    private readonly RequestForwarder.StrongBox _started;
+    private readonly CancellationToken _visitorAborted;
+
+    public StreamingRequestContent(Stream source, long? contentLength, RequestForwarder.StrongBox started, CancellationToken visitorAborted)
+    {
+        _source = source;
+        _started = started;
+        _visitorAborted = visitorAborted;
+        if (contentLength is { } length)
+        {
+            Headers.ContentLength = length;
+        }
+    }
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+        SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        _started.Value = true;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _visitorAborted);
+        var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
+        try
+        {
+            while (true)
+            {
+                var read = await _source.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                await stream.WriteAsync(buffer.AsMemory(0, read), linked.Token).ConfigureAwait(false);
+                await stream.FlushAsync(linked.Token).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = Headers.ContentLength ?? 0;
+        return Headers.ContentLength is not null;
+    }
+}

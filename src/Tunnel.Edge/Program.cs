@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Net;
+using Microsoft.Extensions.Configuration;
+using Tunnel.Edge;
+using Tunnel.Edge.Hosting;
+using Tunnel.Edge.Identity;
+
+var root = new RootCommand("tunnel-edge: the edge server of a self-hosted tunnel for ASP.NET Core apps.");
+root.Subcommands.Add(EdgeCommands.Init());
+root.Subcommands.Add(EdgeCommands.Issue());
+root.Subcommands.Add(EdgeCommands.Serve());
+return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
+
+internal static class EdgeCommands
+{
+    public static Command Init()
+    {
+        var dir = new Option<DirectoryInfo>("--dir") { Description = "Where to write ca.pem, ca.key, edge.pem and edge.key.", Required = true };
+        var name = new Option<string>("--name") { Description = "The CA's name.", DefaultValueFactory = _ => "Tunnel Edge CA" };
+        var dns = new Option<string[]>("--dns") { Description = "DNS names of the edge (its tunnel port's TLS certificate).", DefaultValueFactory = _ => ["localhost"], AllowMultipleArgumentsPerToken = true };
+        var ips = new Option<string[]>("--ip") { Description = "IP addresses of the edge.", DefaultValueFactory = _ => ["127.0.0.1", "::1"], AllowMultipleArgumentsPerToken = true };
+        var days = new Option<int>("--days") { Description = "Validity of the CA in days (the edge certificate: a year at most).", DefaultValueFactory = _ => 3650 };
+        var force = new Option<bool>("--force") { Description = "Overwrite an existing CA." };
+        var command = new Command("init", "Create the edge's CA and its TLS server certificate.") { dir, name, dns, ips, days, force };
+        command.SetAction(result =>
+        {
+            var directory = result.GetValue(dir)!.FullName;
+            var caPath = Path.Combine(directory, "ca.pem");
+            if (File.Exists(caPath) && !result.GetValue(force))
+            {
+                Console.Error.WriteLine($"A CA already exists at {caPath}; pass --force to replace it (every issued origin certificate then stops working).");
+                return 1;
+            }
+
+            var addresses = new List<IPAddress>();
+            foreach (var text in result.GetValue(ips) ?? [])
+            {
+                if (!IPAddress.TryParse(text, out var ip))
+                {
+                    Console.Error.WriteLine($"'{text}' is not an IP address.");
+                    return 1;
+                }
+
+                addresses.Add(ip);
+            }
+
+            using var ca = CertificateIssuer.CreateCertificateAuthority(result.GetValue(name)!, TimeSpan.FromDays(result.GetValue(days)));
+            using var edge = CertificateIssuer.IssueServerCertificate(ca, result.GetValue(dns) ?? [], addresses, TimeSpan.FromDays(365));
+            CertificateIssuer.WritePem(ca, caPath, Path.Combine(directory, "ca.key"));
+            CertificateIssuer.WritePem(edge, Path.Combine(directory, "edge.pem"), Path.Combine(directory, "edge.key"));
+            Console.WriteLine($"Wrote {caPath}, ca.key, edge.pem and edge.key in {directory}.");
+            return 0;
+        });
+        return command;
+    }
+
+    public static Command Issue()
+    {
+        var dir = new Option<DirectoryInfo>("--dir") { Description = "The directory holding ca.pem and ca.key (from init).", Required = true };
+        var domains = new Option<string[]>("--domain") { Description = "A hostname the origin may serve: exact (app.example.com) or wildcard (*.example.com). Repeatable.", Required = true, AllowMultipleArgumentsPerToken = true };
+        var output = new Option<string>("--out") { Description = "Path prefix of the files to write: PREFIX.pem and PREFIX.key.", Required = true };
+        var days = new Option<int>("--days") { Description = "Validity in days.", DefaultValueFactory = _ => 90 };
+        var command = new Command("issue", "Issue an origin's client certificate for its domains.") { dir, domains, output, days };
+        command.SetAction(result =>
+        {
+            var directory = result.GetValue(dir)!.FullName;
+            try
+            {
+                using var ca = CertificateIssuer.LoadPem(Path.Combine(directory, "ca.pem"), Path.Combine(directory, "ca.key"));
+                using var origin = CertificateIssuer.IssueOriginCertificate(ca, result.GetValue(domains)!, TimeSpan.FromDays(result.GetValue(days)));
+                var prefix = result.GetValue(output)!;
+                CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
+                Console.WriteLine($"Wrote {prefix}.pem and {prefix}.key for {string.Join(", ", result.GetValue(domains)!)}, valid until {origin.NotAfter:yyyy-MM-dd}.");
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
+            {
+                Console.Error.WriteLine(ex.Message);
+                return 1;
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    public static Command Serve()
+    {
+        var config = new Option<FileInfo?>("--config") { Description = "A JSON file with an \"Edge\" section (see the README for every key)." };
+        var dir = new Option<DirectoryInfo?>("--dir") { Description = "Take ca.pem, edge.pem and edge.key from this directory (from init)." };
+        var name = new Option<string?>("--name") { Description = "The edge's name." };
+        var region = new Option<string?>("--region") { Description = "The edge's region." };
+        var tunnelPort = new Option<int?>("--tunnel-port") { Description = "The tunnel port (default 7844)." };
+        var httpPort = new Option<int?>("--http-port") { Description = "The visitor HTTP port (default 8080)." };
+        var listen = new Option<string?>("--listen") { Description = "The IP address both ports listen on (default 0.0.0.0)." };
+        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var configuration = new ConfigurationBuilder();
+            if (result.GetValue(config) is { } file)
+            {
+                configuration.AddJsonFile(file.FullName, optional: false);
+            }
+
+            configuration.AddEnvironmentVariables("TUNNEL_EDGE_");
+            var options = new EdgeOptions();
+            configuration.Build().GetSection(EdgeOptions.SectionName).Bind(options);
+            if (result.GetValue(dir) is { } directory)
+            {
+                options.CaCertificatePath ??= Path.Combine(directory.FullName, "ca.pem");
+                options.ServerCertificatePath ??= Path.Combine(directory.FullName, "edge.pem");
+                options.ServerKeyPath ??= Path.Combine(directory.FullName, "edge.key");
+            }
+
+            options.Name = result.GetValue(name) ?? options.Name;
+            options.Region = result.GetValue(region) ?? options.Region;
+            options.TunnelPort = result.GetValue(tunnelPort) ?? options.TunnelPort;
+            options.VisitorHttpPort = result.GetValue(httpPort) ?? options.VisitorHttpPort;
+            if (result.GetValue(listen) is { } address)
+            {
+                options.TunnelAddress = address;
+                options.VisitorAddress = address;
+            }
+
+            EdgeServer edge;
+            try
+            {
+                edge = EdgeServer.Create(options);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or IOException or FormatException or System.Net.Sockets.SocketException)
+            {
+                Console.Error.WriteLine($"tunnel-edge cannot start: {ex.Message}");
+                return 2;
+            }
+
+            await using (edge.ConfigureAwait(false))
+            {
+                await edge.StartAsync(cancellationToken).ConfigureAwait(false);
+                Console.WriteLine($"tunnel-edge {options.Name}: tunnels on {edge.TunnelEndPoint}, visitors on http://{edge.VisitorEndPoint}");
+                await edge.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,125 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using Tunnel.Edge.Tunnels;
+using Tunnel.Protocol;
+
+namespace Tunnel.Edge.Routing;
+
+/// <summary>
+/// Hostname to the live tunnel connections of every origin replica registered for it. Lookups are
+/// lock-free reads of immutable arrays; changes copy the small array of one hostname.
+/// </summary>
+public sealed class RouteTable
+{
+    private readonly ConcurrentDictionary<string, ImmutableArray<TunnelConnection>> _routes = new(StringComparer.Ordinal);
+    private readonly Lock _writeLock = new();
+    private int _connectionCount;
+
+    /// <summary>Registered tunnel connections.</summary>
+    public int ConnectionCount => Volatile.Read(ref _connectionCount);
+
+    /// <summary>Adds a registered connection under each of its hostnames.</summary>
+    public void Add(TunnelConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        lock (_writeLock)
+        {
+            foreach (var hostname in connection.Hostnames)
+            {
+                _routes[hostname] = _routes.TryGetValue(hostname, out var existing) ? existing.Add(connection) : [connection];
+            }
+
+            _connectionCount++;
+        }
+    }
+
+    /// <summary>Removes a connection from every hostname; returns whether it was present.</summary>
+    public bool Remove(TunnelConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var removed = false;
+        lock (_writeLock)
+        {
+            foreach (var hostname in connection.Hostnames)
+            {
+                if (_routes.TryGetValue(hostname, out var existing) && existing.Contains(connection))
+                {
+                    removed = true;
+                    var remaining = existing.Remove(connection);
+                    if (remaining.IsEmpty)
+                    {
+                        _routes.TryRemove(hostname, out _);
+                    }
+                    else
+                    {
+                        _routes[hostname] = remaining;
+                    }
+                }
+            }
+
+            if (removed)
+            {
+                _connectionCount--;
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>
+    /// Picks the usable connection with the fewest requests in flight for a visitor's host (exact name
+    /// first, then the wildcard one label up), skipping <paramref name="exclude"/>.
+    /// </summary>
+    /// <param name="host">The host without port, any case.</param>
+    /// <param name="exclude">A connection that just failed for this request, or <c>null</c>.</param>
+    public TunnelConnection? Pick(string host, TunnelConnection? exclude = null)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        var name = Normalize(host);
+        return PickFrom(name, exclude) ?? (HostnameRules.WildcardFor(name) is { } wildcard ? PickFrom(wildcard, exclude) : null);
+    }
+
+    /// <summary>Whether any connection, usable or not, is registered for the host.</summary>
+    public bool HasRoute(string host)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        var name = Normalize(host);
+        return _routes.ContainsKey(name) || (HostnameRules.WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard));
+    }
+
+    /// <summary>A copy of the table for status pages and tests.</summary>
+    public IReadOnlyDictionary<string, ImmutableArray<TunnelConnection>> Snapshot() => _routes.ToDictionary();
+
+    /// <summary>Every registered connection once.</summary>
+    public IReadOnlyCollection<TunnelConnection> Connections() => _routes.Values.SelectMany(c => c).Distinct().ToArray();
+
+    private TunnelConnection? PickFrom(string name, TunnelConnection? exclude)
+    {
+        if (!_routes.TryGetValue(name, out var candidates))
+        {
+            return null;
+        }
+
+        TunnelConnection? best = null;
+        var bestLoad = int.MaxValue;
+        foreach (var candidate in candidates)
+        {
+            if (!candidate.IsUsable || ReferenceEquals(candidate, exclude))
+            {
+                continue;
+            }
+
+            var load = candidate.InFlight;
+            if (load < bestLoad)
+            {
+                best = candidate;
+                bestLoad = load;
+            }
+        }
+
+        return best;
+    }
+
+    private static string Normalize(string host) =>
+        host.EndsWith('.') ? host.TrimEnd('.').ToLowerInvariant() : host.ToLowerInvariant();
+}

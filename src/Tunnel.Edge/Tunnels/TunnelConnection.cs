@@ -1,0 +1,116 @@
+using System.Net;
+using System.Net.Security;
+
+namespace Tunnel.Edge.Tunnels;
+
+/// <summary>
+/// One registered tunnel connection, seen from the edge: an HTTP/2 client (the edge) over the TLS
+/// stream the origin dialed. One <see cref="SocketsHttpHandler"/> per connection, whose connect
+/// callback hands out that stream exactly once, so every request on it shares that one HTTP/2 connection.
+/// </summary>
+public sealed class TunnelConnection : IAsyncDisposable
+{
+    private readonly ObservedStream _stream;
+    private readonly SocketsHttpHandler _handler;
+    private int _streamTaken;
+    private int _inFlight;
+    private long _requests;
+
+    internal TunnelConnection(string id, string connectorId, int connectionIndex, IReadOnlyList<string> hostnames, EndPoint? remote, SslStream stream, EdgeOptions options, TimeProvider time)
+    {
+        Id = id;
+        ConnectorId = connectorId;
+        ConnectionIndex = connectionIndex;
+        Hostnames = hostnames;
+        Remote = remote;
+        ConnectedAt = time.GetUtcNow();
+        _stream = new ObservedStream(stream);
+        _handler = new SocketsHttpHandler
+        {
+            ConnectCallback = (_, _) => Interlocked.Exchange(ref _streamTaken, 1) == 0
+                ? ValueTask.FromResult<Stream>(_stream)
+                : ValueTask.FromException<Stream>(new HttpRequestException(HttpRequestError.ConnectionError, $"Tunnel connection {Id} is closed.")),
+
+            // The tunnel lives until either end closes it: no pool lifetime or idle timeout may retire it.
+            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            EnableMultipleHttp2Connections = false,
+            KeepAlivePingDelay = options.KeepAlivePingDelay,
+            KeepAlivePingTimeout = options.KeepAlivePingTimeout,
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+
+            // A forwarder passes responses through as they are.
+            AllowAutoRedirect = false,
+            UseCookies = false,
+            UseProxy = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            MaxResponseHeadersLength = 64,
+        };
+        Invoker = new HttpMessageInvoker(_handler, disposeHandler: false);
+    }
+
+    /// <summary>
+    /// Every request on a tunnel uses this scheme and authority in its URI, because the HTTP/2 client
+    /// pools connections by URI authority and this connection's pool must hold exactly one: the tunnel.
+    /// The visitor's host travels in the Host header (HTTP/2 <c>:authority</c>).
+    /// </summary>
+    internal const string RequestUriPrefix = "http://tunnel";
+
+    /// <summary>The id the edge gave this connection.</summary>
+    public string Id { get; }
+
+    /// <summary>The origin process (replica) that dialed it.</summary>
+    public string ConnectorId { get; }
+
+    /// <summary>The origin's slot index for this connection.</summary>
+    public int ConnectionIndex { get; }
+
+    /// <summary>The hostnames registered on it.</summary>
+    public IReadOnlyList<string> Hostnames { get; }
+
+    /// <summary>The origin's address as the edge sees it.</summary>
+    public EndPoint? Remote { get; }
+
+    /// <summary>When it registered.</summary>
+    public DateTimeOffset ConnectedAt { get; }
+
+    /// <summary>Requests being forwarded on it now.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Requests forwarded on it since it registered.</summary>
+    public long Requests => Interlocked.Read(ref _requests);
+
+    /// <summary>Completes when the underlying stream is closed or has failed: the connection is gone.</summary>
+    public Task Closed => _stream.Closed;
+
+    /// <summary>Whether new requests may be sent on it.</summary>
+    public bool IsUsable => !_stream.Closed.IsCompleted && !IsDraining;
+
+    /// <summary>Set once the connection must take no new requests (the origin is going away, or it failed).</summary>
+    public bool IsDraining { get; private set; }
+
+    internal HttpMessageInvoker Invoker { get; }
+
+    /// <summary>Stops choosing this connection for new requests.</summary>
+    public void MarkDraining() => IsDraining = true;
+
+    internal void RequestStarted()
+    {
+        Interlocked.Increment(ref _inFlight);
+        Interlocked.Increment(ref _requests);
+    }
+
+    internal void RequestFinished() => Interlocked.Decrement(ref _inFlight);
+
+    /// <summary>Closes the connection at once.</summary>
+    public ValueTask DisposeAsync()
+    {
+        MarkDraining();
+        Invoker.Dispose();
+        _handler.Dispose();
+
+        // The handler only disposes the stream if it ever took it.
+        _stream.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,372 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Identity;
+using Tunnel.Edge.Routing;
+using Tunnel.Protocol;
+using Tunnel.Protocol.Registration;
+
+namespace Tunnel.Edge.Tunnels;
+
+/// <summary>
+/// The tunnel port: accepts origins' TCP connections, runs the TLS handshake (client certificate from
+/// the edge's CA, ALPN <c>tunnel/1</c>), the registration exchange, and puts accepted connections in the
+/// route table until they close.
+/// </summary>
+public sealed class TunnelListener : BackgroundService
+{
+    private static readonly Oid ClientAuthOid = new("1.3.6.1.5.5.7.3.2");
+
+    private readonly EdgeOptions _options;
+    private readonly RouteTable _routes;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly SslStreamCertificateContext _serverCertificate;
+    private readonly X509Certificate2Collection _trustedCas;
+    private readonly Socket _socket;
+    private volatile bool _draining;
+    private long _nextConnectionNumber;
+
+    /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
+    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(credentials);
+        _options = options;
+        _routes = routes;
+        _logger = logger;
+        _time = time;
+        _serverCertificate = SslStreamCertificateContext.Create(credentials.ServerCertificate, additionalCertificates: null, offline: true);
+        _trustedCas = credentials.TrustedCas;
+
+        var address = IPAddress.Parse(options.TunnelAddress);
+        _socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        if (address.Equals(IPAddress.IPv6Any))
+        {
+            _socket.DualMode = true;
+        }
+
+        _socket.Bind(new IPEndPoint(address, options.TunnelPort));
+        _socket.Listen(512);
+        EndPoint = (IPEndPoint)_socket.LocalEndPoint!;
+    }
+
+    /// <summary>The bound tunnel endpoint (with the real port when 0 was asked).</summary>
+    public IPEndPoint EndPoint { get; }
+
+    /// <summary>Refuse new registrations from now on (the edge is shutting down).</summary>
+    public void StartDraining() => _draining = true;
+
+    /// <inheritdoc />
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        EdgeLog.TunnelListening(_logger, EndPoint.ToString());
+        using var registration = stoppingToken.Register(() => _socket.Dispose());
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            Socket accepted;
+            try
+            {
+                accepted = await _socket.AcceptAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+            {
+                break;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset or SocketError.TooManyOpenSockets)
+            {
+                // One failed accept must not stop the listener; back off briefly on descriptor exhaustion.
+                if (ex.SocketErrorCode == SocketError.TooManyOpenSockets)
+                {
+                    await Task.Delay(100, stoppingToken).ConfigureAwait(false);
+                }
+
+                continue;
+            }
+
+            accepted.NoDelay = true;
+            _ = Task.Run(() => HandleAsync(accepted, stoppingToken), CancellationToken.None);
+        }
+    }
+
+    /// <inheritdoc />
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        StartDraining();
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var connection in _routes.Connections())
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        _socket.Dispose();
+        base.Dispose();
+    }
+
+    private async Task HandleAsync(Socket socket, CancellationToken stoppingToken)
+    {
+        var remote = socket.RemoteEndPoint?.ToString() ?? "?";
+        SslStream? ssl = null;
+        try
+        {
+            string? certificateProblem = null;
+            ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
+            var authOptions = new SslServerAuthenticationOptions
+            {
+                ServerCertificateContext = _serverCertificate,
+                ClientCertificateRequired = true,
+                ApplicationProtocols = [new SslApplicationProtocol(TunnelProtocol.Alpn)],
+                EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                CertificateChainPolicy = CreateClientChainPolicy(),
+                RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+                {
+                    if (errors == SslPolicyErrors.None)
+                    {
+                        return true;
+                    }
+
+                    certificateProblem = DescribeCertificateProblem(certificate, chain, errors);
+                    return false;
+                },
+            };
+
+            using (var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken))
+            {
+                handshakeTimeout.CancelAfter(_options.TlsHandshakeTimeout);
+                try
+                {
+                    await ssl.AuthenticateAsServerAsync(authOptions, handshakeTimeout.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                {
+                    EdgeLog.HandshakeFailed(_logger, remote, $"no TLS handshake within {_options.TlsHandshakeTimeout.TotalSeconds:0.#} s");
+                    return;
+                }
+                catch (Exception ex) when (ex is AuthenticationException or IOException)
+                {
+                    EdgeLog.HandshakeFailed(_logger, remote, certificateProblem ?? ex.Message);
+                    return;
+                }
+            }
+
+            if (ssl.NegotiatedApplicationProtocol.ToString() != TunnelProtocol.Alpn)
+            {
+                EdgeLog.HandshakeFailed(_logger, remote, $"the client did not offer ALPN '{TunnelProtocol.Alpn}'");
+                return;
+            }
+
+            using var clientCertificate = ssl.RemoteCertificate is { } presented ? new X509Certificate2(presented) : null;
+            if (clientCertificate is null)
+            {
+                EdgeLog.HandshakeFailed(_logger, remote, "no client certificate");
+                return;
+            }
+
+            var connection = await RegisterAsync(ssl, clientCertificate, socket.RemoteEndPoint, remote, stoppingToken).ConfigureAwait(false);
+            if (connection is null)
+            {
+                return;
+            }
+
+            ssl = null; // The connection owns the stream now.
+            await ServeAsync(connection).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException)
+        {
+            EdgeLog.HandshakeFailed(_logger, remote, ex.Message);
+        }
+        catch (Exception ex)
+        {
+            EdgeLog.ListenerFault(_logger, ex);
+        }
+        finally
+        {
+            if (ssl is not null)
+            {
+                await ssl.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task<TunnelConnection?> RegisterAsync(SslStream ssl, X509Certificate2 clientCertificate, EndPoint? remoteEndPoint, string remote, CancellationToken stoppingToken)
+    {
+        RegistrationRequest request;
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken))
+        {
+            timeout.CancelAfter(_options.RegistrationTimeout);
+            try
+            {
+                request = await RegistrationCodec.ReadRequestAsync(ssl, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+            {
+                EdgeLog.RegistrationRefused(_logger, remote, RejectionCodes.InvalidRegistration, $"no registration within {_options.RegistrationTimeout.TotalSeconds:0.#} s");
+                return null;
+            }
+            catch (RegistrationProtocolException ex)
+            {
+                await RejectAsync(ssl, remote, new RegistrationRejected { Code = RejectionCodes.InvalidRegistration, Message = ex.Message }, stoppingToken).ConfigureAwait(false);
+                return null;
+            }
+        }
+
+        var rejection = Authorize(request, clientCertificate, out var hostnames);
+        if (rejection is not null)
+        {
+            await RejectAsync(ssl, remote, rejection, stoppingToken).ConfigureAwait(false);
+            return null;
+        }
+
+        var connectionId = $"{_options.Name}-{Interlocked.Increment(ref _nextConnectionNumber)}";
+        var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time);
+        var accepted = new RegistrationAccepted { ConnectionId = connectionId, EdgeName = _options.Name, Region = _options.Region };
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken))
+        {
+            timeout.CancelAfter(_options.RegistrationTimeout);
+            await RegistrationCodec.WriteResponseAsync(ssl, RegistrationResponse.Accept(accepted), timeout.Token).ConfigureAwait(false);
+        }
+
+        EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
+        return connection;
+    }
+
+    private RegistrationRejected? Authorize(RegistrationRequest request, X509Certificate2 certificate, out IReadOnlyList<string> hostnames)
+    {
+        hostnames = [];
+        if (request.Version != TunnelProtocol.Version)
+        {
+            return new RegistrationRejected { Code = RejectionCodes.UnsupportedVersion, Message = $"This edge speaks protocol version {TunnelProtocol.Version}, not {request.Version}." };
+        }
+
+        if (_draining)
+        {
+            return new RegistrationRejected { Code = RejectionCodes.EdgeDraining, Message = $"Edge {_options.Name} is shutting down; use another edge.", Retryable = true };
+        }
+
+        if (_routes.ConnectionCount >= _options.MaxTunnelConnections)
+        {
+            return new RegistrationRejected { Code = RejectionCodes.Overloaded, Message = $"Edge {_options.Name} holds its maximum of {_options.MaxTunnelConnections} tunnel connections.", Retryable = true, RetryAfterSeconds = 5 };
+        }
+
+        var names = new List<string>();
+        foreach (var requested in request.Hostnames)
+        {
+            if (!HostnameRules.TryNormalize(requested, out var hostname, out var error))
+            {
+                return new RegistrationRejected { Code = RejectionCodes.InvalidRegistration, Message = $"Invalid hostname: {error}." };
+            }
+
+            names.Add(hostname);
+        }
+
+        var certificateNames = CertificateIssuer.GetDnsNames(certificate);
+        foreach (var hostname in names)
+        {
+            if (!certificateNames.Any(pattern => HostnameRules.IsCoveredBy(hostname, pattern)))
+            {
+                var covered = certificateNames.Count == 0 ? "no DNS name" : string.Join(", ", certificateNames);
+                return new RegistrationRejected
+                {
+                    Code = RejectionCodes.HostnameNotAuthorized,
+                    Message = $"The origin certificate ({certificate.Subject}) covers {covered}; it does not cover '{hostname}'.",
+                };
+            }
+        }
+
+        hostnames = names.Distinct().ToArray();
+        return null;
+    }
+
+    private async Task RejectAsync(SslStream ssl, string remote, RegistrationRejected rejection, CancellationToken stoppingToken)
+    {
+        EdgeLog.RegistrationRefused(_logger, remote, rejection.Code, rejection.Message);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        timeout.CancelAfter(_options.RegistrationTimeout);
+        try
+        {
+            await RegistrationCodec.WriteResponseAsync(ssl, RegistrationResponse.Reject(rejection), timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException)
+        {
+            // The origin is gone already; the refusal is logged.
+        }
+    }
+
+    private async Task ServeAsync(TunnelConnection connection)
+    {
+        _routes.Add(connection);
+        try
+        {
+            // Open HTTP/2 now rather than on the first visitor's request, so keepalive PINGs watch the
+            // tunnel from the start and a dead origin is found before a visitor is sent to it.
+            await ProbeAsync(connection).ConfigureAwait(false);
+            await connection.Closed.ConfigureAwait(false);
+        }
+        finally
+        {
+            _routes.Remove(connection);
+            await connection.DisposeAsync().ConfigureAwait(false);
+            EdgeLog.TunnelClosed(_logger, connection.Id, (_time.GetUtcNow() - connection.ConnectedAt).TotalSeconds);
+        }
+    }
+
+    private async Task ProbeAsync(TunnelConnection connection)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, TunnelConnection.RequestUriPrefix + TunnelHeaderNames.ProbePath)
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        request.Headers.Host = connection.Hostnames[0].TrimStart('*', '.');
+        request.Headers.TryAddWithoutValidation(TunnelHeaderNames.Probe, "1");
+        using var timeout = new CancellationTokenSource(_options.KeepAlivePingDelay + _options.KeepAlivePingTimeout);
+        connection.RequestStarted();
+        try
+        {
+            using var response = await connection.Invoker.SendAsync(request, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
+        {
+            EdgeLog.HandshakeFailed(_logger, connection.Remote?.ToString() ?? "?", $"tunnel {connection.Id} did not answer its first HTTP/2 request: {ex.Message}");
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            connection.RequestFinished();
+        }
+    }
+
+    private X509ChainPolicy CreateClientChainPolicy()
+    {
+        var policy = new X509ChainPolicy
+        {
+            TrustMode = X509ChainTrustMode.CustomRootTrust,
+            RevocationMode = X509RevocationMode.NoCheck,
+        };
+        policy.CustomTrustStore.AddRange(_trustedCas);
+        policy.ApplicationPolicy.Add(ClientAuthOid);
+        return policy;
+    }
+
+    private static string DescribeCertificateProblem(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        if (certificate is null || errors.HasFlag(SslPolicyErrors.RemoteCertificateNotAvailable))
+        {
+            return "the origin presented no client certificate";
+        }
+
+        var statuses = chain?.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0).Distinct().ToArray() ?? [];
+        var detail = statuses.Length > 0 ? string.Join("; ", statuses) : errors.ToString();
+        return $"the origin certificate ({certificate.Subject}) was refused: {detail}";
+    }
+}

@@ -1,0 +1,26 @@
+namespace Tunnel.Protocol.Registration;
+
+/// <summary>
+/// The reasons an edge refuses a registration. They are stable strings: the origin logs them,
+/// counts them in metrics and shows them in its health check.
+/// </summary>
+public static class RejectionCodes
+{
+    /// <summary>The origin's certificate does not cover one of the hostnames it asked for. Not retryable.</summary>
+    public const string HostnameNotAuthorized = "hostname_not_authorized";
+
+    /// <summary>The registration document was malformed or broke a limit. Not retryable.</summary>
+    public const string InvalidRegistration = "invalid_registration";
+
+    /// <summary>The origin speaks a protocol version the edge does not. Not retryable.</summary>
+    public const string UnsupportedVersion = "unsupported_version";
+
+    /// <summary>The edge is shutting down and takes no new tunnels. Retryable at once on another edge.</summary>
+    public const string EdgeDraining = "edge_draining";
+
+    /// <summary>The edge has as many tunnel connections as it accepts. Retryable after the given delay.</summary>
+    public const string Overloaded = "overloaded";
+
+    /// <summary>The origin's credential was revoked. Not retryable.</summary>
+    public const string CredentialRevoked = "credential_revoked";
+}

@@ -1,0 +1,36 @@
+namespace Tunnel.Protocol;
+
+/// <summary>
+/// Bounds both ends enforce on the registration exchange. Each figure says why it is what it is.
+/// </summary>
+public static class TunnelLimits
+{
+    /// <summary>
+    /// Largest registration frame body in bytes. A request names at most
+    /// <see cref="MaxHostnamesPerRegistration"/> names of at most 253 bytes, plus a few fields:
+    /// 64 KiB leaves room and still stops a hostile peer from making us buffer megabytes.
+    /// </summary>
+    public const int MaxFrameBodyBytes = 64 * 1024;
+
+    /// <summary>Most hostnames one registration may claim; more is a configuration mistake, not a use case.</summary>
+    public const int MaxHostnamesPerRegistration = 100;
+
+    /// <summary>Longest DNS name (RFC 1035: 255 octets on the wire, 253 characters as text).</summary>
+    public const int MaxHostnameLength = 253;
+
+    /// <summary>Longest string field (messages, ids, versions) in a registration document.</summary>
+    public const int MaxFieldLength = 1024;
+
+    /// <summary>
+    /// How long the edge waits for a complete registration after the TLS handshake, and the origin
+    /// for the reply. Ten seconds covers a slow, distant link many times over; a peer that sends
+    /// nothing for that long holds a socket for nothing.
+    /// </summary>
+    public static readonly TimeSpan RegistrationTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a TLS handshake on the tunnel port may take. The same reasoning as
+    /// <see cref="RegistrationTimeout"/>: generous for a real origin, short for a stalled socket.
+    /// </summary>
+    public static readonly TimeSpan TlsHandshakeTimeout = TimeSpan.FromSeconds(10);
+}

@@ -1,0 +1,208 @@
+using System.Net;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Dial.Dialing;
+using Tunnel.Edge.Dial.Discovery;
+using Tunnel.Edge.Dial.Redial;
+
+namespace Tunnel.Transport.Internal;
+
+/// <summary>
+/// Kestrel's listener for the tunnel endpoint. <see cref="TunnelOptions.HaConnections"/> slot loops
+/// each dial, register and queue a connection, then wait until Kestrel disposes it and dial again.
+/// <see cref="AcceptAsync"/> drains the queue; it returns <c>null</c> only once unbound and never throws,
+/// because an exception would stop Kestrel's accept loop for good.
+/// </summary>
+internal sealed class TunnelConnectionListener : IConnectionListener
+{
+    private readonly TunnelSettings _settings;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Channel<StreamTransportConnection> _ready;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task[] _slots = [];
+    private int _unbound;
+
+    public TunnelConnectionListener(TunnelEndPoint endPoint, TunnelSettings settings, ILogger logger, TimeProvider time)
+    {
+        EndPoint = endPoint;
+        _settings = settings;
+        _logger = logger;
+        _time = time;
+
+        // One place per slot: a slot queues at most one connection at a time.
+        _ready = Channel.CreateBounded<StreamTransportConnection>(new BoundedChannelOptions(settings.HaConnections)
+        {
+            SingleReader = false,
+            SingleWriter = false,
+        });
+    }
+
+    public EndPoint EndPoint { get; }
+
+    public void Start()
+    {
+        TunnelLog.Starting(_logger, _settings.HaConnections, string.Join(", ", _settings.Edges), string.Join(", ", _settings.DialOptions.Hostnames));
+        _slots = Enumerable.Range(0, _settings.HaConnections)
+            .Select(index => Task.Run(() => SuperviseSlotAsync(index)))
+            .ToArray();
+    }
+
+    public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            while (await _ready.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (_ready.Reader.TryRead(out var connection))
+                {
+                    return connection;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Kestrel cancels only when it stops accepting; null tells it we are done.
+        }
+
+        return null;
+    }
+
+    public async ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _unbound, 1) != 0)
+        {
+            return;
+        }
+
+        TunnelLog.Stopping(_logger);
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _ready.Writer.TryComplete();
+        while (_ready.Reader.TryRead(out var queued))
+        {
+            await queued.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await Task.WhenAll(_slots).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await UnbindAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    private async Task SuperviseSlotAsync(int index)
+    {
+        var stopping = _stopping.Token;
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await RunSlotAsync(index, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                // A bug, not a network failure (those are retried inside): keep the slot alive regardless.
+                TunnelLog.SlotFault(_logger, index, ex);
+                try
+                {
+                    await Task.Delay(_settings.Redial.MaxDelay, _time, stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task RunSlotAsync(int index, CancellationToken stopping)
+    {
+        var backoff = new RedialBackoff(_settings.Redial, _time);
+        EdgeAddress? lastEdge = null;
+        var pipeline = RedialPipeline.Create(backoff, (failure, delay) => LogFailure(index, lastEdge, failure, delay), _time);
+
+        while (!stopping.IsCancellationRequested)
+        {
+            var edgeConnection = await pipeline.ExecuteAsync(async token =>
+            {
+                var edge = await _settings.Selector.SelectAsync(index, token).ConfigureAwait(false);
+                lastEdge = edge;
+                try
+                {
+                    return await _settings.Dialer.DialAsync(edge, index, backoff.ConsecutiveFailures, token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    _settings.Selector.ReportFailure(edge);
+                    throw;
+                }
+            }, stopping).ConfigureAwait(false);
+
+            backoff.OnConnected();
+            var registeredAt = _time.GetUtcNow();
+            var registration = edgeConnection.Registration;
+            TunnelLog.Registered(_logger, index, registration.EdgeName, registration.Region, edgeConnection.Edge.ToString(), registration.ConnectionId, edgeConnection.Timings.Total.TotalMilliseconds);
+
+            var connection = new StreamTransportConnection(edgeConnection.Stream, registration.ConnectionId, edgeConnection.LocalEndPoint, edgeConnection.RemoteEndPoint);
+            connection.Features.Set<ITunnelConnectionFeature>(new TunnelConnectionFeature
+            {
+                EdgeName = registration.EdgeName,
+                EdgeRegion = registration.Region,
+                EdgeAddress = edgeConnection.Edge.ToString(),
+                TunnelConnectionId = registration.ConnectionId,
+                ConnectionIndex = index,
+                RegisteredAt = registeredAt,
+            });
+            connection.Start();
+
+            if (!_ready.Writer.TryWrite(connection))
+            {
+                // Unbound meanwhile (or, impossibly, the queue is full): this connection will never be accepted.
+                await connection.DisposeAsync().ConfigureAwait(false);
+                return;
+            }
+
+            try
+            {
+                await connection.Disposed.WaitAsync(stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping: Kestrel owns the connection now and closes it gracefully.
+                return;
+            }
+
+            TunnelLog.Disconnected(_logger, index, registration.EdgeName, registration.ConnectionId, (_time.GetUtcNow() - registeredAt).TotalSeconds);
+            if (!backoff.OnDisconnected())
+            {
+                var delay = backoff.NextDelay(null);
+                TunnelLog.RedialDelayed(_logger, index, delay.TotalMilliseconds);
+                await Task.Delay(delay, _time, stopping).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private void LogFailure(int index, EdgeAddress? edge, Exception failure, TimeSpan delay)
+    {
+        var edgeText = edge?.ToString() ?? "(no edge)";
+        switch (failure)
+        {
+            case RegistrationRejectedException rejected:
+                TunnelLog.RegistrationRejected(_logger, index, edgeText, rejected.Rejection.Code, rejected.Rejection.Retryable, rejected.Rejection.Message, delay.TotalMilliseconds);
+                break;
+            case EdgeDialException dial:
+                TunnelLog.DialFailed(_logger, index, edgeText, dial.Phase.ToString(), dial.ErrorType, dial.Message, delay.TotalMilliseconds);
+                break;
+            default:
+                TunnelLog.DialFailed(_logger, index, edgeText, "Unknown", failure.GetType().Name, failure.Message, delay.TotalMilliseconds);
+                break;
+        }
+    }
+}

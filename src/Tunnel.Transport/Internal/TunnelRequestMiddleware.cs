@@ -1,0 +1,80 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+using Tunnel.Protocol;
+
+namespace Tunnel.Transport.Internal;
+
+/// <summary>
+/// Puts <see cref="TunnelRequestMiddleware"/> first in the app's pipeline.
+/// </summary>
+internal sealed class TunnelStartupFilter : IStartupFilter
+{
+    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    {
+        app.UseMiddleware<TunnelRequestMiddleware>();
+        next(app);
+    };
+}
+
+/// <summary>
+/// On tunnel connections only: answers the edge's probe (the request that opens HTTP/2 on a new
+/// tunnel) before the app sees it, and applies the edge's forwarded headers so the app sees the
+/// visitor's IP, scheme and host. The edge strips any visitor-sent copies, so these values come from
+/// the edge. On the app's other listeners nothing is touched: anyone could send them there.
+/// </summary>
+internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMonitor<TunnelOptions> options)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        if (context.Features.Get<ITunnelConnectionFeature>() is not null)
+        {
+            if (context.Request.Headers.ContainsKey(TunnelHeaderNames.Probe))
+            {
+                context.Response.StatusCode = StatusCodes.Status204NoContent;
+                return Task.CompletedTask;
+            }
+
+            if (options.CurrentValue.ApplyForwardedHeaders)
+            {
+                Apply(context);
+            }
+        }
+
+        return next(context);
+    }
+
+    private static void Apply(HttpContext context)
+    {
+        var headers = context.Request.Headers;
+        if (headers.TryGetValue(TunnelHeaderNames.ForwardedFor, out var forwardedFor)
+            && IPAddress.TryParse(forwardedFor.ToString().Trim(), out var visitorIp))
+        {
+            context.Connection.RemoteIpAddress = visitorIp;
+            context.Connection.RemotePort = 0;
+            headers.Remove(TunnelHeaderNames.ForwardedFor);
+        }
+
+        if (headers.TryGetValue(TunnelHeaderNames.ForwardedProto, out var proto))
+        {
+            var scheme = proto.ToString().Trim();
+            if (scheme.Equals("https", StringComparison.OrdinalIgnoreCase) || scheme.Equals("http", StringComparison.OrdinalIgnoreCase))
+            {
+                context.Request.Scheme = scheme.ToLowerInvariant();
+                headers.Remove(TunnelHeaderNames.ForwardedProto);
+            }
+        }
+
+        if (headers.TryGetValue(TunnelHeaderNames.ForwardedHost, out var host))
+        {
+            var value = host.ToString().Trim();
+            if (value.Length > 0)
+            {
+                context.Request.Host = HostString.FromUriComponent(value);
+                headers.Remove(TunnelHeaderNames.ForwardedHost);
+            }
+        }
+    }
+}

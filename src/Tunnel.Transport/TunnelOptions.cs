@@ -1,0 +1,108 @@
+using System.Security.Cryptography.X509Certificates;
+using Tunnel.Edge.Dial.Redial;
+
+namespace Tunnel.Transport;
+
+/// <summary>
+/// Configures the tunnel transport. Bound from the <c>Tunnel</c> configuration section, then from the
+/// delegate given to <c>UseTunnelTransport</c>.
+/// </summary>
+public sealed class TunnelOptions
+{
+    /// <summary>The configuration section the options are bound from.</summary>
+    public const string SectionName = "Tunnel";
+
+    /// <summary>
+    /// The edges to dial, as <c>host:port</c> (the port defaults to 7844). Required, at least one.
+    /// </summary>
+    /// <remarks>Defaults to empty.</remarks>
+    public List<string> Edges { get; set; } = [];
+
+    /// <summary>The hostnames this app serves; the origin certificate must cover each. Required, at least one.</summary>
+    /// <remarks>Defaults to empty.</remarks>
+    public List<string> Hostnames { get; set; } = [];
+
+    /// <summary>How many tunnel connections to keep open, each supervised on its own.</summary>
+    /// <remarks>Defaults to 4. Between 1 and 64.</remarks>
+    public int HaConnections { get; set; } = 4;
+
+    /// <summary>Path of the origin certificate (PEM), issued by the edge's CA. Its key may be in the same file.</summary>
+    /// <remarks>Defaults to <c>null</c>; either this or <see cref="Certificate"/> is required.</remarks>
+    public string? CertificatePath { get; set; }
+
+    /// <summary>Path of the origin certificate's private key (PEM), when it is not in <see cref="CertificatePath"/>.</summary>
+    /// <remarks>Defaults to <c>null</c>.</remarks>
+    public string? CertificateKeyPath { get; set; }
+
+    /// <summary>The origin certificate with its private key; takes precedence over <see cref="CertificatePath"/>.</summary>
+    /// <remarks>Defaults to <c>null</c>.</remarks>
+    public X509Certificate2? Certificate { get; set; }
+
+    /// <summary>
+    /// Path of a PEM bundle with the edge CA certificate(s) the edges' server certificates must chain to.
+    /// When neither this nor <see cref="EdgeCaCertificates"/> is set, the system's trusted roots are used.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>.</remarks>
+    public string? EdgeCaPath { get; set; }
+
+    /// <summary>Edge CA certificates to trust, added to those of <see cref="EdgeCaPath"/>.</summary>
+    /// <remarks>Defaults to empty.</remarks>
+    public X509Certificate2Collection EdgeCaCertificates { get; } = [];
+
+    /// <summary>
+    /// The TLS server name sent to every edge and checked in its certificate, when the edge addresses
+    /// are IP addresses or differ from the certificate's name.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>: each edge address's host.</remarks>
+    public string? EdgeServerName { get; set; }
+
+    /// <summary>
+    /// Accept any edge certificate without validation. Anyone on the path can then impersonate the edge
+    /// and read all traffic: only for throw-away experiments.
+    /// </summary>
+    /// <remarks>Defaults to <c>false</c>.</remarks>
+    public bool DangerousAcceptAnyEdgeCertificate { get; set; }
+
+    /// <summary>Identifies this process (replica) to the edges.</summary>
+    /// <remarks>Defaults to <c>null</c>: a new random id per process start.</remarks>
+    public string? ConnectorId { get; set; }
+
+    /// <summary>How long a TCP connect to an edge may take.</summary>
+    /// <remarks>Defaults to 5 seconds.</remarks>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long an edge that failed a dial is set aside before a slot tries it again.</summary>
+    /// <remarks>Defaults to 10 seconds.</remarks>
+    public TimeSpan EdgeCoolDown { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The redial schedule: exponential backoff with full jitter, capped, reset after a stable period.</summary>
+    /// <remarks>Defaults to 1 s base, 30 s cap, 30 s stable period.</remarks>
+    public RedialBackoffOptions Redial { get; set; } = new();
+
+    /// <summary>
+    /// Kestrel's HTTP/2 keepalive PING delay, applied when the app has not set
+    /// <c>KestrelServerOptions.Limits.Http2.KeepAlivePingDelay</c> itself. With
+    /// <see cref="KeepAlivePingTimeout"/> it bounds how long a dead tunnel goes unnoticed.
+    /// </summary>
+    /// <remarks>Defaults to 5 seconds.</remarks>
+    public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Kestrel's HTTP/2 keepalive PING timeout, applied like <see cref="KeepAlivePingDelay"/>.</summary>
+    /// <remarks>Defaults to 5 seconds.</remarks>
+    public TimeSpan KeepAlivePingTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Apply the edge's <c>X-Forwarded-For</c>, <c>X-Forwarded-Proto</c> and <c>X-Forwarded-Host</c> on
+    /// tunnel connections (only), so the app sees the visitor's IP, scheme and host. The applied headers
+    /// are removed, as ASP.NET Core's forwarded-headers middleware does.
+    /// </summary>
+    /// <remarks>Defaults to <c>true</c>.</remarks>
+    public bool ApplyForwardedHeaders { get; set; } = true;
+
+    /// <summary>
+    /// Keep listening on the URLs the app was given (<c>--urls</c>, <c>ASPNETCORE_URLS</c>) beside the
+    /// tunnel. Kestrel otherwise ignores URLs once any endpoint is declared in code, as the tunnel's is.
+    /// </summary>
+    /// <remarks>Defaults to <c>true</c>. Has no effect when the app declares endpoints in <c>Kestrel:Endpoints</c>.</remarks>
+    public bool KeepUrlListeners { get; set; } = true;
+}

@@ -1,0 +1,45 @@
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Tunnel.Transport.Internal;
+
+namespace Tunnel.Transport;
+
+/// <summary>
+/// The Kestrel transport factory for the tunnel endpoint. It binds only the endpoint that
+/// <c>UseTunnelTransport</c> adds; every other endpoint stays with Kestrel's socket transport.
+/// </summary>
+public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector
+{
+    private readonly IOptionsMonitor<TunnelOptions> _options;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly TimeProvider _time;
+
+    /// <summary>Creates the factory; Kestrel resolves it from dependency injection.</summary>
+    public TunnelTransportFactory(IOptionsMonitor<TunnelOptions> options, ILoggerFactory loggerFactory, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _options = options;
+        _loggerFactory = loggerFactory;
+        _time = timeProvider ?? TimeProvider.System;
+    }
+
+    /// <inheritdoc />
+    public bool CanBind(EndPoint endpoint) => endpoint is TunnelEndPoint;
+
+    /// <inheritdoc />
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        if (endpoint is not TunnelEndPoint tunnelEndPoint)
+        {
+            throw new NotSupportedException($"The tunnel transport binds only its own endpoint, not {endpoint}.");
+        }
+
+        var settings = TunnelSettings.Create(_options.CurrentValue, _time);
+        var listener = new TunnelConnectionListener(tunnelEndPoint, settings, _loggerFactory.CreateLogger("Tunnel.Transport"), _time);
+        listener.Start();
+        return new ValueTask<IConnectionListener>(listener);
+    }
+}

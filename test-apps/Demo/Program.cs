@@ -1,0 +1,94 @@
+using System.Globalization;
+using System.Net;
+using HelloOrigin;
+using Tunnel.Edge;
+using Tunnel.Edge.Hosting;
+using Tunnel.Edge.Identity;
+
+// Runs an edge and HelloOrigin together on loopback with fresh development certificates, waits until
+// the tunnel is registered, and prints the URL to curl. Ctrl+C stops both.
+//   dotnet run --project test-apps/Demo [-- --http-port 8080 --tunnel-port 7844 --hostname hello.localhost]
+var httpPort = IntArg("--http-port", 8080);
+var tunnelPort = IntArg("--tunnel-port", 7844);
+var hostname = StringArg("--hostname", "hello.localhost");
+const int HaConnections = 4;
+
+var directory = Directory.CreateTempSubdirectory("tunnel-demo-").FullName;
+using var ca = CertificateIssuer.CreateCertificateAuthority("Tunnel Demo CA", TimeSpan.FromDays(1));
+using var edgeCertificate = CertificateIssuer.IssueServerCertificate(ca, ["localhost"], [IPAddress.Loopback, IPAddress.IPv6Loopback], TimeSpan.FromDays(1));
+using var originCertificate = CertificateIssuer.IssueOriginCertificate(ca, [hostname], TimeSpan.FromDays(1));
+CertificateIssuer.WritePem(ca, Path.Combine(directory, "ca.pem"), Path.Combine(directory, "ca.key"));
+CertificateIssuer.WritePem(edgeCertificate, Path.Combine(directory, "edge.pem"), Path.Combine(directory, "edge.key"));
+CertificateIssuer.WritePem(originCertificate, Path.Combine(directory, "origin.pem"), Path.Combine(directory, "origin.key"));
+
+var edge = EdgeServer.Create(new EdgeOptions
+{
+    Name = "demo-edge",
+    Region = "local",
+    TunnelAddress = "127.0.0.1",
+    TunnelPort = tunnelPort,
+    VisitorAddress = "127.0.0.1",
+    VisitorHttpPort = httpPort,
+    CaCertificatePath = Path.Combine(directory, "ca.pem"),
+    ServerCertificatePath = Path.Combine(directory, "edge.pem"),
+    ServerKeyPath = Path.Combine(directory, "edge.key"),
+});
+await edge.StartAsync();
+
+var builder = WebApplication.CreateBuilder(args);
+builder.WebHost.UseTunnelTransport(tunnel =>
+{
+    tunnel.Edges = [$"127.0.0.1:{edge.TunnelEndPoint.Port}"];
+    tunnel.Hostnames = [hostname];
+    tunnel.HaConnections = HaConnections;
+    tunnel.CertificatePath = Path.Combine(directory, "origin.pem");
+    tunnel.CertificateKeyPath = Path.Combine(directory, "origin.key");
+    tunnel.EdgeCaPath = Path.Combine(directory, "ca.pem");
+    tunnel.EdgeServerName = "localhost";
+});
+var origin = builder.Build();
+origin.MapHelloEndpoints();
+await origin.StartAsync();
+
+using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+{
+    while (edge.Routes.ConnectionCount < HaConnections)
+    {
+        if (wait.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"The tunnel did not register {HaConnections} connections within 30 s; see the log above.");
+            await origin.StopAsync();
+            await edge.StopAsync();
+            return 1;
+        }
+
+        await Task.Delay(50);
+    }
+}
+
+var url = $"http://{hostname}:{edge.VisitorEndPoint.Port}/";
+Console.WriteLine();
+Console.WriteLine($"Tunnel up: {edge.Routes.ConnectionCount} connections from HelloOrigin to edge {edge.Options.Name}.");
+Console.WriteLine($"  curl {url}");
+Console.WriteLine($"  curl --http2-prior-knowledge {url}headers");
+Console.WriteLine($"  curl -N {url}stream");
+Console.WriteLine($"  (or: curl -H 'Host: {hostname}' http://127.0.0.1:{edge.VisitorEndPoint.Port}/)");
+Console.WriteLine($"Certificates in {directory}. Ctrl+C stops.");
+Console.WriteLine();
+
+await origin.WaitForShutdownAsync();
+await edge.StopAsync();
+Directory.Delete(directory, recursive: true);
+return 0;
+
+int IntArg(string name, int fallback)
+{
+    var index = Array.IndexOf(args, name);
+    return index >= 0 && index + 1 < args.Length && int.TryParse(args[index + 1], NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : fallback;
+}
+
+string StringArg(string name, string fallback)
+{
+    var index = Array.IndexOf(args, name);
+    return index >= 0 && index + 1 < args.Length ? args[index + 1] : fallback;
+}
