@@ -38,7 +38,9 @@ public static class TunnelHeaderNames
 
     /// <summary>
     /// Marks the request the edge sends once on each new tunnel connection to open HTTP/2 on it (so
-    /// keepalive PINGs run from the start). The plugin answers it before the app sees it. The edge
+    /// keepalive PINGs run from the start). The plugin answers it before the app sees it with response
+    /// headers and keeps the stream open as the tunnel's anchor: an open stream keeps the origin's
+    /// server from closing an idle tunnel, and its end tells the edge the origin is draining. The edge
     /// strips visitor-sent copies.
     /// </summary>
     public const string Probe = "X-Tunnel-Probe";

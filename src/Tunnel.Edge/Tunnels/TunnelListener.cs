@@ -322,27 +322,57 @@ public sealed class TunnelListener : BackgroundService
 
     private async Task ProbeAsync(TunnelConnection connection)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Get, TunnelConnection.RequestUriPrefix + TunnelHeaderNames.ProbePath)
+        var request = new HttpRequestMessage(HttpMethod.Get, TunnelConnection.RequestUriPrefix + TunnelHeaderNames.ProbePath)
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
         request.Headers.Host = connection.Hostnames[0].TrimStart('*', '.');
         request.Headers.TryAddWithoutValidation(TunnelHeaderNames.Probe, "1");
-        using var timeout = new CancellationTokenSource(_options.KeepAlivePingDelay + _options.KeepAlivePingTimeout);
-        connection.RequestStarted();
-        try
+        HttpResponseMessage anchor;
+        using (var timeout = new CancellationTokenSource(_options.KeepAlivePingDelay + _options.KeepAlivePingTimeout))
         {
-            using var response = await connection.Invoker.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            try
+            {
+                anchor = await connection.Invoker.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
+            {
+                request.Dispose();
+                EdgeLog.HandshakeFailed(_logger, connection.Remote?.ToString() ?? "?", $"tunnel {connection.Id} did not answer its first HTTP/2 request: {ex.Message}");
+                await connection.DisposeAsync().ConfigureAwait(false);
+                return;
+            }
         }
-        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
+
+        _ = WatchAnchorAsync(connection, request, anchor);
+    }
+
+    /// <summary>
+    /// Reads the anchor stream until it ends: a clean end means the origin is stopping (it drains),
+    /// so the connection takes no new requests from that moment.
+    /// </summary>
+    private static async Task WatchAnchorAsync(TunnelConnection connection, HttpRequestMessage request, HttpResponseMessage anchor)
+    {
+        using (request)
+        using (anchor)
         {
-            EdgeLog.HandshakeFailed(_logger, connection.Remote?.ToString() ?? "?", $"tunnel {connection.Id} did not answer its first HTTP/2 request: {ex.Message}");
-            await connection.DisposeAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            connection.RequestFinished();
+            try
+            {
+                var body = await anchor.Content.ReadAsStreamAsync().ConfigureAwait(false);
+                var buffer = new byte[64];
+                while (await body.ReadAsync(buffer).ConfigureAwait(false) > 0)
+                {
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The connection itself failed; Closed reports that.
+            }
+            finally
+            {
+                connection.MarkDraining();
+            }
         }
     }
 

@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Tunnel.Protocol;
 
@@ -20,12 +21,12 @@ internal sealed class TunnelStartupFilter : IStartupFilter
 }
 
 /// <summary>
-/// On tunnel connections only: answers the edge's probe (the request that opens HTTP/2 on a new
-/// tunnel) before the app sees it, and applies the edge's forwarded headers so the app sees the
+/// On tunnel connections only: holds the edge's probe (the request that opens HTTP/2 on a new
+/// tunnel) as the anchor stream before the app sees it, and applies the edge's forwarded headers so the app sees the
 /// visitor's IP, scheme and host. The edge strips any visitor-sent copies, so these values come from
 /// the edge. On the app's other listeners nothing is touched: anyone could send them there.
 /// </summary>
-internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMonitor<TunnelOptions> options)
+internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMonitor<TunnelOptions> options, IHostApplicationLifetime lifetime)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -33,8 +34,7 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         {
             if (context.Request.Headers.ContainsKey(TunnelHeaderNames.Probe))
             {
-                context.Response.StatusCode = StatusCodes.Status204NoContent;
-                return Task.CompletedTask;
+                return HoldAnchorAsync(context);
             }
 
             if (options.CurrentValue.ApplyForwardedHeaders)
@@ -44,6 +44,27 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         }
 
         return next(context);
+    }
+
+    /// <summary>
+    /// The probe stays open as the tunnel's anchor stream: while a stream is open Kestrel never starts
+    /// its keep-alive timeout, so an idle tunnel is not closed, and when the app begins to stop the
+    /// anchor ends, which tells the edge at once to send this connection nothing new.
+    /// </summary>
+    private async Task HoldAnchorAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.Headers.CacheControl = "no-store";
+        await context.Response.StartAsync(context.RequestAborted).ConfigureAwait(false);
+        using var release = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
+        try
+        {
+            await Task.Delay(Timeout.InfiniteTimeSpan, release.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection closed or the app is stopping: end the anchor normally.
+        }
     }
 
     private static void Apply(HttpContext context)

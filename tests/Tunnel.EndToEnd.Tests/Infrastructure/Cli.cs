@@ -1,0 +1,48 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Tunnel.EndToEnd.Tests.Infrastructure;
+
+/// <summary>Runs a real client (curl, h2load) with a time limit and returns what it printed.</summary>
+public static class Cli
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr);
+
+    public static async Task<Result> RunAsync(string file, IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo(file)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Cannot start {file}.");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{file} {string.Join(' ', start.ArgumentList)} did not finish within {timeout.TotalSeconds:0} s.");
+        }
+
+        return new Result(process.ExitCode, await stdout, await stderr);
+    }
+
+    public static string Bash(string script) => script;
+
+    public static Task<Result> BashAsync(string script, TimeSpan timeout) => RunAsync("/bin/bash", ["-c", "set -o pipefail; " + script], timeout);
+
+    public static string Quote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    public static string Describe(Result result) => new StringBuilder().Append("exit ").Append(result.ExitCode).Append("; stdout: ").Append(result.Stdout).Append("; stderr: ").Append(result.Stderr).ToString();
+}

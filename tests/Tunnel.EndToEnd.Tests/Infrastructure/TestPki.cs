@@ -1,0 +1,52 @@
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Tunnel.Edge.Identity;
+
+namespace Tunnel.EndToEnd.Tests.Infrastructure;
+
+/// <summary>A fresh edge CA, edge server certificate and origin certificates, written as PEM files in a temp directory.</summary>
+public sealed class TestPki : IDisposable
+{
+    public TestPki()
+    {
+        Directory = System.IO.Directory.CreateTempSubdirectory("tunnel-test-").FullName;
+        Ca = CertificateIssuer.CreateCertificateAuthority("Test Edge CA", TimeSpan.FromDays(1));
+        CaPath = Path.Combine(Directory, "ca.pem");
+        CertificateIssuer.WritePem(Ca, CaPath, Path.Combine(Directory, "ca.key"));
+        using var edge = CertificateIssuer.IssueServerCertificate(Ca, ["localhost"], [IPAddress.Loopback], TimeSpan.FromDays(1));
+        EdgeCertificatePath = Path.Combine(Directory, "edge.pem");
+        EdgeKeyPath = Path.Combine(Directory, "edge.key");
+        CertificateIssuer.WritePem(edge, EdgeCertificatePath, EdgeKeyPath);
+    }
+
+    public string Directory { get; }
+
+    public X509Certificate2 Ca { get; }
+
+    public string CaPath { get; }
+
+    public string EdgeCertificatePath { get; }
+
+    public string EdgeKeyPath { get; }
+
+    /// <summary>Issues an origin certificate for the domains; returns the PEM paths.</summary>
+    public (string CertificatePath, string KeyPath) IssueOrigin(params string[] domains)
+    {
+        using var origin = CertificateIssuer.IssueOriginCertificate(Ca, domains, TimeSpan.FromDays(1));
+        var prefix = Path.Combine(Directory, "origin-" + Guid.NewGuid().ToString("N")[..8]);
+        CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
+        return (prefix + ".pem", prefix + ".key");
+    }
+
+    public void Dispose()
+    {
+        Ca.Dispose();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

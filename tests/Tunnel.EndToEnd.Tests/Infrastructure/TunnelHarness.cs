@@ -1,0 +1,128 @@
+using HelloOrigin;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Tunnel.Edge;
+using Tunnel.Edge.Hosting;
+using Tunnel.Transport;
+
+namespace Tunnel.EndToEnd.Tests.Infrastructure;
+
+/// <summary>
+/// A real edge and real HelloOrigin apps in this process, on loopback ports the OS picks, with real
+/// TLS between them. Each has its own log capture.
+/// </summary>
+public sealed class TunnelHarness : IAsyncDisposable
+{
+    public const string Hostname = "hello.test";
+
+    private readonly List<WebApplication> _origins = [];
+
+    private TunnelHarness(TestPki pki, EdgeServer edge, LogCapture edgeLogs)
+    {
+        Pki = pki;
+        Edge = edge;
+        EdgeLogs = edgeLogs;
+    }
+
+    public TestPki Pki { get; }
+
+    public EdgeServer Edge { get; }
+
+    public LogCapture EdgeLogs { get; }
+
+    public int VisitorPort => Edge.VisitorEndPoint.Port;
+
+    public string VisitorUrl(string path, string host = Hostname) => $"http://{host}:{VisitorPort}{path}";
+
+    /// <summary>curl arguments that send a request for <paramref name="host"/> to the edge.</summary>
+    public string[] CurlResolve(string host = Hostname) => ["--resolve", $"{host}:{VisitorPort}:127.0.0.1"];
+
+    public static async Task<TunnelHarness> StartAsync(Action<EdgeOptions>? configureEdge = null)
+    {
+        var pki = new TestPki();
+        var logs = new LogCapture();
+        var options = new EdgeOptions
+        {
+            Name = "test-edge",
+            Region = "test-region",
+            TunnelAddress = "127.0.0.1",
+            TunnelPort = 0,
+            VisitorAddress = "127.0.0.1",
+            VisitorHttpPort = 0,
+            CaCertificatePath = pki.CaPath,
+            ServerCertificatePath = pki.EdgeCertificatePath,
+            ServerKeyPath = pki.EdgeKeyPath,
+        };
+        configureEdge?.Invoke(options);
+        var edge = EdgeServer.Create(options, logging =>
+        {
+            logging.ClearProviders();
+            logging.AddProvider(logs);
+        });
+        await edge.StartAsync();
+        return new TunnelHarness(pki, edge, logs);
+    }
+
+    /// <summary>Starts a HelloOrigin app dialing this edge with a certificate for <paramref name="certificateDomains"/>.</summary>
+    public async Task<Origin> StartOriginAsync(
+        string[]? hostnames = null,
+        string[]? certificateDomains = null,
+        Action<TunnelOptions>? configureTunnel = null,
+        Action<WebApplicationBuilder>? configureBuilder = null,
+        bool waitForConnections = true)
+    {
+        hostnames ??= [Hostname];
+        var (certificatePath, keyPath) = Pki.IssueOrigin(certificateDomains ?? hostnames);
+        var logs = new LogCapture();
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Production" });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(logs);
+        var haConnections = 4;
+        builder.WebHost.UseTunnelTransport(tunnel =>
+        {
+            tunnel.Edges = [$"127.0.0.1:{Edge.TunnelEndPoint.Port}"];
+            tunnel.Hostnames = [.. hostnames];
+            tunnel.CertificatePath = certificatePath;
+            tunnel.CertificateKeyPath = keyPath;
+            tunnel.EdgeCaPath = Pki.CaPath;
+            tunnel.EdgeServerName = "localhost";
+            configureTunnel?.Invoke(tunnel);
+            haConnections = tunnel.HaConnections;
+        });
+        configureBuilder?.Invoke(builder);
+        var app = builder.Build();
+        app.MapHelloEndpoints();
+        await app.StartAsync();
+        _origins.Add(app);
+        var origin = new Origin(app, logs);
+        if (waitForConnections)
+        {
+            var expected = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<TunnelOptions>>().Value.HaConnections;
+            await Wait.UntilAsync(() => Edge.Routes.Connections().Count(c => c.IsUsable) >= expected, TimeSpan.FromSeconds(20), $"{expected} tunnel connections are registered");
+        }
+
+        return origin;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var origin in _origins)
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await origin.StopAsync(stop.Token);
+            await origin.DisposeAsync();
+        }
+
+        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        {
+            await Edge.StopAsync(stop.Token);
+        }
+
+        await Edge.DisposeAsync();
+        Pki.Dispose();
+    }
+
+    public sealed record Origin(WebApplication App, LogCapture Logs);
+}
