@@ -93,7 +93,8 @@ public class TunnelLifecycleTests
         await harness.StartOriginAsync(configureBuilder: builder => builder.WebHost.ConfigureKestrel(k => k.Limits.KeepAliveTimeout = TimeSpan.FromSeconds(2)));
         var before = harness.Edge.Routes.Connections().ToHashSet();
 
-        await Task.Delay(TimeSpan.FromSeconds(5));
+        // Longer than the keep-alive timeout and than the edge's wait for the anchor's answer (10 s).
+        await Task.Delay(TimeSpan.FromSeconds(12));
 
         Assert.True(before.SetEquals(harness.Edge.Routes.Connections()), "an idle tunnel connection was closed and replaced");
     }

@@ -56,6 +56,9 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.Headers.CacheControl = "no-store";
         await context.Response.StartAsync(context.RequestAborted).ConfigureAwait(false);
+
+        // Starting the response only queues the headers; the edge is waiting for them.
+        await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
         using var release = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
         try
         {
