@@ -156,5 +156,5 @@ internal sealed class TunnelSettings
     }
 
     private static IEnumerable<string> SplitList(string value) =>
-        (value ?? "").Split([',', ';', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        (value ?? "").Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }

@@ -71,7 +71,8 @@ public sealed class TunnelHarness : IAsyncDisposable
         string[]? certificateDomains = null,
         Action<TunnelOptions>? configureTunnel = null,
         Action<WebApplicationBuilder>? configureBuilder = null,
-        bool waitForConnections = true)
+        bool waitForConnections = true,
+        Action<WebApplication>? configureApp = null)
     {
         hostnames ??= [Hostname];
         var (certificatePath, keyPath) = Pki.IssueOrigin(certificateDomains ?? hostnames);
@@ -94,6 +95,7 @@ public sealed class TunnelHarness : IAsyncDisposable
         configureBuilder?.Invoke(builder);
         var app = builder.Build();
         app.MapHelloEndpoints();
+        configureApp?.Invoke(app);
         await app.StartAsync();
         _origins.Add(app);
         var origin = new Origin(app, logs);
