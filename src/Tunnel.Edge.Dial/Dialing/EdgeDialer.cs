@@ -89,7 +89,11 @@ public sealed class EdgeDialer
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
-            if (IPAddress.TryParse(edge.Host, out var ip))
+            if (edge.Addresses.Count > 0)
+            {
+                await socket.ConnectAsync(edge.Addresses.ToArray(), edge.Port, timeout.Token).ConfigureAwait(false);
+            }
+            else if (IPAddress.TryParse(edge.Host, out var ip))
             {
                 await socket.ConnectAsync(new IPEndPoint(ip, edge.Port), timeout.Token).ConfigureAwait(false);
             }

@@ -1,16 +1,29 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
+using System.Net;
 using Tunnel.Protocol;
 
 namespace Tunnel.Edge.Dial.Discovery;
 
 /// <summary>
-/// Where an edge's tunnel port is: a host name or IP address and a port.
+/// Where an edge's tunnel port is: a host name or IP address and a port, and, when discovery already
+/// resolved them (SRV answers carry A/AAAA records), the IP addresses to connect to.
 /// </summary>
-/// <param name="Host">A DNS name or an IP address (IPv6 without brackets).</param>
+/// <param name="Host">A DNS name or an IP address (IPv6 without brackets). It is also the TLS server name by default.</param>
 /// <param name="Port">The tunnel port.</param>
+/// <remarks>Two addresses are equal when host (case-insensitive) and port are; <see cref="Addresses"/> does not count.</remarks>
 public sealed record EdgeAddress(string Host, int Port)
 {
+    /// <summary>IP addresses of <see cref="Host"/> found by discovery; empty to resolve <see cref="Host"/> when dialing.</summary>
+    public IReadOnlyList<IPAddress> Addresses { get; init; } = [];
+
+    /// <inheritdoc />
+    public bool Equals(EdgeAddress? other) =>
+        other is not null && Port == other.Port && string.Equals(Host, other.Host, StringComparison.OrdinalIgnoreCase);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(StringComparer.OrdinalIgnoreCase.GetHashCode(Host), Port);
+
     /// <summary>Parses <c>host</c>, <c>host:port</c>, <c>1.2.3.4:port</c> or <c>[::1]:port</c>; the port defaults to 7844.</summary>
     /// <exception cref="FormatException">The text is not an edge address.</exception>
     public static EdgeAddress Parse(string text) =>
