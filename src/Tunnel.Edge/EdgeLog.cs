@@ -28,6 +28,12 @@ internal static partial class EdgeLog
     [LoggerMessage(8, LogLevel.Warning, "Request {RequestId} for {Host}: the origin's response broke off: {Reason}", EventName = "ResponseAborted")]
     public static partial void ResponseAborted(ILogger logger, string requestId, string host, string reason);
 
+    [LoggerMessage(10, LogLevel.Warning, "Tunnel {ConnectionId} has sent no heartbeat for {SilenceMilliseconds:0} ms; sending it no new requests until it does.", EventName = "TunnelSilent")]
+    public static partial void TunnelSilent(ILogger logger, string connectionId, double silenceMilliseconds);
+
+    [LoggerMessage(11, LogLevel.Information, "Draining: asked {ConnectionCount} tunnel connections to move; waiting up to {DrainSeconds:0} s for them to close.", EventName = "Draining")]
+    public static partial void Draining(ILogger logger, int connectionCount, double drainSeconds);
+
     [LoggerMessage(9, LogLevel.Error, "Unexpected failure in the tunnel listener.", EventName = "ListenerFault")]
     public static partial void ListenerFault(ILogger logger, Exception exception);
 }

@@ -33,4 +33,16 @@ public static class TunnelLimits
     /// <see cref="RegistrationTimeout"/>: generous for a real origin, short for a stalled socket.
     /// </summary>
     public static readonly TimeSpan TlsHandshakeTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How often the origin writes one byte on a tunnel's anchor stream. Once a second costs nothing
+    /// and lets the edge notice a silent (black-holed) tunnel long before HTTP/2 PINGs time out.
+    /// </summary>
+    public static readonly TimeSpan AnchorHeartbeatInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// How long the edge tolerates silence on an anchor stream before it stops sending new requests
+    /// down that tunnel (until the heartbeat returns). Two and a half beats: one late beat is no alarm.
+    /// </summary>
+    public static readonly TimeSpan AnchorSilenceLimit = TimeSpan.FromMilliseconds(2500);
 }

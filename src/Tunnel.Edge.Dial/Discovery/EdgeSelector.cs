@@ -1,20 +1,26 @@
 namespace Tunnel.Edge.Dial.Discovery;
 
 /// <summary>
-/// Chooses the edge each connection slot dials: slots are spread over the known edges, and an edge
-/// that just failed is set aside for a cool-down so the slot moves to another one. Thread-safe.
+/// Chooses the edge each connection slot dials, so that the slots spread over as many distinct edges
+/// and regions as exist, nearest first by measured connect time. An edge that failed is set aside for
+/// a cool-down (another is taken while one is available); an edge that asked for a retry-after is not
+/// dialed before that time at all. Thread-safe.
 /// </summary>
 public sealed class EdgeSelector
 {
+    // Connect times are smoothed so that one slow handshake does not reorder the edges.
+    private const double ConnectTimeSmoothing = 0.3;
+
     private readonly IEdgeDiscovery _discovery;
     private readonly TimeProvider _time;
     private readonly TimeSpan _coolDown;
-    private readonly Dictionary<EdgeAddress, long> _failedAt = [];
+    private readonly Dictionary<EdgeAddress, EdgeState> _edges = [];
+    private readonly Dictionary<int, EdgeAddress> _slots = [];
     private readonly Lock _lock = new();
 
     /// <summary>Creates a selector over a discovery source.</summary>
     /// <param name="discovery">Where the edges come from.</param>
-    /// <param name="coolDown">How long a failed edge is set aside.</param>
+    /// <param name="coolDown">How long a failed edge is set aside while others are available.</param>
     /// <param name="timeProvider">The clock; the system clock by default.</param>
     public EdgeSelector(IEdgeDiscovery discovery, TimeSpan coolDown, TimeProvider? timeProvider = null)
     {
@@ -24,44 +30,151 @@ public sealed class EdgeSelector
         _time = timeProvider ?? TimeProvider.System;
     }
 
+    /// <summary>How many edges the last discovery returned.</summary>
+    public int KnownEdgeCount { get; private set; }
+
     /// <summary>
-    /// The edge slot <paramref name="slotIndex"/> should dial now: its share of the list, skipping
-    /// edges in cool-down; when every edge is cooling down, the one that failed longest ago.
+    /// The edge slot <paramref name="slotIndex"/> should dial, and how long to wait first (zero unless
+    /// every edge asked for a retry-after that has not passed).
     /// </summary>
-    public async ValueTask<EdgeAddress> SelectAsync(int slotIndex, CancellationToken cancellationToken)
+    public async ValueTask<EdgeChoice> SelectAsync(int slotIndex, CancellationToken cancellationToken)
     {
         var edges = await _discovery.GetEdgesAsync(cancellationToken).ConfigureAwait(false);
+        var now = _time.GetTimestamp();
         lock (_lock)
         {
-            EdgeAddress? oldestFailure = null;
-            var oldestFailedAt = long.MaxValue;
+            KnownEdgeCount = edges.Count;
+            var open = new List<(EdgeAddress Edge, int Index, EdgeState State)>();
+            EdgeAddress? soonest = null;
+            var soonestAt = long.MaxValue;
             for (var i = 0; i < edges.Count; i++)
             {
-                var candidate = edges[(slotIndex + i) % edges.Count];
-                if (!_failedAt.TryGetValue(candidate, out var failedAt) || _time.GetElapsedTime(failedAt) >= _coolDown)
+                var state = StateOf(edges[i]);
+                if (state.NotBefore is { } notBefore && notBefore > now)
                 {
-                    _failedAt.Remove(candidate);
-                    return candidate;
+                    if (notBefore < soonestAt)
+                    {
+                        soonestAt = notBefore;
+                        soonest = edges[i];
+                    }
+
+                    continue;
                 }
 
-                if (failedAt < oldestFailedAt)
-                {
-                    oldestFailedAt = failedAt;
-                    oldestFailure = candidate;
-                }
+                open.Add((edges[i], i, state));
             }
 
-            return oldestFailure ?? edges[slotIndex % edges.Count];
+            if (open.Count == 0)
+            {
+                return new EdgeChoice(soonest!, _time.GetElapsedTime(now, soonestAt));
+            }
+
+            var healthy = open.Where(c => c.State.FailedAt is not { } failedAt || _time.GetElapsedTime(failedAt, now) >= _coolDown).ToList();
+            if (healthy.Count == 0)
+            {
+                // Everything failed lately: try the one that failed longest ago.
+                var oldest = open.MinBy(c => c.State.FailedAt ?? long.MinValue);
+                return new EdgeChoice(oldest.Edge, TimeSpan.Zero);
+            }
+
+            // Fewest other slots on the edge, then on its region, then nearest, then discovery order.
+            var best = healthy
+                .OrderBy(c => SlotsOn(c.Edge, slotIndex))
+                .ThenBy(c => SlotsInRegion(c.State.RegionKey(c.Edge), slotIndex))
+                .ThenBy(c => c.State.ConnectMilliseconds ?? 0)
+                .ThenBy(c => c.Index)
+                .First();
+            return new EdgeChoice(best.Edge, TimeSpan.Zero);
         }
     }
 
-    /// <summary>Sets an edge aside for the cool-down.</summary>
-    public void ReportFailure(EdgeAddress edge)
+    /// <summary>Records a successful dial: the slot now uses the edge, which is in the region it reported.</summary>
+    public void ReportConnected(int slotIndex, EdgeAddress edge, string? region, TimeSpan connectTime)
     {
         ArgumentNullException.ThrowIfNull(edge);
         lock (_lock)
         {
-            _failedAt[edge] = _time.GetTimestamp();
+            var state = StateOf(edge);
+            state.Region = string.IsNullOrEmpty(region) ? null : region;
+            state.FailedAt = null;
+            var measured = connectTime.TotalMilliseconds;
+            state.ConnectMilliseconds = state.ConnectMilliseconds is { } previous
+                ? previous + (ConnectTimeSmoothing * (measured - previous))
+                : measured;
+            _slots[slotIndex] = edge;
         }
     }
+
+    /// <summary>Records that the slot no longer uses any edge.</summary>
+    public void ReportDisconnected(int slotIndex)
+    {
+        lock (_lock)
+        {
+            _slots.Remove(slotIndex);
+        }
+    }
+
+    /// <summary>
+    /// Sets an edge aside for the cool-down; with <paramref name="retryAfter"/>, it is not dialed at all
+    /// before that time has passed.
+    /// </summary>
+    public void ReportFailure(EdgeAddress edge, TimeSpan? retryAfter = null)
+    {
+        ArgumentNullException.ThrowIfNull(edge);
+        lock (_lock)
+        {
+            var now = _time.GetTimestamp();
+            var state = StateOf(edge);
+            state.FailedAt = now;
+            if (retryAfter is { } delay && delay > TimeSpan.Zero)
+            {
+                state.NotBefore = now + (long)(delay.TotalSeconds * _time.TimestampFrequency);
+            }
+        }
+    }
+
+    /// <summary>The number of slots on each edge now, for logs and tests.</summary>
+    public IReadOnlyDictionary<EdgeAddress, int> Placement()
+    {
+        lock (_lock)
+        {
+            return _slots.Values.GroupBy(e => e).ToDictionary(g => g.Key, g => g.Count());
+        }
+    }
+
+    private EdgeState StateOf(EdgeAddress edge)
+    {
+        if (!_edges.TryGetValue(edge, out var state))
+        {
+            state = new EdgeState();
+            _edges[edge] = state;
+        }
+
+        return state;
+    }
+
+    private int SlotsOn(EdgeAddress edge, int exceptSlot) =>
+        _slots.Count(s => s.Key != exceptSlot && s.Value.Equals(edge));
+
+    private int SlotsInRegion(string regionKey, int exceptSlot) =>
+        _slots.Count(s => s.Key != exceptSlot && StateOf(s.Value).RegionKey(s.Value) == regionKey);
+
+    private sealed class EdgeState
+    {
+        public long? FailedAt { get; set; }
+
+        public long? NotBefore { get; set; }
+
+        public double? ConnectMilliseconds { get; set; }
+
+        public string? Region { get; set; }
+
+        // An edge that has not told its region yet counts as a region of its own.
+        public string RegionKey(EdgeAddress edge) => Region is null ? "edge:" + edge : "region:" + Region;
+    }
 }
+
+/// <summary>An edge to dial, and how long to wait before dialing it.</summary>
+/// <param name="Edge">The edge.</param>
+/// <param name="Wait">Zero, unless every edge asked for a retry-after that has not passed yet.</param>
+public readonly record struct EdgeChoice(EdgeAddress Edge, TimeSpan Wait);

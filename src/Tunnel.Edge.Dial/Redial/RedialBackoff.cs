@@ -10,8 +10,9 @@ namespace Tunnel.Edge.Dial.Redial;
 /// that restart together, so they never reach the edge in lock-step. The very first retry after a
 /// healthy period is short (up to a quarter of <see cref="RedialBackoffOptions.BaseDelay"/>), because
 /// the slot moves to another edge and a visitor may be waiting. A refusal that will not change by
-/// itself (non-retryable) waits between half the cap and the cap; a refusal with retry-after never
-/// waits less than that.
+/// itself (non-retryable) waits between half the cap and the cap. A refusal's retry-after belongs to
+/// the edge, not the slot: <see cref="Discovery.EdgeSelector"/> keeps every slot off that edge until then,
+/// and the slot may go to another edge at once.
 /// </remarks>
 public sealed class RedialBackoff
 {
@@ -51,16 +52,6 @@ public sealed class RedialBackoff
         else
         {
             delay = Uniform(TimeSpan.Zero, Step(attempt));
-        }
-
-        if (failure is RegistrationRejectedException { Rejection.RetryAfterSeconds: { } seconds })
-        {
-            var retryAfter = TimeSpan.FromSeconds(seconds);
-            if (delay < retryAfter)
-            {
-                // A little jitter on top keeps origins refused together from returning together.
-                delay = retryAfter + Uniform(TimeSpan.Zero, _options.BaseDelay);
-            }
         }
 
         return delay;

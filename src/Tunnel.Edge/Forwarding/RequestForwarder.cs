@@ -23,6 +23,11 @@ public sealed class RequestForwarder
     // A request that fails before the origin saw it is tried on other connections, at most this often.
     private const int MaxAttempts = 3;
 
+    // Bodies up to this size with a declared length are read first so they can be sent again when a
+    // tunnel refuses the request (the origin is draining); larger ones stream and are never replayed.
+    // 64 KiB covers form posts and API calls while bounding memory per request in flight.
+    private const int ReplayableBodyLimit = 64 * 1024;
+
     private static readonly HashSet<string> HopByHopHeaders = new(StringComparer.OrdinalIgnoreCase)
     {
         "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "TE", "Trailer",
@@ -65,6 +70,28 @@ public sealed class RequestForwarder
         }
 
         var requestBodyStarted = new StrongBox();
+        byte[]? replayableBody;
+        try
+        {
+            replayableBody = await ReadReplayableBodyAsync(context).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException ex)
+        {
+            EdgeLog.RequestFailed(_logger, requestId, host, ex.StatusCode, ex.Message);
+            await ErrorPages.WriteAsync(context, ex.StatusCode, "Bad Request", ex.Message, host, requestId).ConfigureAwait(false);
+            return;
+        }
+        catch (EndOfStreamException) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            EdgeLog.RequestFailed(_logger, requestId, host, 400, "body shorter than its Content-Length");
+            await ErrorPages.WriteAsync(context, StatusCodes.Status400BadRequest, "Bad Request", "The request body ended before its declared Content-Length.", host, requestId).ConfigureAwait(false);
+            return;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
         TunnelConnection? failed = null;
         for (var attempt = 1; ; attempt++)
         {
@@ -79,7 +106,7 @@ public sealed class RequestForwarder
                 return;
             }
 
-            using var request = CreateRequest(context, requestBodyStarted);
+            using var request = CreateRequest(context, requestBodyStarted, replayableBody);
             connection.RequestStarted();
             try
             {
@@ -88,7 +115,7 @@ public sealed class RequestForwarder
                 {
                     response = await connection.Invoker.SendAsync(request, context.RequestAborted).ConfigureAwait(false);
                 }
-                catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && IsNotProcessed(ex) && !requestBodyStarted.Value && attempt < MaxAttempts)
+                catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && IsNotProcessed(ex) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
                 {
                     // The origin never saw this request: the visitor need not see the failure.
                     connection.MarkDraining();
@@ -155,7 +182,20 @@ public sealed class RequestForwarder
     private static bool IsNotProcessed(HttpRequestException ex) =>
         ex.HttpRequestError == HttpRequestError.ConnectionError;
 
-    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted)
+    private static async Task<byte[]?> ReadReplayableBodyAsync(HttpContext context)
+    {
+        var request = context.Request;
+        if (request.ContentLength is not { } length || length > ReplayableBodyLimit)
+        {
+            return null;
+        }
+
+        var body = new byte[length];
+        await request.Body.ReadExactlyAsync(body, context.RequestAborted).ConfigureAwait(false);
+        return body;
+    }
+
+    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody)
     {
         var source = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
@@ -176,7 +216,13 @@ public sealed class RequestForwarder
         };
 
         var bodyDetection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
-        if (bodyDetection?.CanHaveBody ?? (source.ContentLength > 0))
+        if (replayableBody is not null)
+        {
+            // Sent as read; an empty body with Content-Length: 0 stays a declared empty body.
+            request.Content = new ByteArrayContent(replayableBody);
+            request.Content.Headers.ContentLength = replayableBody.Length;
+        }
+        else if (bodyDetection?.CanHaveBody ?? (source.ContentLength > 0))
         {
             request.Content = new StreamingRequestContent(source.Body, source.ContentLength, bodyStarted, context.RequestAborted);
         }

@@ -30,6 +30,13 @@ internal sealed class StreamingRequestContent : HttpContent
 
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
+        if (_started.Value)
+        {
+            // The HTTP client retries a refused request on its own; a half-read visitor body cannot be
+            // sent again, and sending what is left would corrupt it.
+            throw new InvalidOperationException("The visitor's request body was already partly sent and cannot be replayed.");
+        }
+
         _started.Value = true;
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _visitorAborted);
         var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);

@@ -84,10 +84,52 @@ public sealed class TunnelConnection : IAsyncDisposable
     public Task Closed => _stream.Closed;
 
     /// <summary>Whether new requests may be sent on it.</summary>
-    public bool IsUsable => !_stream.Closed.IsCompleted && !IsDraining;
+    public bool IsUsable => !_stream.Closed.IsCompleted && !IsDraining && !IsSilent;
 
     /// <summary>Set once the connection must take no new requests (the origin is going away, or it failed).</summary>
     public bool IsDraining { get; private set; }
+
+    /// <summary>
+    /// Set while the origin's anchor heartbeat has been silent for longer than
+    /// <see cref="Protocol.TunnelLimits.AnchorSilenceLimit"/>: the tunnel may be black-holed, so new
+    /// requests go elsewhere until the heartbeat returns or the PING timeout closes it.
+    /// </summary>
+    public bool IsSilent { get; private set; }
+
+    /// <summary>Cancelled to tell the origin to move this connection elsewhere (the edge is draining).</summary>
+    internal CancellationTokenSource AnchorCancellation { get; } = new();
+
+    private long _lastHeartbeat;
+
+    internal void RecordHeartbeat(long timestamp)
+    {
+        Volatile.Write(ref _lastHeartbeat, timestamp);
+        IsSilent = false;
+    }
+
+    /// <summary>Marks the connection silent when its anchor has not beaten within the limit; returns whether it is.</summary>
+    internal bool CheckHeartbeat(TimeProvider time)
+    {
+        var last = Volatile.Read(ref _lastHeartbeat);
+        if (last != 0 && time.GetElapsedTime(last) > Protocol.TunnelLimits.AnchorSilenceLimit)
+        {
+            IsSilent = true;
+        }
+
+        return IsSilent;
+    }
+
+    /// <summary>Asks the origin to dial a replacement at another edge and then close this connection.</summary>
+    public void RequestMove()
+    {
+        try
+        {
+            AnchorCancellation.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
 
     internal HttpMessageInvoker Invoker { get; }
 

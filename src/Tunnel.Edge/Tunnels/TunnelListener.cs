@@ -18,7 +18,7 @@ namespace Tunnel.Edge.Tunnels;
 /// the edge's CA, ALPN <c>tunnel/1</c>), the registration exchange, and puts accepted connections in the
 /// route table until they close.
 /// </summary>
-public sealed class TunnelListener : BackgroundService
+public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 {
     private static readonly Oid ClientAuthOid = new("1.3.6.1.5.5.7.3.2");
 
@@ -66,6 +66,7 @@ public sealed class TunnelListener : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         EdgeLog.TunnelListening(_logger, EndPoint.ToString());
+        var heartbeats = WatchHeartbeatsAsync(stoppingToken);
         using var registration = stoppingToken.Register(() => _socket.Dispose());
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -92,7 +93,51 @@ public sealed class TunnelListener : BackgroundService
             accepted.NoDelay = true;
             _ = Task.Run(() => HandleAsync(accepted, stoppingToken), CancellationToken.None);
         }
+
+        await heartbeats.ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// The first step of the edge's shutdown, before the visitor listener stops: refuse new tunnels,
+    /// ask every connected origin to move to another edge, and keep serving through the existing
+    /// tunnels until the origins have closed them (they do once their replacements are registered)
+    /// or <see cref="EdgeOptions.DrainTimeout"/> passes.
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        StartDraining();
+        var connections = _routes.Connections();
+        if (connections.Count == 0)
+        {
+            return;
+        }
+
+        EdgeLog.Draining(_logger, connections.Count, _options.DrainTimeout.TotalSeconds);
+        foreach (var connection in connections)
+        {
+            connection.RequestMove();
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_options.DrainTimeout);
+        try
+        {
+            await Task.WhenAll(connections.Select(c => c.Closed)).WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Whatever is still open closes with the listener.
+        }
+    }
+
+    /// <inheritdoc />
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <inheritdoc />
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -349,32 +394,63 @@ public sealed class TunnelListener : BackgroundService
     }
 
     /// <summary>
-    /// Reads the anchor stream until it ends: a clean end means the origin is stopping (it drains),
-    /// so the connection takes no new requests from that moment.
+    /// Reads the anchor stream: each byte is the origin's heartbeat. A clean end means the origin is
+    /// stopping (it drains), so the connection takes no new requests from that moment. Cancelling the
+    /// read (the edge is draining) resets the stream, which the origin takes as "move elsewhere".
     /// </summary>
-    private static async Task WatchAnchorAsync(TunnelConnection connection, HttpRequestMessage request, HttpResponseMessage anchor)
+    private async Task WatchAnchorAsync(TunnelConnection connection, HttpRequestMessage request, HttpResponseMessage anchor)
     {
+        connection.RecordHeartbeat(_time.GetTimestamp());
         using (request)
         using (anchor)
         {
             try
             {
-                var body = await anchor.Content.ReadAsStreamAsync().ConfigureAwait(false);
+                var body = await anchor.Content.ReadAsStreamAsync(connection.AnchorCancellation.Token).ConfigureAwait(false);
                 var buffer = new byte[64];
-                while (await body.ReadAsync(buffer).ConfigureAwait(false) > 0)
+                while (await body.ReadAsync(buffer, connection.AnchorCancellation.Token).ConfigureAwait(false) > 0)
                 {
+                    connection.RecordHeartbeat(_time.GetTimestamp());
                 }
+
+                connection.MarkDraining();
             }
             catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException or ObjectDisposedException)
             {
-                // The connection itself failed; Closed reports that.
-            }
-            finally
-            {
-                connection.MarkDraining();
+                // Cancelled by our own drain (the connection keeps serving until the origin closes it),
+                // or the connection failed (Closed reports that).
+                if (!connection.AnchorCancellation.IsCancellationRequested)
+                {
+                    connection.MarkDraining();
+                }
             }
         }
     }
+
+    private async Task WatchHeartbeatsAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(HeartbeatCheckInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            {
+                foreach (var connection in _routes.Connections())
+                {
+                    var wasSilent = connection.IsSilent;
+                    if (connection.CheckHeartbeat(_time) && !wasSilent)
+                    {
+                        EdgeLog.TunnelSilent(_logger, connection.Id, TunnelLimits.AnchorSilenceLimit.TotalMilliseconds);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    // Checking twice per heartbeat keeps the reaction to silence within half a beat of the limit.
+    private static readonly TimeSpan HeartbeatCheckInterval = TunnelLimits.AnchorHeartbeatInterval / 2;
 
     private X509ChainPolicy CreateClientChainPolicy()
     {

@@ -13,4 +13,11 @@ internal sealed class TunnelConnectionFeature : ITunnelConnectionFeature
     public required int ConnectionIndex { get; init; }
 
     public required DateTimeOffset RegisteredAt { get; init; }
+
+    /// <summary>Completes when the edge asks this connection to move (it is draining), or the anchor broke.</summary>
+    public Task MoveRequested => _moveRequested.Task;
+
+    private readonly TaskCompletionSource _moveRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void RequestMove() => _moveRequested.TrySetResult();
 }

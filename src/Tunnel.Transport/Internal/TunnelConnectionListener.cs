@@ -1,6 +1,7 @@
 using System.Net;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Dial.Dialing;
 using Tunnel.Edge.Dial.Discovery;
@@ -23,6 +24,11 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     private readonly CancellationTokenSource _stopping = new();
     private Task[] _slots = [];
     private int _unbound;
+    private int _lastWarnedEdgeCount = -1;
+
+    // Kestrel disposes a dead connection within milliseconds of its anchor breaking; a draining edge's
+    // connection stays open. This long tells the two apart without delaying the replacement noticeably.
+    private static readonly TimeSpan BrokenAnchorGrace = TimeSpan.FromMilliseconds(200);
 
     public TunnelConnectionListener(TunnelEndPoint endPoint, TunnelSettings settings, ILogger logger, TimeProvider time)
     {
@@ -125,33 +131,49 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     private async Task RunSlotAsync(int index, CancellationToken stopping)
     {
         var backoff = new RedialBackoff(_settings.Redial, _time);
+        var selector = _settings.Selector;
         EdgeAddress? lastEdge = null;
         var pipeline = RedialPipeline.Create(backoff, (failure, delay) => LogFailure(index, lastEdge, failure, delay), _time);
+        StreamTransportConnection? retiring = null;
 
         while (!stopping.IsCancellationRequested)
         {
             var edgeConnection = await pipeline.ExecuteAsync(async token =>
             {
-                var edge = await _settings.Selector.SelectAsync(index, token).ConfigureAwait(false);
-                lastEdge = edge;
+                var choice = await selector.SelectAsync(index, token).ConfigureAwait(false);
+                lastEdge = choice.Edge;
+                if (choice.Wait > TimeSpan.Zero)
+                {
+                    TunnelLog.WaitingForRetryAfter(_logger, index, choice.Edge.ToString(), choice.Wait.TotalMilliseconds);
+                    await Task.Delay(choice.Wait, _time, token).ConfigureAwait(false);
+                }
+
                 try
                 {
-                    return await _settings.Dialer.DialAsync(edge, index, backoff.ConsecutiveFailures, token).ConfigureAwait(false);
+                    return await _settings.Dialer.DialAsync(choice.Edge, index, backoff.ConsecutiveFailures, token).ConfigureAwait(false);
+                }
+                catch (RegistrationRejectedException rejected)
+                {
+                    var retryAfter = rejected.Rejection.RetryAfterSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : (TimeSpan?)null;
+                    selector.ReportFailure(choice.Edge, retryAfter);
+                    throw;
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
-                    _settings.Selector.ReportFailure(edge);
+                    selector.ReportFailure(choice.Edge);
                     throw;
                 }
             }, stopping).ConfigureAwait(false);
 
+            var registration = edgeConnection.Registration;
+            selector.ReportConnected(index, edgeConnection.Edge, registration.Region, edgeConnection.Timings.Tcp);
             backoff.OnConnected();
             var registeredAt = _time.GetUtcNow();
-            var registration = edgeConnection.Registration;
             TunnelLog.Registered(_logger, index, registration.EdgeName, registration.Region, edgeConnection.Edge.ToString(), registration.ConnectionId, edgeConnection.Timings.Total.TotalMilliseconds);
+            WarnAboutFewEdges(selector.KnownEdgeCount);
 
             var connection = new StreamTransportConnection(edgeConnection.Stream, registration.ConnectionId, edgeConnection.LocalEndPoint, edgeConnection.RemoteEndPoint);
-            connection.Features.Set<ITunnelConnectionFeature>(new TunnelConnectionFeature
+            var feature = new TunnelConnectionFeature
             {
                 EdgeName = registration.EdgeName,
                 EdgeRegion = registration.Region,
@@ -159,19 +181,28 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 TunnelConnectionId = registration.ConnectionId,
                 ConnectionIndex = index,
                 RegisteredAt = registeredAt,
-            });
+            };
+            connection.Features.Set<ITunnelConnectionFeature>(feature);
             connection.Start();
 
             if (!_ready.Writer.TryWrite(connection))
             {
-                // Unbound meanwhile (or, impossibly, the queue is full): this connection will never be accepted.
+                // Unbound meanwhile: this connection will never be accepted.
                 await connection.DisposeAsync().ConfigureAwait(false);
                 return;
             }
 
+            if (retiring is not null)
+            {
+                // The replacement is registered: the old connection finishes what it carries and closes.
+                RequestGracefulClose(retiring);
+                retiring = null;
+            }
+
+            Task outcome;
             try
             {
-                await connection.Disposed.WaitAsync(stopping).ConfigureAwait(false);
+                outcome = await Task.WhenAny(connection.Disposed, feature.MoveRequested).WaitAsync(stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -179,13 +210,50 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 return;
             }
 
-            TunnelLog.Disconnected(_logger, index, registration.EdgeName, registration.ConnectionId, (_time.GetUtcNow() - registeredAt).TotalSeconds);
+            if (outcome == feature.MoveRequested)
+            {
+                // A broken connection also ends the anchor; it is disposed moments later. Tell the two
+                // apart so the log says what happened.
+                await Task.WhenAny(connection.Disposed, Task.Delay(BrokenAnchorGrace, _time, stopping)).ConfigureAwait(false);
+            }
+
+            selector.ReportDisconnected(index);
+            selector.ReportFailure(edgeConnection.Edge);
+            var moving = outcome == feature.MoveRequested && !connection.Disposed.IsCompleted;
+            if (moving)
+            {
+                // The edge is draining (or the tunnel broke): dial a replacement elsewhere now; this
+                // connection keeps serving until the replacement is registered.
+                TunnelLog.MoveRequested(_logger, index, registration.EdgeName, registration.ConnectionId);
+                retiring = connection;
+            }
+            else
+            {
+                TunnelLog.Disconnected(_logger, index, registration.EdgeName, registration.ConnectionId, (_time.GetUtcNow() - registeredAt).TotalSeconds);
+            }
+
             if (!backoff.OnDisconnected())
             {
                 var delay = backoff.NextDelay(null);
                 TunnelLog.RedialDelayed(_logger, index, delay.TotalMilliseconds);
                 await Task.Delay(delay, _time, stopping).ConfigureAwait(false);
             }
+        }
+    }
+
+    private static void RequestGracefulClose(StreamTransportConnection connection)
+    {
+        // Kestrel puts this feature on every connection it serves; asking it to close sends GOAWAY and
+        // lets the open streams finish.
+        connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.RequestClose();
+    }
+
+    private void WarnAboutFewEdges(int knownEdges)
+    {
+        var previous = Interlocked.Exchange(ref _lastWarnedEdgeCount, knownEdges);
+        if (previous != knownEdges && knownEdges < Math.Min(2, _settings.HaConnections))
+        {
+            TunnelLog.FewEdges(_logger, knownEdges, _settings.HaConnections);
         }
     }
 

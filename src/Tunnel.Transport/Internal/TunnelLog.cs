@@ -28,6 +28,15 @@ internal static partial class TunnelLog
     [LoggerMessage(8, LogLevel.Error, "Tunnel connection slot {ConnectionIndex} failed unexpectedly; it restarts.", EventName = "SlotFault")]
     public static partial void SlotFault(ILogger logger, int connectionIndex, Exception exception);
 
+    [LoggerMessage(10, LogLevel.Information, "Edge {EdgeName} asked tunnel connection {ConnectionIndex} ({TunnelConnectionId}) to move; dialing a replacement before it closes.", EventName = "MoveRequested")]
+    public static partial void MoveRequested(ILogger logger, int connectionIndex, string edgeName, string tunnelConnectionId);
+
+    [LoggerMessage(11, LogLevel.Warning, "Only {EdgeCount} edge(s) known for {HaConnections} tunnel connections: one edge failure takes the app offline until it returns. Add edges for high availability.", EventName = "FewEdges")]
+    public static partial void FewEdges(ILogger logger, int edgeCount, int haConnections);
+
+    [LoggerMessage(12, LogLevel.Information, "Tunnel connection {ConnectionIndex} waits {WaitMilliseconds:0} ms for edge {EdgeAddress}'s retry-after.", EventName = "WaitingForRetryAfter")]
+    public static partial void WaitingForRetryAfter(ILogger logger, int connectionIndex, string edgeAddress, double waitMilliseconds);
+
     [LoggerMessage(9, LogLevel.Information, "Keeping the app's URL listeners {Urls} beside the tunnel.", EventName = "KeepingUrls")]
     public static partial void KeepingUrls(ILogger logger, string urls);
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
@@ -47,9 +48,11 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
     }
 
     /// <summary>
-    /// The probe stays open as the tunnel's anchor stream: while a stream is open Kestrel never starts
-    /// its keep-alive timeout, so an idle tunnel is not closed, and when the app begins to stop the
-    /// anchor ends, which tells the edge at once to send this connection nothing new.
+    /// The probe stays open as the tunnel's anchor stream. While a stream is open Kestrel never starts
+    /// its keep-alive timeout, so an idle tunnel is not closed. A byte every second tells the edge the
+    /// tunnel is alive. When the app begins to stop the anchor ends, which tells the edge at once to
+    /// send this connection nothing new; when the edge cancels it, the edge is draining and this
+    /// connection's slot dials a replacement elsewhere.
     /// </summary>
     private async Task HoldAnchorAsync(HttpContext context)
     {
@@ -62,13 +65,25 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         using var release = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
         try
         {
-            await Task.Delay(Timeout.InfiniteTimeSpan, release.Token).ConfigureAwait(false);
+            while (true)
+            {
+                await Task.Delay(TunnelLimits.AnchorHeartbeatInterval, release.Token).ConfigureAwait(false);
+                await context.Response.Body.WriteAsync(Heartbeat, release.Token).ConfigureAwait(false);
+                await context.Response.Body.FlushAsync(release.Token).ConfigureAwait(false);
+            }
         }
-        catch (OperationCanceledException)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
         {
-            // The connection closed or the app is stopping: end the anchor normally.
+            // The connection closed, the edge cancelled the anchor, or the app is stopping.
+        }
+
+        if (!lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            (context.Features.Get<ITunnelConnectionFeature>() as TunnelConnectionFeature)?.RequestMove();
         }
     }
+
+    private static readonly ReadOnlyMemory<byte> Heartbeat = new byte[] { 0 };
 
     private static void Apply(HttpContext context)
     {
