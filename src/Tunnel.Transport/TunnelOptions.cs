@@ -84,12 +84,12 @@ public sealed class TunnelOptions
     /// <c>KestrelServerOptions.Limits.Http2.KeepAlivePingDelay</c> itself. With
     /// <see cref="KeepAlivePingTimeout"/> it bounds how long a dead tunnel goes unnoticed.
     /// </summary>
-    /// <remarks>Defaults to 3 seconds: with the 4 s timeout a black-holed tunnel is dropped, and redialed, within 7 s.</remarks>
-    public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(3);
+    /// <remarks>Defaults to 2 seconds: with the 3 s timeout a black-holed tunnel is dropped, and redialed, within about 6 s.</remarks>
+    public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>Kestrel's HTTP/2 keepalive PING timeout, applied like <see cref="KeepAlivePingDelay"/>.</summary>
-    /// <remarks>Defaults to 4 seconds.</remarks>
-    public TimeSpan KeepAlivePingTimeout { get; set; } = TimeSpan.FromSeconds(4);
+    /// <remarks>Defaults to 3 seconds.</remarks>
+    public TimeSpan KeepAlivePingTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
     /// <summary>
     /// Apply the edge's <c>X-Forwarded-For</c>, <c>X-Forwarded-Proto</c> and <c>X-Forwarded-Host</c> on

@@ -84,6 +84,9 @@ public sealed class EdgeSelector
                 .ThenBy(c => c.State.ConnectMilliseconds ?? 0)
                 .ThenBy(c => c.Index)
                 .First();
+
+            // Hold the place now: slots that start together must not all see the same empty edge.
+            _slots[slotIndex] = best.Edge;
             return new EdgeChoice(best.Edge, TimeSpan.Zero);
         }
     }

@@ -106,29 +106,36 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         StartDraining();
-        var connections = _routes.Connections();
-        if (connections.Count == 0)
+        if (_routes.ConnectionCount == 0)
         {
             return;
         }
 
-        EdgeLog.Draining(_logger, connections.Count, _options.DrainTimeout.TotalSeconds);
-        foreach (var connection in connections)
-        {
-            connection.RequestMove();
-        }
-
+        EdgeLog.Draining(_logger, _routes.ConnectionCount, _options.DrainTimeout.TotalSeconds);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.DrainTimeout);
         try
         {
-            await Task.WhenAll(connections.Select(c => c.Closed)).WaitAsync(timeout.Token).ConfigureAwait(false);
+            // Registrations that were under way when draining began land here too, so look again
+            // until the table is empty rather than waiting on one snapshot.
+            while (_routes.ConnectionCount > 0)
+            {
+                foreach (var connection in _routes.Connections())
+                {
+                    connection.RequestMove();
+                }
+
+                await Task.Delay(DrainPollInterval, _time, timeout.Token).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException)
         {
             // Whatever is still open closes with the listener.
         }
     }
+
+    // Short enough that the edge exits moments after its last tunnel moved.
+    private static readonly TimeSpan DrainPollInterval = TimeSpan.FromMilliseconds(50);
 
     /// <inheritdoc />
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -367,10 +374,11 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
     private async Task ProbeAsync(TunnelConnection connection)
     {
-        var request = new HttpRequestMessage(HttpMethod.Get, TunnelConnection.RequestUriPrefix + TunnelHeaderNames.ProbePath)
+        var request = new HttpRequestMessage(HttpMethod.Post, TunnelConnection.RequestUriPrefix + TunnelHeaderNames.ProbePath)
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new AnchorHeartbeatContent(connection.AnchorCancellation.Token),
         };
         request.Headers.Host = connection.Hostnames[0].TrimStart('*', '.');
         request.Headers.TryAddWithoutValidation(TunnelHeaderNames.Probe, "1");

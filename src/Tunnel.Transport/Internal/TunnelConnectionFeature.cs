@@ -20,4 +20,7 @@ internal sealed class TunnelConnectionFeature : ITunnelConnectionFeature
     private readonly TaskCompletionSource _moveRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public void RequestMove() => _moveRequested.TrySetResult();
+
+    /// <summary>Aborts the whole tunnel connection (set by the slot that owns it).</summary>
+    public Action<string>? AbortConnection { get; set; }
 }

@@ -182,6 +182,11 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 ConnectionIndex = index,
                 RegisteredAt = registeredAt,
             };
+            feature.AbortConnection = reason =>
+            {
+                TunnelLog.TunnelSilent(_logger, index, registration.ConnectionId, reason);
+                connection.Abort(new ConnectionAbortedException(reason));
+            };
             connection.Features.Set<ITunnelConnectionFeature>(feature);
             connection.Start();
 

@@ -37,6 +37,9 @@ internal static partial class TunnelLog
     [LoggerMessage(12, LogLevel.Information, "Tunnel connection {ConnectionIndex} waits {WaitMilliseconds:0} ms for edge {EdgeAddress}'s retry-after.", EventName = "WaitingForRetryAfter")]
     public static partial void WaitingForRetryAfter(ILogger logger, int connectionIndex, string edgeAddress, double waitMilliseconds);
 
+    [LoggerMessage(13, LogLevel.Warning, "Tunnel connection {ConnectionIndex} ({TunnelConnectionId}) dropped: {Reason}.", EventName = "TunnelSilent")]
+    public static partial void TunnelSilent(ILogger logger, int connectionIndex, string tunnelConnectionId, string reason);
+
     [LoggerMessage(9, LogLevel.Information, "Keeping the app's URL listeners {Urls} beside the tunnel.", EventName = "KeepingUrls")]
     public static partial void KeepingUrls(ILogger logger, string urls);
 }

@@ -3,6 +3,8 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Tunnel.Protocol;
@@ -56,6 +58,12 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
     /// </summary>
     private async Task HoldAnchorAsync(HttpContext context)
     {
+        var feature = context.Features.Get<ITunnelConnectionFeature>() as TunnelConnectionFeature;
+
+        // One byte a second each way is the design, not a slow client.
+        context.Features.Get<IHttpMinRequestBodyDataRateFeature>()?.MinDataRate = null;
+        context.Features.Get<IHttpMinResponseDataRateFeature>()?.MinDataRate = null;
+
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.Headers.CacheControl = "no-store";
         await context.Response.StartAsync(context.RequestAborted).ConfigureAwait(false);
@@ -63,23 +71,70 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         // Starting the response only queues the headers; the edge is waiting for them.
         await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
         using var release = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
+        var silent = false;
         try
         {
-            while (true)
-            {
-                await Task.Delay(TunnelLimits.AnchorHeartbeatInterval, release.Token).ConfigureAwait(false);
-                await context.Response.Body.WriteAsync(Heartbeat, release.Token).ConfigureAwait(false);
-                await context.Response.Body.FlushAsync(release.Token).ConfigureAwait(false);
-            }
+            var sending = SendHeartbeatsAsync(context, release.Token);
+            silent = await WatchHeartbeatsAsync(context, release.Token).ConfigureAwait(false);
+            await release.CancelAsync().ConfigureAwait(false);
+            await sending.ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
         {
             // The connection closed, the edge cancelled the anchor, or the app is stopping.
         }
 
-        if (!lifetime.ApplicationStopping.IsCancellationRequested)
+        if (silent && feature is not null)
         {
-            (context.Features.Get<ITunnelConnectionFeature>() as TunnelConnectionFeature)?.RequestMove();
+            // Nothing from the edge for too long: the path is black-holed. Drop the connection so the
+            // slot redials now instead of waiting for the PING timeout.
+            feature.AbortConnection?.Invoke($"no heartbeat from the edge for {TunnelLimits.AnchorSilenceLimit.TotalSeconds:0.#} s");
+        }
+        else if (!lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            feature?.RequestMove();
+        }
+    }
+
+    private static async Task SendHeartbeatsAsync(HttpContext context, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(TunnelLimits.AnchorHeartbeatInterval, cancellationToken).ConfigureAwait(false);
+                await context.Response.Body.WriteAsync(Heartbeat, cancellationToken).ConfigureAwait(false);
+                await context.Response.Body.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
+        {
+        }
+    }
+
+    /// <summary>Reads the edge's heartbeats; returns <c>true</c> when they stopped while the anchor stayed open.</summary>
+    private static async Task<bool> WatchHeartbeatsAsync(HttpContext context, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[64];
+        while (true)
+        {
+            using var silence = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            silence.CancelAfter(TunnelLimits.AnchorSilenceLimit);
+            int read;
+            try
+            {
+                read = await context.Request.Body.ReadAsync(buffer, silence.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                return true;
+            }
+
+            if (read == 0)
+            {
+                // The edge ended its side; keep the anchor until the connection or the app ends.
+                await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 

@@ -6,9 +6,11 @@ namespace Tunnel.EndToEnd.Tests.Infrastructure;
 /// <summary>Keeps every log line of a host so a test can look for what an operator would read.</summary>
 public sealed class LogCapture : ILoggerProvider
 {
-    private readonly ConcurrentQueue<(string Category, LogLevel Level, EventId EventId, string Message)> _entries = new();
+    private readonly ConcurrentQueue<Entry> _entries = new();
 
-    public IReadOnlyCollection<(string Category, LogLevel Level, EventId EventId, string Message)> Entries => _entries.ToArray();
+    public IReadOnlyCollection<Entry> Entries => _entries.ToArray();
+
+    public sealed record Entry(string Category, LogLevel Level, EventId EventId, string Message, DateTime At);
 
     public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
 
@@ -26,7 +28,7 @@ public sealed class LogCapture : ILoggerProvider
         {
             if (IsEnabled(logLevel))
             {
-                owner._entries.Enqueue((category, logLevel, eventId, formatter(state, exception)));
+                owner._entries.Enqueue(new Entry(category, logLevel, eventId, formatter(state, exception), DateTime.UtcNow));
             }
         }
     }

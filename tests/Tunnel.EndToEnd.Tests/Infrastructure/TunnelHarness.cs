@@ -39,14 +39,30 @@ public sealed class TunnelHarness : IAsyncDisposable
     /// <summary>curl arguments that send a request for <paramref name="host"/> to the edge.</summary>
     public string[] CurlResolve(string host = Hostname) => ["--resolve", $"{host}:{VisitorPort}:127.0.0.1"];
 
+    private readonly List<EdgeServer> _extraEdges = [];
+
     public static async Task<TunnelHarness> StartAsync(Action<EdgeOptions>? configureEdge = null)
     {
         var pki = new TestPki();
         var logs = new LogCapture();
+        var edge = await StartEdgeAsync(pki, logs, "test-edge", "test-region", configureEdge);
+        return new TunnelHarness(pki, edge, logs);
+    }
+
+    /// <summary>Another edge with the same CA, stopped with the harness.</summary>
+    public async Task<EdgeServer> StartExtraEdgeAsync(string name, string region, Action<EdgeOptions>? configureEdge = null)
+    {
+        var edge = await StartEdgeAsync(Pki, new LogCapture(), name, region, configureEdge);
+        _extraEdges.Add(edge);
+        return edge;
+    }
+
+    private static async Task<EdgeServer> StartEdgeAsync(TestPki pki, LogCapture logs, string name, string region, Action<EdgeOptions>? configureEdge)
+    {
         var options = new EdgeOptions
         {
-            Name = "test-edge",
-            Region = "test-region",
+            Name = name,
+            Region = region,
             TunnelAddress = "127.0.0.1",
             TunnelPort = 0,
             VisitorAddress = "127.0.0.1",
@@ -62,7 +78,7 @@ public sealed class TunnelHarness : IAsyncDisposable
             logging.AddProvider(logs);
         });
         await edge.StartAsync();
-        return new TunnelHarness(pki, edge, logs);
+        return edge;
     }
 
     /// <summary>Starts a HelloOrigin app dialing this edge with a certificate for <paramref name="certificateDomains"/>.</summary>
@@ -117,12 +133,15 @@ public sealed class TunnelHarness : IAsyncDisposable
             await origin.DisposeAsync();
         }
 
-        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        foreach (var edge in _extraEdges.Append(Edge))
         {
-            await Edge.StopAsync(stop.Token);
-        }
+            using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+            {
+                await edge.StopAsync(stop.Token);
+            }
 
-        await Edge.DisposeAsync();
+            await edge.DisposeAsync();
+        }
         Pki.Dispose();
     }
 

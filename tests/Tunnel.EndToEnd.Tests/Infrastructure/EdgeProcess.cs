@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Tunnel.EndToEnd.Tests.Infrastructure;
+
+/// <summary>A <c>tunnel-edge serve</c> process, so a test can kill it or send it SIGTERM.</summary>
+public sealed partial class EdgeProcess : IAsyncDisposable
+{
+    private readonly List<string> _output = [];
+
+    private EdgeProcess(Process process)
+    {
+        Process = process;
+    }
+
+    public Process Process { get; }
+
+    public int TunnelPort { get; private set; }
+
+    public int VisitorPort { get; private set; }
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return string.Join('\n', _output);
+            }
+        }
+    }
+
+    public static async Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, params string[] extraArguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
+            "--tunnel-port", "0", "--http-port", "0", "--name", name, "--region", region, .. extraArguments])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException("Cannot start tunnel-edge.");
+        var edge = new EdgeProcess(process);
+        var ready = new TaskCompletionSource<Match>(TaskCreationOptions.RunContinuationsAsynchronously);
+        DataReceivedEventHandler handler = (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                return;
+            }
+
+            lock (edge._output)
+            {
+                edge._output.Add(e.Data);
+            }
+
+            var match = ReadyLine().Match(e.Data);
+            if (match.Success)
+            {
+                ready.TrySetResult(match);
+            }
+        };
+        process.OutputDataReceived += handler;
+        process.ErrorDataReceived += handler;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        edge.TunnelPort = int.Parse(line.Groups["tunnel"].Value, CultureInfo.InvariantCulture);
+        edge.VisitorPort = int.Parse(line.Groups["visitor"].Value, CultureInfo.InvariantCulture);
+        return edge;
+    }
+
+    /// <summary>Sends SIGTERM, as a service manager does on stop.</summary>
+    public async Task TerminateAsync()
+    {
+        var result = await Cli.RunAsync("kill", ["-TERM", Process.Id.ToString(CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        Assert.Equal(0, result.ExitCode);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!Process.HasExited)
+        {
+            Process.Kill(entireProcessTree: true);
+            await Process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+
+        Process.Dispose();
+    }
+
+    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)")]
+    private static partial Regex ReadyLine();
+}
