@@ -175,6 +175,52 @@ public class ResilienceTests(ITestOutputHelper output)
         Assert.Equal(4, harness.Edge.Routes.Connections().Count(c => c.IsUsable));
     }
 
+    [Fact]
+    public async Task Stopping_the_app_drains_its_tunnels_and_finishes_an_open_event_stream()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        var origin = await harness.StartOriginAsync();
+        var connections = harness.Edge.Routes.Connections().ToArray();
+
+        // 20 events, one per 100 ms: the stream is still open when the app is told to stop.
+        var start = new System.Diagnostics.ProcessStartInfo("curl") { RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var argument in (string[])[.. harness.CurlResolve(), "-sS", "-N", "--max-time", "30", harness.VisitorUrl("/stream?count=20")])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var curl = System.Diagnostics.Process.Start(start)!;
+        var events = 0;
+        while (await curl.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)) is { } line)
+        {
+            if (line.StartsWith("data: ", StringComparison.Ordinal) && ++events == 1)
+            {
+                break;
+            }
+        }
+
+        using var stopTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var stopping = origin.App.StopAsync(stopTimeout.Token);
+
+        // The edge stops choosing every connection at once, while the stream still runs.
+        await Wait.UntilAsync(() => connections.All(c => !c.IsUsable), TimeSpan.FromSeconds(1), "the edge stops choosing the draining connections");
+        Assert.Equal(1, connections.Sum(c => c.InFlight));
+
+        while (await curl.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)) is { } line)
+        {
+            if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                events++;
+            }
+        }
+
+        await curl.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        await stopping;
+        Assert.Equal(0, curl.ExitCode);
+        Assert.Equal(20, events);
+        await Wait.UntilAsync(() => harness.Edge.Routes.ConnectionCount == 0, TimeSpan.FromSeconds(5), "the drained connections close");
+    }
+
     private sealed class DumpOnFailure(ITestOutputHelper output, Func<string> dump) : IDisposable
     {
         public void Dispose() => output.WriteLine(dump());
