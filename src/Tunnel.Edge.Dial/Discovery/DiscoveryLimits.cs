@@ -48,4 +48,29 @@ internal static class DiscoveryLimits
 
     /// <summary>A and AAAA lookups in flight at once for one SRV answer: quick, without flooding the resolver.</summary>
     public const int AddressLookupParallelism = 8;
+
+    /// <summary>
+    /// The shortest time an SRV answer is kept: a zone with TTL 0 or 1 would otherwise turn every
+    /// connection slot's edge selection into a DNS round trip.
+    /// </summary>
+    public static readonly TimeSpan SrvCacheFloor = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The longest time an SRV answer is kept whatever its TTL, so that an edge removed from DNS stops
+    /// being dialed within the hour even when the zone says a day.
+    /// </summary>
+    public static readonly TimeSpan SrvCacheCeiling = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// After a failed refresh, how long the last good list (or the static fallback) is served before DNS
+    /// is asked again, so that a DNS outage costs one slow lookup per interval, not one per dial.
+    /// </summary>
+    public static readonly TimeSpan SrvRetryAfterFailure = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The longest one SRV lookup (with its address lookups) may take before discovery counts it as
+    /// failed: the DNS client's own bounds (2 s × 2 rounds × 3 servers, plus the A/AAAA queries) stay
+    /// under it, and a stuck custom resolver cannot hold every connection slot.
+    /// </summary>
+    public static readonly TimeSpan SrvLookupTimeout = TimeSpan.FromSeconds(30);
 }

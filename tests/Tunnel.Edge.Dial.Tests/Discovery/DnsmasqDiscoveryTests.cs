@@ -149,6 +149,56 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
         Assert.Equal("edge1.example.test", Assert.Single(result.Targets).Host);
     }
 
+    [Fact]
+    public async Task Picks_up_edges_added_and_removed_in_DNS_after_the_TTL()
+    {
+        var time = new ManualTime();
+        var dnsmasq = await StartAsync(
+            Srv("edge1.example.test", 7844, priority: 0),
+            Srv("edge2.example.test", 7844, priority: 1),
+            "--host-record=edge1.example.test,127.0.0.1",
+            "--host-record=edge2.example.test,127.0.0.2");
+        var resolver = Resolver(dnsmasq.EndPoint);
+        var discovery = new SrvEdgeDiscovery(Name, resolver, fallback: null, time, cacheFloor: TimeSpan.FromSeconds(1));
+
+        Assert.Equal(["edge1.example.test", "edge2.example.test"], (await discovery.GetEdgesAsync(CancellationToken.None)).Select(e => e.Host));
+
+        // edge1 leaves, edge3 joins.
+        dnsmasq = await RestartAsync(dnsmasq,
+            Srv("edge2.example.test", 7844, priority: 1),
+            Srv("edge3.example.test", 7844, priority: 0),
+            "--host-record=edge2.example.test,127.0.0.2",
+            "--host-record=edge3.example.test,127.0.0.3");
+
+        time.Advance(TimeSpan.FromSeconds(dnsmasq.Ttl) - TimeSpan.FromMilliseconds(1));
+        Assert.Equal(["edge1.example.test", "edge2.example.test"], (await discovery.GetEdgesAsync(CancellationToken.None)).Select(e => e.Host));
+
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        var edges = await discovery.GetEdgesAsync(CancellationToken.None);
+        Assert.Equal(["edge3.example.test", "edge2.example.test"], edges.Select(e => e.Host));
+        Assert.Equal([IPAddress.Parse("127.0.0.3")], edges[0].Addresses);
+        Assert.Null(discovery.LastError);
+    }
+
+    [Fact]
+    public async Task Keeps_the_last_good_list_when_the_DNS_server_goes_away()
+    {
+        var time = new ManualTime();
+        var dnsmasq = await StartAsync(Srv("edge1.example.test", 7844), "--host-record=edge1.example.test,127.0.0.1");
+        var discovery = new SrvEdgeDiscovery(Name, Resolver(dnsmasq.EndPoint), fallback: null, time, cacheFloor: TimeSpan.FromSeconds(1));
+        var good = await discovery.GetEdgesAsync(CancellationToken.None);
+
+        dnsmasq.Stop();
+        time.Advance(TimeSpan.FromSeconds(dnsmasq.Ttl));
+        var started = Stopwatch.GetTimestamp();
+        var afterFailure = await discovery.GetEdgesAsync(CancellationToken.None);
+
+        Assert.Same(good, afterFailure);
+        var error = Assert.IsType<DnsResolutionException>(discovery.LastError);
+        Assert.Contains(dnsmasq.EndPoint.ToString(), error.Message, StringComparison.Ordinal);
+        Assert.InRange(Stopwatch.GetElapsedTime(started), TimeSpan.Zero, (2 * ShortTimeout) + TimeSpan.FromSeconds(2));
+    }
+
     private static string Srv(string target, int port, int priority = 0, int weight = 10) => $"--srv-host={Name},{target},{port},{priority},{weight}";
 
     private static DnsSrvResolver Resolver(params IPEndPoint[] servers)
@@ -167,6 +217,13 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
         var dnsmasq = await Dnsmasq.StartAsync(ttl: 2, records);
         _servers.Add(dnsmasq);
         return dnsmasq;
+    }
+
+    private async Task<Dnsmasq> RestartAsync(Dnsmasq dnsmasq, params string[] records)
+    {
+        var restarted = await dnsmasq.RestartAsync(records);
+        _servers.Add(restarted);
+        return restarted;
     }
 
     private SilentDnsServer Silent()
