@@ -176,7 +176,7 @@ public class SrvEdgeDiscoveryTests
         var slots = new List<EdgeAddress>();
         for (var slot = 0; slot < 4; slot++)
         {
-            slots.Add(await selector.SelectAsync(slot, CancellationToken.None));
+            slots.Add((await selector.SelectAsync(slot, CancellationToken.None)).Edge);
         }
 
         Assert.Equal(2, slots.Distinct().Count());
@@ -185,7 +185,7 @@ public class SrvEdgeDiscoveryTests
 
         // A failed edge is set aside even though the SRV answer carries it with addresses.
         selector.ReportFailure(new EdgeAddress(slots[0].Host, slots[0].Port));
-        Assert.Equal(slots[1], await selector.SelectAsync(0, CancellationToken.None));
+        Assert.Equal(slots[1], (await selector.SelectAsync(0, CancellationToken.None)).Edge);
     }
 
     [Theory]
