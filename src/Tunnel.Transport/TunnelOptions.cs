@@ -13,10 +13,19 @@ public sealed class TunnelOptions
     public const string SectionName = "Tunnel";
 
     /// <summary>
-    /// The edges to dial, as <c>host:port</c> (the port defaults to 7844). Required, at least one.
+    /// The edges to dial, as <c>host:port</c> (the port defaults to 7844), or one SRV name as
+    /// <c>srv:_tunnel._tcp.example.com</c>. With an SRV name, any <c>host:port</c> entries are the
+    /// fallback used while DNS has never answered. Required, at least one entry.
     /// </summary>
     /// <remarks>Defaults to empty.</remarks>
     public List<string> Edges { get; set; } = [];
+
+    /// <summary>
+    /// DNS servers (<c>ip</c> or <c>ip:port</c>) for the SRV lookup. UDP first, TCP when the answer is
+    /// truncated; each server in turn on timeout.
+    /// </summary>
+    /// <remarks>Defaults to empty: the nameservers of /etc/resolv.conf.</remarks>
+    public List<string> DnsServers { get; set; } = [];
 
     /// <summary>The hostnames this app serves; the origin certificate must cover each. Required, at least one.</summary>
     /// <remarks>Defaults to empty.</remarks>

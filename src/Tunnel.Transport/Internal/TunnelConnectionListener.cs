@@ -270,6 +270,9 @@ internal sealed class TunnelConnectionListener : IConnectionListener
             case RegistrationRejectedException rejected:
                 TunnelLog.RegistrationRejected(_logger, index, edgeText, rejected.Rejection.Code, rejected.Rejection.Retryable, rejected.Rejection.Message, delay.TotalMilliseconds);
                 break;
+            case EdgeDiscoveryException discovery:
+                TunnelLog.DialFailed(_logger, index, edgeText, "Discovery", "discovery_failed", discovery.Message, delay.TotalMilliseconds);
+                break;
             case EdgeDialException dial:
                 TunnelLog.DialFailed(_logger, index, edgeText, dial.Phase.ToString(), dial.ErrorType, dial.Message, delay.TotalMilliseconds);
                 break;

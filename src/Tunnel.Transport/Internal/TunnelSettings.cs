@@ -1,3 +1,4 @@
+using System.Net;
 using Tunnel.Edge.Dial.Credentials;
 using Tunnel.Edge.Dial.Dialing;
 using Tunnel.Edge.Dial.Discovery;
@@ -11,7 +12,7 @@ namespace Tunnel.Transport.Internal;
 /// </summary>
 internal sealed class TunnelSettings
 {
-    private TunnelSettings(int haConnections, IReadOnlyList<EdgeAddress> edges, EdgeDialOptions dialOptions, RedialBackoffOptions redial, EdgeSelector selector, TimeProvider time)
+    private TunnelSettings(int haConnections, IReadOnlyList<string> edges, EdgeDialOptions dialOptions, RedialBackoffOptions redial, EdgeSelector selector, TimeProvider time)
     {
         HaConnections = haConnections;
         Edges = edges;
@@ -23,7 +24,8 @@ internal sealed class TunnelSettings
 
     public int HaConnections { get; }
 
-    public IReadOnlyList<EdgeAddress> Edges { get; }
+    /// <summary>The configured edges as given (addresses and SRV name), for logs.</summary>
+    public IReadOnlyList<string> Edges { get; }
 
     public EdgeDialOptions DialOptions { get; }
 
@@ -44,9 +46,15 @@ internal sealed class TunnelSettings
         }
 
         var edges = new List<EdgeAddress>();
-        foreach (var text in options.Edges.SelectMany(SplitList))
+        var srvNames = new List<string>();
+        var edgeTexts = options.Edges.SelectMany(SplitList).ToList();
+        foreach (var text in edgeTexts)
         {
-            if (EdgeAddress.TryParse(text, out var edge, out var error))
+            if (text.StartsWith(SrvPrefix, StringComparison.OrdinalIgnoreCase))
+            {
+                srvNames.Add(text[SrvPrefix.Length..]);
+            }
+            else if (EdgeAddress.TryParse(text, out var edge, out var error))
             {
                 edges.Add(edge);
             }
@@ -56,9 +64,27 @@ internal sealed class TunnelSettings
             }
         }
 
-        if (edges.Count == 0)
+        if (edges.Count == 0 && srvNames.Count == 0)
         {
-            problems.Add("No edge is configured: set Tunnel:Edges (host:port, port 7844 by default).");
+            problems.Add("No edge is configured: set Tunnel:Edges (host:port, port 7844 by default, or srv:_tunnel._tcp.example.com).");
+        }
+
+        if (srvNames.Count > 1)
+        {
+            problems.Add($"Tunnel:Edges names {srvNames.Count} SRV names; one is supported (list the others' edges as host:port fallbacks).");
+        }
+
+        var dnsOptions = new DnsResolverOptions();
+        foreach (var text in options.DnsServers.SelectMany(SplitList))
+        {
+            if (IPEndPoint.TryParse(text, out var server))
+            {
+                dnsOptions.Servers.Add(server.Port == 0 ? new IPEndPoint(server.Address, DefaultDnsPort) : server);
+            }
+            else
+            {
+                problems.Add($"Tunnel:DnsServers: '{text}' is not an IP address with an optional port.");
+            }
         }
 
         var hostnames = new List<string>();
@@ -151,9 +177,24 @@ internal sealed class TunnelSettings
             throw new InvalidOperationException("The tunnel transport is misconfigured:" + Environment.NewLine + "  - " + string.Join(Environment.NewLine + "  - ", problems));
         }
 
-        var selector = new EdgeSelector(new StaticEdgeDiscovery(edges), options.EdgeCoolDown, time);
-        return new TunnelSettings(options.HaConnections, edges, dialOptions, options.Redial!, selector, time);
+        IEdgeDiscovery discovery;
+        try
+        {
+            discovery = srvNames.Count == 1
+                ? new SrvEdgeDiscovery(srvNames[0], new DnsSrvResolver(dnsOptions, time), edges.Count > 0 ? edges : null, time)
+                : new StaticEdgeDiscovery(edges);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new InvalidOperationException($"The tunnel transport is misconfigured: {ex.Message}", ex);
+        }
+
+        var selector = new EdgeSelector(discovery, options.EdgeCoolDown, time);
+        return new TunnelSettings(options.HaConnections, edgeTexts, dialOptions, options.Redial!, selector, time);
     }
+
+    private const string SrvPrefix = "srv:";
+    private const int DefaultDnsPort = 53;
 
     private static IEnumerable<string> SplitList(string value) =>
         (value ?? "").Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

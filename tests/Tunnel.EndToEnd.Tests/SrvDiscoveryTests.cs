@@ -1,0 +1,67 @@
+using Tunnel.Edge.Dial.Tests.Discovery;
+using Tunnel.EndToEnd.Tests.Infrastructure;
+
+namespace Tunnel.EndToEnd.Tests;
+
+public class SrvDiscoveryTests
+{
+    [Fact]
+    public async Task The_origin_finds_its_edges_through_an_SRV_record_served_by_dnsmasq()
+    {
+        await using var harness = await TunnelHarness.StartAsync(o => o.Region = "r1");
+        var second = await harness.StartExtraEdgeAsync("edge-b", "r2");
+        using var dns = await Dnsmasq.StartAsync(ttl: 2, [
+            $"--srv-host=_tunnel._tcp.example.test,edge-a.example.test,{harness.Edge.TunnelEndPoint.Port},0,10",
+            $"--srv-host=_tunnel._tcp.example.test,edge-b.example.test,{second.TunnelEndPoint.Port},0,10",
+            "--host-record=edge-a.example.test,127.0.0.1",
+            "--host-record=edge-b.example.test,127.0.0.1",
+        ]);
+
+        await harness.StartOriginAsync(waitForConnections: false, configureTunnel: t =>
+        {
+            t.Edges = ["srv:_tunnel._tcp.example.test"];
+            t.DnsServers = [dns.EndPoint.ToString()];
+        });
+
+        await Wait.UntilAsync(() => harness.Edge.Routes.ConnectionCount + second.Routes.ConnectionCount == 4, TimeSpan.FromSeconds(20), "4 connections over the SRV edges");
+        Assert.True(harness.Edge.Routes.ConnectionCount > 0 && second.Routes.ConnectionCount > 0, "the connections did not spread over both SRV targets");
+
+        using var client = new HttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{second.VisitorEndPoint.Port}/") { Headers = { Host = TunnelHarness.Hostname } };
+        using var response = await client.SendAsync(request);
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Without_a_DNS_answer_the_static_fallback_edges_are_used()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+
+        // A dnsmasq that knows nothing of the name: NXDOMAIN.
+        using var dns = await Dnsmasq.StartAsync(ttl: 2, ["--host-record=unrelated.example.test,127.0.0.1"]);
+        var origin = await harness.StartOriginAsync(configureTunnel: t =>
+        {
+            t.Edges = ["srv:_tunnel._tcp.example.test", $"127.0.0.1:{harness.Edge.TunnelEndPoint.Port}"];
+            t.DnsServers = [dns.EndPoint.ToString()];
+        });
+
+        Assert.Equal(4, harness.Edge.Routes.ConnectionCount);
+    }
+
+    [Fact]
+    public async Task A_failing_SRV_lookup_without_fallback_is_logged_and_retried_not_fatal()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        using var dns = await Dnsmasq.StartAsync(ttl: 2, ["--host-record=unrelated.example.test,127.0.0.1"]);
+        var origin = await harness.StartOriginAsync(waitForConnections: false, configureTunnel: t =>
+        {
+            t.Edges = ["srv:_tunnel._tcp.example.test"];
+            t.DnsServers = [dns.EndPoint.ToString()];
+        });
+
+        await Wait.UntilAsync(() => origin.Logs.Entries.Any(e => e.EventId.Name == "DialFailed" && e.Message.Contains("Discovery", StringComparison.Ordinal)), TimeSpan.FromSeconds(10), "the discovery failure is logged");
+        var failure = origin.Logs.Entries.First(e => e.EventId.Name == "DialFailed" && e.Message.Contains("Discovery", StringComparison.Ordinal));
+        Assert.Contains("_tunnel._tcp.example.test", failure.Message, StringComparison.Ordinal);
+        Assert.False(origin.App.Lifetime.ApplicationStopping.IsCancellationRequested);
+    }
+}
