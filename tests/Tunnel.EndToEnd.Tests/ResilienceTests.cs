@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Tunnel.Edge.Hosting;
 using Tunnel.EndToEnd.Tests.Infrastructure;
@@ -219,6 +220,27 @@ public class ResilienceTests(ITestOutputHelper output)
         Assert.Equal(0, curl.ExitCode);
         Assert.Equal(20, events);
         await Wait.UntilAsync(() => harness.Edge.Routes.ConnectionCount == 0, TimeSpan.FromSeconds(5), "the drained connections close");
+    }
+
+    [Fact]
+    public async Task A_request_the_origin_may_have_processed_is_never_sent_again()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        var calls = 0;
+        void MapCrash(Microsoft.AspNetCore.Builder.WebApplication app) => app.MapPost("/crash", (Microsoft.AspNetCore.Http.HttpContext context) =>
+        {
+            Interlocked.Increment(ref calls);
+            context.Abort();
+        });
+
+        // Two replicas: another tunnel is there to retry on, yet the request must not be repeated.
+        await harness.StartOriginAsync(configureApp: MapCrash);
+        await harness.StartOriginAsync(waitForConnections: false, configureApp: MapCrash);
+        await Wait.UntilAsync(() => harness.Edge.Routes.Connections().Count(c => c.IsUsable) == 8, TimeSpan.FromSeconds(20), "both replicas are connected");
+
+        var result = await Cli.RunAsync("curl", [.. harness.CurlResolve(), "-sS", "-w", "\n%{http_code}", "--data-binary", "pay once", harness.VisitorUrl("/crash")], TimeSpan.FromSeconds(30));
+        Assert.EndsWith("502", result.Stdout.TrimEnd(), StringComparison.Ordinal);
+        Assert.Equal(1, Volatile.Read(ref calls));
     }
 
     private sealed class DumpOnFailure(ITestOutputHelper output, Func<string> dump) : IDisposable
