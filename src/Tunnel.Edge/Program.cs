@@ -9,7 +9,9 @@ var root = new RootCommand("tunnel-edge: the edge server of a self-hosted tunnel
 root.Subcommands.Add(EdgeCommands.Init());
 root.Subcommands.Add(EdgeCommands.Issue());
 root.Subcommands.Add(EdgeCommands.Serve());
-return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
+// The host handles SIGTERM itself (drain, then exit 0); System.CommandLine's own handler would kill
+// the process two seconds into the drain.
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
 
 internal static class EdgeCommands
 {

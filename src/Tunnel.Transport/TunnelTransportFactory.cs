@@ -15,14 +15,15 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
     private readonly IOptionsMonitor<TunnelOptions> _options;
     private readonly ILoggerFactory _loggerFactory;
     private readonly TimeProvider _time;
+    private readonly TunnelEvents _events;
 
-    /// <summary>Creates the factory; Kestrel resolves it from dependency injection.</summary>
-    public TunnelTransportFactory(IOptionsMonitor<TunnelOptions> options, ILoggerFactory loggerFactory, TimeProvider? timeProvider = null)
+    internal TunnelTransportFactory(IOptionsMonitor<TunnelOptions> options, ILoggerFactory loggerFactory, TunnelEvents events, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options;
         _loggerFactory = loggerFactory;
+        _events = events;
         _time = timeProvider ?? TimeProvider.System;
     }
 
@@ -38,7 +39,7 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
         }
 
         var settings = TunnelSettings.Create(_options.CurrentValue, _time);
-        var listener = new TunnelConnectionListener(tunnelEndPoint, settings, _loggerFactory.CreateLogger("Tunnel.Transport"), _time);
+        var listener = new TunnelConnectionListener(tunnelEndPoint, settings, _events, _loggerFactory.CreateLogger("Tunnel.Transport"), _time);
         listener.Start();
         return new ValueTask<IConnectionListener>(listener);
     }

@@ -33,7 +33,16 @@ public static class WebHostBuilderTunnelExtensions
             }
 
             services.TryAddSingleton(TimeProvider.System);
-            services.TryAddEnumerable(ServiceDescriptor.Singleton<IConnectionListenerFactory, TunnelTransportFactory>());
+            services.AddMetrics();
+            services.TryAddSingleton<TunnelStatus>();
+            services.TryAddSingleton<ITunnelStatus>(sp => sp.GetRequiredService<TunnelStatus>());
+            services.TryAddSingleton<TunnelMetrics>();
+            services.TryAddSingleton<TunnelEvents>();
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IConnectionListenerFactory, TunnelTransportFactory>(sp => new TunnelTransportFactory(
+                sp.GetRequiredService<IOptionsMonitor<TunnelOptions>>(),
+                sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
+                sp.GetRequiredService<TunnelEvents>(),
+                sp.GetRequiredService<TimeProvider>())));
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KestrelServerOptions>, TunnelKestrelOptionsSetup>());
             services.TryAddEnumerable(ServiceDescriptor.Transient<IStartupFilter, TunnelStartupFilter>());
         });

@@ -30,10 +30,13 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     // connection stays open. This long tells the two apart without delaying the replacement noticeably.
     private static readonly TimeSpan BrokenAnchorGrace = TimeSpan.FromMilliseconds(200);
 
-    public TunnelConnectionListener(TunnelEndPoint endPoint, TunnelSettings settings, ILogger logger, TimeProvider time)
+    private readonly TunnelEvents _events;
+
+    public TunnelConnectionListener(TunnelEndPoint endPoint, TunnelSettings settings, TunnelEvents events, ILogger logger, TimeProvider time)
     {
         EndPoint = endPoint;
         _settings = settings;
+        _events = events;
         _logger = logger;
         _time = time;
 
@@ -50,6 +53,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     public void Start()
     {
         TunnelLog.Starting(_logger, _settings.HaConnections, string.Join(", ", _settings.Edges), string.Join(", ", _settings.DialOptions.Hostnames));
+        _events.Status.Start(_settings.HaConnections);
         _slots = Enumerable.Range(0, _settings.HaConnections)
             .Select(index => Task.Run(() => SuperviseSlotAsync(index)))
             .ToArray();
@@ -83,6 +87,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         }
 
         TunnelLog.Stopping(_logger);
+        _events.Status.Stop();
         await _stopping.CancelAsync().ConfigureAwait(false);
         _ready.Writer.TryComplete();
         while (_ready.Reader.TryRead(out var queued))
@@ -169,7 +174,15 @@ internal sealed class TunnelConnectionListener : IConnectionListener
             selector.ReportConnected(index, edgeConnection.Edge, registration.Region, edgeConnection.Timings.Tcp);
             backoff.OnConnected();
             var registeredAt = _time.GetUtcNow();
-            TunnelLog.Registered(_logger, index, registration.EdgeName, registration.Region, edgeConnection.Edge.ToString(), registration.ConnectionId, edgeConnection.Timings.Total.TotalMilliseconds);
+            var registered = new TunnelConnectionEvent(TunnelConnectionEventKind.Registered, index, registeredAt)
+            {
+                EdgeAddress = edgeConnection.Edge.ToString(),
+                EdgeName = registration.EdgeName,
+                EdgeRegion = registration.Region,
+                TunnelConnectionId = registration.ConnectionId,
+                Timings = edgeConnection.Timings,
+            };
+            _events.Publish(registered);
             WarnAboutFewEdges(selector.KnownEdgeCount);
 
             var connection = new StreamTransportConnection(edgeConnection.Stream, registration.ConnectionId, edgeConnection.LocalEndPoint, edgeConnection.RemoteEndPoint);
@@ -184,7 +197,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
             };
             feature.AbortConnection = reason =>
             {
-                TunnelLog.TunnelSilent(_logger, index, registration.ConnectionId, reason);
+                _events.Publish(registered with { Kind = TunnelConnectionEventKind.Dropped, Timestamp = _time.GetUtcNow(), Timings = null, ErrorType = "edge_silent", Reason = reason, Uptime = _time.GetUtcNow() - registeredAt });
                 connection.Abort(new ConnectionAbortedException(reason));
             };
             connection.Features.Set<ITunnelConnectionFeature>(feature);
@@ -225,16 +238,18 @@ internal sealed class TunnelConnectionListener : IConnectionListener
             selector.ReportDisconnected(index);
             selector.ReportFailure(edgeConnection.Edge);
             var moving = outcome == feature.MoveRequested && !connection.Disposed.IsCompleted;
+            var closedAt = _time.GetUtcNow();
             if (moving)
             {
                 // The edge is draining (or the tunnel broke): dial a replacement elsewhere now; this
                 // connection keeps serving until the replacement is registered.
-                TunnelLog.MoveRequested(_logger, index, registration.EdgeName, registration.ConnectionId);
+                _events.Publish(registered with { Kind = TunnelConnectionEventKind.Moving, Timestamp = closedAt, Timings = null, Uptime = closedAt - registeredAt });
                 retiring = connection;
             }
-            else
+            else if (_events.Status.Slots.ElementAtOrDefault(index) is { IsRegistered: true })
             {
-                TunnelLog.Disconnected(_logger, index, registration.EdgeName, registration.ConnectionId, (_time.GetUtcNow() - registeredAt).TotalSeconds);
+                // (A dropped connection was reported when it was dropped.)
+                _events.Publish(registered with { Kind = TunnelConnectionEventKind.Disconnected, Timestamp = closedAt, Timings = null, Uptime = closedAt - registeredAt });
             }
 
             if (!backoff.OnDisconnected())
@@ -264,21 +279,26 @@ internal sealed class TunnelConnectionListener : IConnectionListener
 
     private void LogFailure(int index, EdgeAddress? edge, Exception failure, TimeSpan delay)
     {
-        var edgeText = edge?.ToString() ?? "(no edge)";
-        switch (failure)
+        var e = new TunnelConnectionEvent(TunnelConnectionEventKind.DialFailed, index, _time.GetUtcNow())
         {
-            case RegistrationRejectedException rejected:
-                TunnelLog.RegistrationRejected(_logger, index, edgeText, rejected.Rejection.Code, rejected.Rejection.Retryable, rejected.Rejection.Message, delay.TotalMilliseconds);
-                break;
-            case EdgeDiscoveryException discovery:
-                TunnelLog.DialFailed(_logger, index, edgeText, "Discovery", "discovery_failed", discovery.Message, delay.TotalMilliseconds);
-                break;
-            case EdgeDialException dial:
-                TunnelLog.DialFailed(_logger, index, edgeText, dial.Phase.ToString(), dial.ErrorType, dial.Message, delay.TotalMilliseconds);
-                break;
-            default:
-                TunnelLog.DialFailed(_logger, index, edgeText, "Unknown", failure.GetType().Name, failure.Message, delay.TotalMilliseconds);
-                break;
-        }
+            EdgeAddress = edge?.ToString(),
+            RetryDelay = delay,
+            Reason = failure.Message,
+        };
+        e = failure switch
+        {
+            RegistrationRejectedException rejected => e with
+            {
+                Kind = TunnelConnectionEventKind.Rejected,
+                Phase = nameof(DialPhase.Registration),
+                ErrorType = rejected.Rejection.Code,
+                Reason = rejected.Rejection.Message,
+                Retryable = rejected.Rejection.Retryable,
+            },
+            EdgeDiscoveryException => e with { Phase = nameof(DialPhase.Discovery), ErrorType = "discovery_failed" },
+            EdgeDialException dial => e with { Phase = dial.Phase.ToString(), ErrorType = dial.ErrorType },
+            _ => e with { Phase = "Unknown", ErrorType = failure.GetType().Name },
+        };
+        _events.Publish(e);
     }
 }
