@@ -40,6 +40,9 @@ public sealed class RequestForwarder
         TunnelHeaderNames.Forwarded, TunnelHeaderNames.Probe, TunnelHeaderNames.RequestId,
         "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-IP",
 
+        // The edge's own span carries the trace on; the HTTP client injects its context.
+        "traceparent", "tracestate",
+
         // The streamed content carries the length itself; a second copy would be a malformed request.
         "Content-Length",
     };
@@ -252,6 +255,12 @@ public sealed class RequestForwarder
         request.Headers.TryAddWithoutValidation(TunnelHeaderNames.ForwardedFor, context.Connection.RemoteIpAddress?.ToString() ?? "");
         request.Headers.TryAddWithoutValidation(TunnelHeaderNames.ForwardedProto, source.Scheme);
         request.Headers.TryAddWithoutValidation(TunnelHeaderNames.ForwardedHost, source.Host.Value);
+        if (System.Diagnostics.Activity.Current is { } span)
+        {
+            System.Diagnostics.DistributedContextPropagator.Current.Inject(span, request, static (carrier, name, value) =>
+                ((HttpRequestMessage)carrier!).Headers.TryAddWithoutValidation(name, value));
+        }
+
         return request;
     }
 

@@ -90,6 +90,7 @@ public sealed class EdgeServer : IAsyncDisposable
 
         var app = builder.Build();
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
+        app.UseMiddleware<EdgeTracing>();
         app.Run(forwarder.InvokeAsync);
         _ = app.Services.GetRequiredService<TunnelListener>();
         return new EdgeServer(app, options);

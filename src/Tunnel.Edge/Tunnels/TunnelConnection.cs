@@ -45,6 +45,10 @@ public sealed class TunnelConnection : IAsyncDisposable
             UseProxy = false,
             AutomaticDecompression = DecompressionMethods.None,
             MaxResponseHeadersLength = 64,
+
+            // The forwarder injects the edge's own span (see EdgeTracing), so the app's request span is
+            // its direct child rather than a grandchild through an HTTP client span.
+            ActivityHeadersPropagator = System.Diagnostics.DistributedContextPropagator.CreateNoOutputPropagator(),
         };
         Invoker = new HttpMessageInvoker(_handler, disposeHandler: false);
     }

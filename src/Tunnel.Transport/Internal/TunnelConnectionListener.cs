@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
@@ -153,18 +154,32 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                     await Task.Delay(choice.Wait, _time, token).ConfigureAwait(false);
                 }
 
+                // A root span per attempt: dials run in the background, not inside any request's trace.
+                Activity.Current = null;
+                using var activity = TunnelActivitySource.Source.StartActivity("tunnel.dial", ActivityKind.Client);
+                activity?.SetTag("tunnel.connection.index", index);
+                activity?.SetTag("server.address", choice.Edge.Host);
+                activity?.SetTag("server.port", choice.Edge.Port);
                 try
                 {
-                    return await _settings.Dialer.DialAsync(choice.Edge, index, backoff.ConsecutiveFailures, token).ConfigureAwait(false);
+                    var dialed = await _settings.Dialer.DialAsync(choice.Edge, index, backoff.ConsecutiveFailures, token).ConfigureAwait(false);
+                    activity?.SetTag("tunnel.edge.name", dialed.Registration.EdgeName);
+                    activity?.SetTag("tunnel.edge.region", dialed.Registration.Region);
+                    activity?.SetTag("tunnel.connection.id", dialed.Registration.ConnectionId);
+                    return dialed;
                 }
                 catch (RegistrationRejectedException rejected)
                 {
+                    activity?.SetStatus(ActivityStatusCode.Error, rejected.Rejection.Message);
+                    activity?.SetTag("error.type", rejected.Rejection.Code);
                     var retryAfter = rejected.Rejection.RetryAfterSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : (TimeSpan?)null;
                     selector.ReportFailure(choice.Edge, retryAfter);
                     throw;
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
+                    activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+                    activity?.SetTag("error.type", (ex as EdgeDialException)?.ErrorType ?? ex.GetType().Name);
                     selector.ReportFailure(choice.Edge);
                     throw;
                 }
