@@ -48,4 +48,6 @@ internal static partial class EdgeLog
 
     [LoggerMessage(43, LogLevel.Information, "Visitor HTTPS on {EndPoint} with {CertificateCount} certificate(s).", EventName = "VisitorHttpsListening")]
     public static partial void VisitorHttpsListening(ILogger logger, string endPoint, int certificateCount);
+    [LoggerMessage(44, LogLevel.Error, "Checking the visitor certificates failed unexpectedly; the loaded ones stay in use.", EventName = "VisitorCertificateCheckFault")]
+    public static partial void VisitorCertificateCheckFault(ILogger logger, Exception exception);
 }

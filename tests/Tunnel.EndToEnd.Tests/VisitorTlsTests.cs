@@ -124,6 +124,32 @@ public class VisitorTlsTests
     }
 
     [Fact]
+    public async Task Certificate_directory_serves_its_pairs_and_picks_up_a_pair_added_later()
+    {
+        using var sites = new TestPki();
+        var directory = Directory.CreateDirectory(Path.Combine(sites.Directory, "sites")).FullName;
+        using (var first = CertificateIssuer.IssueSiteCertificate(sites.Ca, ["one.test"], TimeSpan.FromDays(1)))
+        using (var second = CertificateIssuer.IssueSiteCertificate(sites.Ca, ["two.test"], TimeSpan.FromDays(1)))
+        {
+            CertificateIssuer.WritePem(first, Path.Combine(directory, "1-one.pem"), Path.Combine(directory, "1-one.key"));
+            CertificateIssuer.WritePem(second, Path.Combine(directory, "2-two.pem"), Path.Combine(directory, "2-two.key"));
+        }
+
+        await using var harness = await TunnelHarness.StartAsync(o =>
+        {
+            o.VisitorHttpsPort = 0;
+            o.CertificateDirectory = directory;
+        });
+        var port = harness.Edge.VisitorHttpsEndPoint!.Port;
+        Assert.Equal("CN=two.test", (await ServedCertificateAsync(port, "two.test")).Subject);
+        Assert.Equal("CN=one.test", (await ServedCertificateAsync(port, "three.test")).Subject);
+
+        using var third = CertificateIssuer.IssueSiteCertificate(sites.Ca, ["three.test"], TimeSpan.FromDays(1));
+        CertificateIssuer.WritePem(third, Path.Combine(directory, "3-three.pem"), Path.Combine(directory, "3-three.key"));
+        await ServedWithinAsync(port, "three.test", third.Thumbprint);
+    }
+
+    [Fact]
     public async Task Plain_http_for_a_redirected_host_gets_308_to_https_and_other_hosts_do_not()
     {
         using var sites = new TestPki();

@@ -37,8 +37,8 @@ internal sealed class VisitorCertificates : IDisposable
     {
         _options = options;
         _logger = logger;
-        _debounce = new Timer(_ => Reload(), null, Timeout.Infinite, Timeout.Infinite);
-        _periodic = new Timer(_ => Reload(), null, Timeout.Infinite, Timeout.Infinite);
+        _debounce = new Timer(_ => ReloadFromTimer(), null, Timeout.Infinite, Timeout.Infinite);
+        _periodic = new Timer(_ => ReloadFromTimer(), null, Timeout.Infinite, Timeout.Infinite);
     }
 
     /// <summary>Whether any certificate is configured (the HTTPS port opens only then).</summary>
@@ -178,6 +178,19 @@ internal sealed class VisitorCertificates : IDisposable
 
         _debounce.Dispose();
         _periodic.Dispose();
+    }
+
+    private void ReloadFromTimer()
+    {
+        try
+        {
+            Reload();
+        }
+        catch (Exception ex)
+        {
+            // A timer callback that throws ends the process; the edge keeps serving what it has.
+            EdgeLog.VisitorCertificateCheckFault(_logger, ex);
+        }
     }
 
     private void ScheduleReload()
