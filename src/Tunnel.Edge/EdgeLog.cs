@@ -36,4 +36,18 @@ internal static partial class EdgeLog
 
     [LoggerMessage(9, LogLevel.Error, "Unexpected failure in the tunnel listener.", EventName = "ListenerFault")]
     public static partial void ListenerFault(ILogger logger, Exception exception);
+    // Visitor TLS: ids 40-49.
+    [LoggerMessage(40, LogLevel.Information, "Visitor certificate '{CertificatePath}' loaded: {Subject}, names {DnsNames}, valid until {NotAfter:u}.", EventName = "VisitorCertificateLoaded")]
+    public static partial void VisitorCertificateLoaded(ILogger logger, string certificatePath, string subject, string dnsNames, DateTime notAfter);
+
+    [LoggerMessage(41, LogLevel.Error, "Reloading the visitor certificate '{CertificatePath}' failed; {Consequence}: {Reason}", EventName = "VisitorCertificateReloadFailed")]
+    public static partial void VisitorCertificateReloadFailed(ILogger logger, string certificatePath, string consequence, string reason);
+
+    [LoggerMessage(42, LogLevel.Warning, "Cannot watch '{Directory}' for certificate changes ({Reason}); the periodic check still reloads them.", EventName = "VisitorCertificateWatchFailed")]
+    public static partial void VisitorCertificateWatchFailed(ILogger logger, string directory, string reason);
+
+    [LoggerMessage(43, LogLevel.Information, "Visitor HTTPS on {EndPoint} with {CertificateCount} certificate(s).", EventName = "VisitorHttpsListening")]
+    public static partial void VisitorHttpsListening(ILogger logger, string endPoint, int certificateCount);
+    [LoggerMessage(44, LogLevel.Error, "Checking the visitor certificates failed unexpectedly; the loaded ones stay in use.", EventName = "VisitorCertificateCheckFault")]
+    public static partial void VisitorCertificateCheckFault(ILogger logger, Exception exception);
 }

@@ -1,3 +1,4 @@
+using Tunnel.Edge.Visitors;
 using Tunnel.Protocol;
 
 namespace Tunnel.Edge;
@@ -76,4 +77,53 @@ public sealed class EdgeOptions
     /// <summary>Most tunnel connections the edge holds; further registrations are refused as overloaded.</summary>
     /// <remarks>Defaults to 10000.</remarks>
     public int MaxTunnelConnections { get; set; } = 10_000;
+
+    // ---- Visitor TLS (HTTPS port, certificates by SNI, HTTP to HTTPS redirect) ----
+
+    /// <summary>
+    /// The visitor HTTPS port: HTTP/1.1 and HTTP/2 chosen by ALPN, a certificate per hostname chosen by
+    /// SNI from <see cref="Certificates"/> and <see cref="CertificateDirectory"/>.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 8443. 0 picks a free port (tests); -1 disables the port. The port opens only when at
+    /// least one certificate is configured, so an edge without certificates serves cleartext only.
+    /// </remarks>
+    public int VisitorHttpsPort { get; set; } = 8443;
+
+    /// <summary>
+    /// Certificate files for the HTTPS port. Each certificate serves the DNS names of its subject
+    /// alternative name (exact names and <c>*.example.com</c> wildcards, one label, as in TLS). A visitor
+    /// that sends no SNI, or a name no certificate covers, gets the first certificate. When two cover
+    /// the same name, the first listed wins. Files are watched and reloaded when they change.
+    /// </summary>
+    /// <remarks>Defaults to none.</remarks>
+    public List<VisitorCertificateFile> Certificates { get; set; } = [];
+
+    /// <summary>
+    /// A directory of certificates for the HTTPS port: every <c>NAME.pem</c> with a <c>NAME.key</c> beside
+    /// it, in name order, after <see cref="Certificates"/>. Pairs added or removed later are picked up.
+    /// </summary>
+    /// <remarks>Defaults to none.</remarks>
+    public string? CertificateDirectory { get; set; }
+
+    /// <summary>
+    /// How often the certificate files are checked for changes even when no file-system event came
+    /// (a safety net for network file systems and missed events).
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds.</remarks>
+    public TimeSpan CertificateCheckInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Hostnames whose plain-HTTP requests are redirected (308) to HTTPS: exact names,
+    /// <c>*.example.com</c> wildcards (one label), or <c>*</c> for every host.
+    /// </summary>
+    /// <remarks>Defaults to none: plain HTTP is served as it is.</remarks>
+    public List<string> HttpsRedirectHosts { get; set; } = [];
+
+    /// <summary>
+    /// The port the redirect's <c>Location</c> names, when visitors reach the HTTPS port through a
+    /// different public port (a port forward from 443, a load balancer).
+    /// </summary>
+    /// <remarks>Defaults to the HTTPS port the edge listens on. 443 is left out of the URL.</remarks>
+    public int? HttpsRedirectPort { get; set; }
 }

@@ -8,6 +8,7 @@ using Tunnel.Edge.Identity;
 var root = new RootCommand("tunnel-edge: the edge server of a self-hosted tunnel for ASP.NET Core apps.");
 root.Subcommands.Add(EdgeCommands.Init());
 root.Subcommands.Add(EdgeCommands.Issue());
+root.Subcommands.Add(EdgeCommands.IssueSite());
 root.Subcommands.Add(EdgeCommands.Serve());
 // The host handles SIGTERM itself (drain, then exit 0); System.CommandLine's own handler would kill
 // the process two seconds into the drain.
@@ -85,6 +86,35 @@ internal static class EdgeCommands
         return command;
     }
 
+    public static Command IssueSite()
+    {
+        var dir = new Option<DirectoryInfo>("--dir") { Description = "The directory holding ca.pem and ca.key (from init).", Required = true };
+        var domains = new Option<string[]>("--domain") { Description = "A hostname the certificate serves: exact or wildcard (*.example.com). Repeatable.", Required = true, AllowMultipleArgumentsPerToken = true };
+        var output = new Option<string>("--out") { Description = "Path prefix of the files to write: PREFIX.pem and PREFIX.key.", Required = true };
+        var days = new Option<int>("--days") { Description = "Validity in days.", DefaultValueFactory = _ => 90 };
+        var command = new Command("issue-site", "Issue a visitor-facing TLS certificate for the HTTPS port, signed by the edge's CA (tests, development).") { dir, domains, output, days };
+        command.SetAction(result =>
+        {
+            var directory = result.GetValue(dir)!.FullName;
+            try
+            {
+                using var ca = CertificateIssuer.LoadPem(Path.Combine(directory, "ca.pem"), Path.Combine(directory, "ca.key"));
+                using var site = CertificateIssuer.IssueSiteCertificate(ca, result.GetValue(domains)!, TimeSpan.FromDays(result.GetValue(days)));
+                var prefix = result.GetValue(output)!;
+                CertificateIssuer.WritePem(site, prefix + ".pem", prefix + ".key");
+                Console.WriteLine($"Wrote {prefix}.pem and {prefix}.key for {string.Join(", ", result.GetValue(domains)!)}, valid until {site.NotAfter:yyyy-MM-dd}. Visitors must trust {Path.Combine(directory, "ca.pem")}.");
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
+            {
+                Console.Error.WriteLine(ex.Message);
+                return 1;
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
     public static Command Serve()
     {
         var config = new Option<FileInfo?>("--config") { Description = "A JSON file with an \"Edge\" section (see the README for every key)." };
@@ -93,8 +123,12 @@ internal static class EdgeCommands
         var region = new Option<string?>("--region") { Description = "The edge's region." };
         var tunnelPort = new Option<int?>("--tunnel-port") { Description = "The tunnel port (default 7844)." };
         var httpPort = new Option<int?>("--http-port") { Description = "The visitor HTTP port (default 8080)." };
-        var listen = new Option<string?>("--listen") { Description = "The IP address both ports listen on (default 0.0.0.0)." };
-        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen };
+        var listen = new Option<string?>("--listen") { Description = "The IP address every port listens on (default 0.0.0.0)." };
+        var httpsPort = new Option<int?>("--https-port") { Description = "The visitor HTTPS port (default 8443; -1 disables it). Opens when a certificate is given." };
+        var certificates = new Option<string[]>("--cert") { Description = "A visitor certificate for the HTTPS port: CERT.pem:KEY.pem, or one PEM holding both. Repeatable; the first is the default for unknown names.", AllowMultipleArgumentsPerToken = true };
+        var certificateDirectory = new Option<DirectoryInfo?>("--cert-dir") { Description = "A directory of visitor certificates: every NAME.pem with NAME.key beside it." };
+        var redirectHosts = new Option<string[]>("--redirect-https") { Description = "Redirect plain HTTP for this hostname to HTTPS (308); '*' for every host. Repeatable.", AllowMultipleArgumentsPerToken = true };
+        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts };
         command.SetAction(async (result, cancellationToken) =>
         {
             var configuration = new ConfigurationBuilder();
@@ -123,6 +157,19 @@ internal static class EdgeCommands
                 options.VisitorAddress = address;
             }
 
+            options.VisitorHttpsPort = result.GetValue(httpsPort) ?? options.VisitorHttpsPort;
+            foreach (var pair in result.GetValue(certificates) ?? [])
+            {
+                // Split at the last ':' so a Windows drive letter stays with its path.
+                var colon = pair.LastIndexOf(':');
+                options.Certificates.Add(colon > 1
+                    ? new Tunnel.Edge.Visitors.VisitorCertificateFile { CertificatePath = pair[..colon], KeyPath = pair[(colon + 1)..] }
+                    : new Tunnel.Edge.Visitors.VisitorCertificateFile { CertificatePath = pair });
+            }
+
+            options.CertificateDirectory = result.GetValue(certificateDirectory)?.FullName ?? options.CertificateDirectory;
+            options.HttpsRedirectHosts.AddRange(result.GetValue(redirectHosts) ?? []);
+
             EdgeServer edge;
             try
             {
@@ -137,7 +184,8 @@ internal static class EdgeCommands
             await using (edge.ConfigureAwait(false))
             {
                 await edge.StartAsync(cancellationToken).ConfigureAwait(false);
-                Console.WriteLine($"tunnel-edge {options.Name}: tunnels on {edge.TunnelEndPoint}, visitors on http://{edge.VisitorEndPoint}");
+                var https = edge.VisitorHttpsEndPoint is { } endPoint ? $" and https://{endPoint}" : "";
+                Console.WriteLine($"tunnel-edge {options.Name}: tunnels on {edge.TunnelEndPoint}, visitors on http://{edge.VisitorEndPoint}{https}");
                 await edge.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
             }
 

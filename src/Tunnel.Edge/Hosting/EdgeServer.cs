@@ -1,10 +1,12 @@
 using System.Net;
+using System.Net.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -23,6 +25,10 @@ namespace Tunnel.Edge.Hosting;
 /// </summary>
 public sealed class EdgeServer : IAsyncDisposable
 {
+    // A visitor that connects and never finishes its handshake holds a socket; Kestrel's own default
+    // bound, long enough for a slow mobile link.
+    private static readonly TimeSpan VisitorTlsHandshakeTimeout = TimeSpan.FromSeconds(10);
+
     private readonly WebApplication _app;
 
     private EdgeServer(WebApplication app, EdgeOptions options)
@@ -42,6 +48,9 @@ public sealed class EdgeServer : IAsyncDisposable
 
     /// <summary>Where visitors connect; known once started.</summary>
     public IPEndPoint VisitorEndPoint { get; private set; } = new(IPAddress.None, 0);
+
+    /// <summary>Where visitors connect over HTTPS, known once started; <c>null</c> when the HTTPS port is off.</summary>
+    public IPEndPoint? VisitorHttpsEndPoint { get; private set; }
 
     /// <summary>The host's services.</summary>
     public IServiceProvider Services => _app.Services;
@@ -73,6 +82,8 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
         var handoff = new H2cHandoff();
         services.AddSingleton<IConnectionListenerFactory>(handoff);
+        services.AddSingleton(sp => VisitorCertificates.Load(options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors")));
+        services.AddSingleton(new HttpsRedirect(options));
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -86,11 +97,38 @@ public sealed class EdgeServer : IAsyncDisposable
                 listen.Use(handoff.Sniff);
             });
             kestrel.Listen(new H2cHandoffEndPoint(), listen => listen.Protocols = HttpProtocols.Http2);
+
+            var certificates = kestrel.ApplicationServices.GetRequiredService<VisitorCertificates>();
+            if (options.VisitorHttpsPort >= 0 && !certificates.IsEmpty)
+            {
+                kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpsPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1AndHttp2;
+                    listen.UseHttps(new TlsHandshakeCallbackOptions
+                    {
+                        HandshakeTimeout = VisitorTlsHandshakeTimeout,
+                        OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
+                        {
+                            ServerCertificateContext = certificates.Select(context.ClientHelloInfo.ServerName),
+                            ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+                        }),
+                    });
+                });
+            }
         });
 
         var app = builder.Build();
+
+        // Load the visitor certificates now, so a missing or corrupt file stops Create with its name.
+        _ = app.Services.GetRequiredService<VisitorCertificates>();
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
         app.UseMiddleware<EdgeTracing>();
+        var redirect = app.Services.GetRequiredService<HttpsRedirect>();
+        if (redirect.IsEnabled)
+        {
+            app.Use(redirect.Middleware);
+        }
+
         app.Run(forwarder.InvokeAsync);
         _ = app.Services.GetRequiredService<TunnelListener>();
         return new EdgeServer(app, options);
@@ -105,9 +143,23 @@ public sealed class EdgeServer : IAsyncDisposable
         {
             if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip))
             {
-                VisitorEndPoint = new IPEndPoint(ip, uri.Port);
-                break;
+                if (uri.Scheme == Uri.UriSchemeHttps)
+                {
+                    VisitorHttpsEndPoint ??= new IPEndPoint(ip, uri.Port);
+                }
+                else if (VisitorEndPoint.Port == 0)
+                {
+                    VisitorEndPoint = new IPEndPoint(ip, uri.Port);
+                }
             }
+        }
+
+        if (VisitorHttpsEndPoint is { } https)
+        {
+            _app.Services.GetRequiredService<HttpsRedirect>().ListeningPort = https.Port;
+            var certificates = _app.Services.GetRequiredService<VisitorCertificates>();
+            certificates.StartWatching();
+            EdgeLog.VisitorHttpsListening(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors"), https.ToString(), certificates.Count);
         }
     }
 

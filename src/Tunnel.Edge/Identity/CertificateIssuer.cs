@@ -47,6 +47,39 @@ public static class CertificateIssuer
     }
 
     /// <summary>
+    /// Issues a visitor-facing TLS certificate for the HTTPS port (exact names and <c>*.example.com</c>
+    /// wildcards), signed by the edge's CA: for tests and development, where visitors are told to trust
+    /// that CA. Production sites use certificates from a public CA.
+    /// </summary>
+    public static X509Certificate2 IssueSiteCertificate(X509Certificate2 ca, IEnumerable<string> hostnames, TimeSpan validity)
+    {
+        ArgumentNullException.ThrowIfNull(hostnames);
+        var names = new List<string>();
+        foreach (var hostname in hostnames)
+        {
+            if (!Protocol.HostnameRules.TryNormalize(hostname, out var normalized, out var error))
+            {
+                throw new ArgumentException($"Cannot issue a certificate: {error}.", nameof(hostnames));
+            }
+
+            names.Add(normalized);
+        }
+
+        if (names.Count == 0)
+        {
+            throw new ArgumentException("A site certificate needs at least one hostname.", nameof(hostnames));
+        }
+
+        var san = new SubjectAlternativeNameBuilder();
+        foreach (var name in names)
+        {
+            san.AddDnsName(name);
+        }
+
+        return Issue(ca, names[0], san, ServerAuthOid, validity);
+    }
+
+    /// <summary>
     /// Issues an origin's client certificate for the domains it may serve (exact names and
     /// <c>*.example.com</c> wildcards); the edge refuses registrations for any other hostname.
     /// </summary>
