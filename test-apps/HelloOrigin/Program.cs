@@ -3,7 +3,10 @@ using HelloOrigin;
 // A plain minimal-API app. The one tunnel line: UseTunnelTransport (options from the "Tunnel" section).
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseTunnelTransport();
+builder.AddHelloTelemetry(); // OpenTelemetry SDK + OTLP, when an endpoint is configured
+builder.Services.AddHealthChecks().AddTunnel();
 
 var app = builder.Build();
 app.MapHelloEndpoints();
+app.MapHealthChecks("/healthz");
 app.Run();
