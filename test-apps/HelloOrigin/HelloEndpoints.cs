@@ -7,13 +7,73 @@ namespace HelloOrigin;
 /// <summary>The endpoints of the sample origin, shared by its Program, the demo and the tests.</summary>
 public static class HelloEndpoints
 {
+    private const string AppPage = """
+        <!doctype html>
+        <html lang="en">
+        <head><meta charset="utf-8"><title>HelloOrigin through the tunnel</title>
+        <style>body{font-family:system-ui,sans-serif;margin:2em} li{font-family:monospace}</style></head>
+        <body>
+        <h1>HelloOrigin</h1>
+        <p>Scheme: <span id="scheme"></span></p>
+        <h2>WebSocket</h2><ul id="ws"></ul>
+        <h2>Server-sent events</h2><ul id="sse"></ul>
+        <script>
+        const add = (list, text) => { const li = document.createElement('li'); li.textContent = text; document.getElementById(list).appendChild(li); };
+        document.getElementById('scheme').textContent = location.protocol;
+        const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws');
+        let sent = 0;
+        ws.onopen = () => { for (sent = 1; sent <= 3; sent++) ws.send('ping ' + sent); };
+        ws.onmessage = e => add('ws', 'echo: ' + e.data);
+        ws.onerror = () => add('ws', 'error');
+        const events = new EventSource('/stream?count=3');
+        events.onmessage = e => { add('sse', 'event: ' + JSON.parse(e.data).n); if (JSON.parse(e.data).n === 2) events.close(); };
+        </script>
+        </body>
+        </html>
+        """;
+
     /// <summary>The byte at position <paramref name="index"/> of every /download body: a pattern a receiver can check.</summary>
     public static byte PatternByte(long index) => (byte)(index % 251);
 
-    /// <summary>Maps GET /, POST /echo, GET /headers, GET /stream, GET /download and POST /upload.</summary>
+    /// <summary>Maps GET /, POST /echo, GET /headers, GET /stream, GET /download, POST /upload, GET /ws (WebSocket echo) and GET /app (a page using both).</summary>
     public static WebApplication MapHelloEndpoints(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        app.UseWebSockets();
+
+        app.MapGet("/app", () => Results.Content(AppPage, "text/html; charset=utf-8"));
+
+        // The ordinary way to serve a WebSocket: the tunnel must carry it unchanged.
+        app.Map("/ws", async (HttpContext context) =>
+        {
+            if (!context.WebSockets.IsWebSocketRequest)
+            {
+                return Results.BadRequest("WebSocket requests only.");
+            }
+
+            using var socket = await context.WebSockets.AcceptWebSocketAsync();
+            var buffer = new byte[64 * 1024];
+            try
+            {
+                while (true)
+                {
+                    var received = await socket.ReceiveAsync(buffer, context.RequestAborted);
+                    if (received.MessageType == System.Net.WebSockets.WebSocketMessageType.Close)
+                    {
+                        await socket.CloseAsync(received.CloseStatus ?? System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, received.CloseStatusDescription, context.RequestAborted);
+                        break;
+                    }
+
+                    await socket.SendAsync(buffer.AsMemory(0, received.Count), received.MessageType, received.EndOfMessage, context.RequestAborted);
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or System.Net.WebSockets.WebSocketException)
+            {
+                // The visitor left.
+            }
+
+            return Results.Empty;
+        });
 
         app.MapGet("/", () => "Hello from HelloOrigin, served through the tunnel.\n");
 
