@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Access;
 using Tunnel.Edge.Forwarding;
 using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
@@ -53,6 +54,7 @@ public sealed class EdgeServer : IAsyncDisposable
     public static EdgeServer Create(EdgeOptions options, Action<ILoggingBuilder>? configureLogging = null, string[]? args = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        var policies = HostPolicies.Create(options);
         var credentials = EdgeCredentials.Load(options);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args ?? [] });
         builder.Logging.ClearProviders();
@@ -67,6 +69,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton(options);
         services.AddSingleton(credentials);
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(policies);
         services.AddSingleton<RouteTable>();
         services.AddSingleton<RequestForwarder>();
         services.AddSingleton<TunnelListener>();
@@ -80,6 +83,7 @@ public sealed class EdgeServer : IAsyncDisposable
 
             // The origin enforces its own body limit; the edge streams and never buffers bodies whole.
             kestrel.Limits.MaxRequestBodySize = null;
+            VisitorLimits.Apply(kestrel.Limits, options.Limits);
             kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpPort, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1;
@@ -90,6 +94,7 @@ public sealed class EdgeServer : IAsyncDisposable
 
         var app = builder.Build();
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
+        app.UseMiddleware<EdgeAccessMiddleware>();
         app.Run(forwarder.InvokeAsync);
         _ = app.Services.GetRequiredService<TunnelListener>();
         return new EdgeServer(app, options);
