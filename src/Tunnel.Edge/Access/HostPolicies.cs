@@ -157,7 +157,8 @@ internal sealed class HostPolicies : IDisposable
             {
                 parsed.Add(new IPNetwork(single, single.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128));
             }
-            else if (IPNetwork.TryParse(value, out var network))
+            else if (IPNetwork.TryParse(value, out var network) && IPAddress.TryParse(value.AsSpan(0, value.IndexOf('/', StringComparison.Ordinal)), out var written)
+                && written.Equals(network.BaseAddress))
             {
                 parsed.Add(network);
             }
