@@ -58,7 +58,7 @@ internal sealed class EdgeAccessMiddleware
 
         if (policy.RateLimiter is { } limiter && visitor is not null)
         {
-            using var lease = limiter.AttemptAcquire(visitor);
+            using var lease = limiter.AttemptAcquire(RateLimitKey(visitor));
             if (!lease.IsAcquired)
             {
                 var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) && wait > TimeSpan.FromSeconds(1) ? wait : TimeSpan.FromSeconds(1);
@@ -107,6 +107,23 @@ internal sealed class EdgeAccessMiddleware
         {
             _concurrency.Exit(host);
         }
+    }
+
+    /// <summary>
+    /// The bucket a visitor draws from: its IPv4 address, or its IPv6 /64, because one IPv6 subscriber
+    /// usually holds a whole /64 and could otherwise take a fresh bucket per request.
+    /// </summary>
+    private static IPAddress RateLimitKey(IPAddress visitor)
+    {
+        if (visitor.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+        {
+            return visitor;
+        }
+
+        Span<byte> bytes = stackalloc byte[16];
+        visitor.TryWriteBytes(bytes, out _);
+        bytes[8..].Clear();
+        return new IPAddress(bytes);
     }
 
     private static async Task RefuseBodyAsync(HttpContext context, string host, string requestId, long maxBody)

@@ -30,7 +30,10 @@ public sealed class EdgeHostOptions
     /// <remarks>Defaults to empty.</remarks>
     public List<string> Deny { get; set; } = [];
 
-    /// <summary>A token bucket per visitor IP; requests beyond it get <c>429</c> with <c>Retry-After</c>.</summary>
+    /// <summary>
+    /// A token bucket per visitor IP (per IPv6 /64); requests beyond it get <c>429</c> with <c>Retry-After</c>.
+    /// A wildcard entry's buckets are shared by the hostnames it covers.
+    /// </summary>
     /// <remarks>Defaults to <c>null</c>: no rate limit.</remarks>
     public EdgeRateLimitOptions? RateLimit { get; set; }
 }

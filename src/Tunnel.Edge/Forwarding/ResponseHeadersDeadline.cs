@@ -11,6 +11,7 @@ internal sealed class ResponseHeadersDeadline : IDisposable
     private readonly CancellationToken _visitorAborted;
     private readonly Lock _lock = new();
     private bool _headersReceived;
+    private bool _disposed;
 
     public ResponseHeadersDeadline(TimeSpan timeout, CancellationToken visitorAborted)
     {
@@ -32,7 +33,8 @@ internal sealed class ResponseHeadersDeadline : IDisposable
     {
         lock (_lock)
         {
-            if (!_headersReceived)
+            // A duplex body may end after the exchange is over and this is disposed.
+            if (!_headersReceived && !_disposed)
             {
                 _source.CancelAfter(Timeout);
             }
@@ -45,9 +47,19 @@ internal sealed class ResponseHeadersDeadline : IDisposable
         lock (_lock)
         {
             _headersReceived = true;
-            _source.CancelAfter(System.Threading.Timeout.InfiniteTimeSpan);
+            if (!_disposed)
+            {
+                _source.CancelAfter(System.Threading.Timeout.InfiniteTimeSpan);
+            }
         }
     }
 
-    public void Dispose() => _source.Dispose();
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _source.Dispose();
+        }
+    }
 }
