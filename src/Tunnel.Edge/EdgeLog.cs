@@ -28,6 +28,21 @@ internal static partial class EdgeLog
     [LoggerMessage(8, LogLevel.Warning, "Request {RequestId} for {Host}: the origin's response broke off: {Reason}", EventName = "ResponseAborted")]
     public static partial void ResponseAborted(ILogger logger, string requestId, string host, string reason);
 
+    [LoggerMessage(20, LogLevel.Information, "Request {RequestId} for {Host}: 403, {Reason}.", EventName = "RequestDenied")]
+    public static partial void RequestDenied(ILogger logger, string requestId, string host, string reason);
+
+    [LoggerMessage(21, LogLevel.Information, "Request {RequestId} for {Host}: 429, {Visitor} is over the host's rate limit; retry after {RetryAfterSeconds:0.#} s.", EventName = "RequestRateLimited")]
+    public static partial void RequestRateLimited(ILogger logger, string requestId, string host, string visitor, double retryAfterSeconds);
+
+    [LoggerMessage(22, LogLevel.Information, "Request {RequestId} for {Host}: 413, its body of {ContentLength} bytes is over the limit of {MaxRequestBodySize}.", EventName = "RequestBodyTooLarge")]
+    public static partial void RequestBodyTooLarge(ILogger logger, string requestId, string host, long contentLength, long maxRequestBodySize);
+
+    [LoggerMessage(23, LogLevel.Warning, "Request {RequestId} for {Host}: 503, {InFlight} requests in flight reach the cap per {Scope}.", EventName = "RequestOverloaded")]
+    public static partial void RequestOverloaded(ILogger logger, string requestId, string host, int inFlight, string scope);
+
+    [LoggerMessage(24, LogLevel.Warning, "Request {RequestId} for {Host}: 504, the origin sent no response headers within {TimeoutSeconds:0.###} s.", EventName = "ResponseHeadersTimedOut")]
+    public static partial void ResponseHeadersTimedOut(ILogger logger, string requestId, string host, double timeoutSeconds);
+
     [LoggerMessage(10, LogLevel.Warning, "Tunnel {ConnectionId} has sent no heartbeat for {SilenceMilliseconds:0} ms; sending it no new requests until it does.", EventName = "TunnelSilent")]
     public static partial void TunnelSilent(ILogger logger, string connectionId, double silenceMilliseconds);
 

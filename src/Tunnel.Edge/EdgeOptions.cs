@@ -48,6 +48,21 @@ public sealed class EdgeOptions
     /// <remarks>Required. <c>tunnel-edge init</c> writes <c>edge.key</c>.</remarks>
     public string? ServerKeyPath { get; set; }
 
+    // ---- Visitor limits and per-hostname access rules (validated by Access.HostPolicies) ----
+
+    /// <summary>Limits on visitors' requests: header size and count, body size, timeouts, concurrency, data rates.</summary>
+    /// <remarks>Section <c>Edge:Limits</c>; every property documents its default.</remarks>
+    public Access.EdgeLimitsOptions Limits { get; set; } = new();
+
+    /// <summary>
+    /// Per-hostname rules (section <c>Edge:Hosts:{hostname}</c>): IP allow and deny lists, a rate limit per
+    /// visitor IP, and overrides of <see cref="Limits"/>. Keys are exact names or <c>*.</c> wildcards.
+    /// </summary>
+    /// <remarks>Defaults to empty: every hostname gets <see cref="Limits"/> and no access rules.</remarks>
+    public Dictionary<string, Access.EdgeHostOptions> Hosts { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    // ---- end of visitor limits ----
+
     /// <summary>
     /// How long the edge waits without frames from an origin before it sends an HTTP/2 PING on the
     /// tunnel. With <see cref="KeepAlivePingTimeout"/> it bounds how long a dead tunnel keeps traffic.

@@ -52,6 +52,21 @@ internal static class ErrorPages
         await response.WriteAsync(html, context.RequestAborted).ConfigureAwait(false);
     }
 
+    /// <summary>The reason phrase the edge's pages use as their title.</summary>
+    public static string TitleFor(int status) => status switch
+    {
+        StatusCodes.Status400BadRequest => "Bad Request",
+        StatusCodes.Status403Forbidden => "Forbidden",
+        StatusCodes.Status408RequestTimeout => "Request Timeout",
+        StatusCodes.Status413PayloadTooLarge => "Content Too Large",
+        StatusCodes.Status429TooManyRequests => "Too Many Requests",
+        StatusCodes.Status431RequestHeaderFieldsTooLarge => "Request Header Fields Too Large",
+        StatusCodes.Status502BadGateway => "Bad Gateway",
+        StatusCodes.Status503ServiceUnavailable => "Service Unavailable",
+        StatusCodes.Status504GatewayTimeout => "Gateway Timeout",
+        _ => "Error",
+    };
+
     private static bool WantsJson(HttpRequest request)
     {
         var accept = request.Headers.Accept.ToString();

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
+using Tunnel.Edge.Access;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Tunnels;
 using Tunnel.Protocol;
@@ -49,8 +50,6 @@ public sealed class RequestForwarder
 
     private readonly RouteTable _routes;
     private readonly ILogger _logger;
-    private long _requestNumber;
-    private readonly string _requestIdPrefix = Convert.ToHexString(BitConverter.GetBytes(Environment.TickCount64))[..8].ToLowerInvariant();
 
     /// <summary>Creates the forwarder.</summary>
     public RequestForwarder(RouteTable routes, ILogger<RequestForwarder> logger)
@@ -63,7 +62,8 @@ public sealed class RequestForwarder
     public async Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var requestId = $"{_requestIdPrefix}-{Interlocked.Increment(ref _requestNumber):x}";
+        var edgeRequest = EdgeRequestFeature.For(context);
+        var requestId = edgeRequest.RequestId;
         var host = context.Request.Host.Host;
         if (string.IsNullOrEmpty(host))
         {
@@ -81,7 +81,7 @@ public sealed class RequestForwarder
         catch (BadHttpRequestException ex)
         {
             EdgeLog.RequestFailed(_logger, requestId, host, ex.StatusCode, ex.Message);
-            await ErrorPages.WriteAsync(context, ex.StatusCode, "Bad Request", ex.Message, host, requestId).ConfigureAwait(false);
+            await ErrorPages.WriteAsync(context, ex.StatusCode, ErrorPages.TitleFor(ex.StatusCode), ex.Message, host, requestId).ConfigureAwait(false);
             return;
         }
         catch (EndOfStreamException) when (!context.RequestAborted.IsCancellationRequested)
@@ -109,14 +109,29 @@ public sealed class RequestForwarder
                 return;
             }
 
-            using var request = CreateRequest(context, requestBodyStarted, replayableBody);
-            connection.RequestStarted();
+            using var deadline = new ResponseHeadersDeadline(edgeRequest.Policy.ResponseHeadersTimeout, context.RequestAborted);
+            using var request = CreateRequest(context, requestBodyStarted, replayableBody, deadline);
+            if (!connection.TryRequestStarted(edgeRequest.Policy.MaxConcurrentRequestsPerConnection))
+            {
+                // The least busy connection is at the cap, so every one is.
+                EdgeLog.RequestOverloaded(_logger, requestId, host, connection.InFlight, "tunnel connection");
+                await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
+                    $"Every tunnel connection for {host} is as busy as it may be. Try again shortly.", host, requestId, EdgeAccessMiddleware.OverloadRetryAfter).ConfigureAwait(false);
+                return;
+            }
+
             try
             {
                 HttpResponseMessage response;
                 try
                 {
-                    response = await connection.Invoker.SendAsync(request, context.RequestAborted).ConfigureAwait(false);
+                    if (request.Content is not StreamingRequestContent)
+                    {
+                        deadline.Start();
+                    }
+
+                    response = await connection.Invoker.SendAsync(request, deadline.Token).ConfigureAwait(false);
+                    deadline.HeadersReceived();
                 }
                 catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && IsNotProcessed(ex) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
                 {
@@ -126,6 +141,13 @@ public sealed class RequestForwarder
                     EdgeLog.RequestRetried(_logger, requestId, host, ex.Message);
                     continue;
                 }
+                catch (OperationCanceledException) when (deadline.Expired)
+                {
+                    EdgeLog.ResponseHeadersTimedOut(_logger, requestId, host, deadline.Timeout.TotalSeconds);
+                    await ErrorPages.WriteAsync(context, StatusCodes.Status504GatewayTimeout, ErrorPages.TitleFor(StatusCodes.Status504GatewayTimeout),
+                        $"The origin for {host} did not begin to answer within {deadline.Timeout.TotalSeconds:0.###} s.", host, requestId).ConfigureAwait(false);
+                    return;
+                }
                 catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
                 {
                     return;
@@ -134,7 +156,7 @@ public sealed class RequestForwarder
                 {
                     // The visitor's own request body was at fault (too large, malformed, cut short).
                     EdgeLog.RequestFailed(_logger, requestId, host, visitorError.StatusCode, visitorError.Message);
-                    await ErrorPages.WriteAsync(context, visitorError.StatusCode, "Bad Request", visitorError.Message, host, requestId).ConfigureAwait(false);
+                    await ErrorPages.WriteAsync(context, visitorError.StatusCode, ErrorPages.TitleFor(visitorError.StatusCode), visitorError.Message, host, requestId).ConfigureAwait(false);
                     return;
                 }
                 catch (HttpRequestException ex)
@@ -198,7 +220,7 @@ public sealed class RequestForwarder
         return body;
     }
 
-    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody)
+    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline)
     {
         var source = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
@@ -227,7 +249,7 @@ public sealed class RequestForwarder
         }
         else if (bodyDetection?.CanHaveBody ?? (source.ContentLength > 0))
         {
-            request.Content = new StreamingRequestContent(source.Body, source.ContentLength, bodyStarted, context.RequestAborted);
+            request.Content = new StreamingRequestContent(source.Body, source.ContentLength, bodyStarted, context.RequestAborted, deadline);
         }
 
         var connectionTokens = GetConnectionTokens(source.Headers);

@@ -13,12 +13,14 @@ internal sealed class StreamingRequestContent : HttpContent
     private readonly Stream _source;
     private readonly RequestForwarder.StrongBox _started;
     private readonly CancellationToken _visitorAborted;
+    private readonly ResponseHeadersDeadline? _deadline;
 
-    public StreamingRequestContent(Stream source, long? contentLength, RequestForwarder.StrongBox started, CancellationToken visitorAborted)
+    public StreamingRequestContent(Stream source, long? contentLength, RequestForwarder.StrongBox started, CancellationToken visitorAborted, ResponseHeadersDeadline? deadline = null)
     {
         _source = source;
         _started = started;
         _visitorAborted = visitorAborted;
+        _deadline = deadline;
         if (contentLength is { } length)
         {
             Headers.ContentLength = length;
@@ -47,6 +49,7 @@ internal sealed class StreamingRequestContent : HttpContent
                 var read = await _source.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
                 if (read == 0)
                 {
+                    _deadline?.Start();
                     break;
                 }
 

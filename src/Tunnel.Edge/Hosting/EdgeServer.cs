@@ -11,6 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Access;
 using Tunnel.Edge.Forwarding;
 using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
@@ -62,6 +63,7 @@ public sealed class EdgeServer : IAsyncDisposable
     public static EdgeServer Create(EdgeOptions options, Action<ILoggingBuilder>? configureLogging = null, string[]? args = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        var policies = HostPolicies.Create(options);
         var credentials = EdgeCredentials.Load(options);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args ?? [] });
         builder.Logging.ClearProviders();
@@ -76,6 +78,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton(options);
         services.AddSingleton(credentials);
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(policies);
         services.AddSingleton<RouteTable>();
         services.AddSingleton<RequestForwarder>();
         services.AddSingleton<TunnelListener>();
@@ -91,6 +94,7 @@ public sealed class EdgeServer : IAsyncDisposable
 
             // The origin enforces its own body limit; the edge streams and never buffers bodies whole.
             kestrel.Limits.MaxRequestBodySize = null;
+            VisitorLimits.Apply(kestrel.Limits, options.Limits);
             kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpPort, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1;
@@ -123,6 +127,7 @@ public sealed class EdgeServer : IAsyncDisposable
         _ = app.Services.GetRequiredService<VisitorCertificates>();
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
         app.UseMiddleware<EdgeTracing>();
+        app.UseMiddleware<EdgeAccessMiddleware>();
         var redirect = app.Services.GetRequiredService<HttpsRedirect>();
         if (redirect.IsEnabled)
         {

@@ -148,6 +148,31 @@ public sealed class TunnelConnection : IAsyncDisposable
 
     internal void RequestFinished() => Interlocked.Decrement(ref _inFlight);
 
+    /// <summary>Counts a request unless <paramref name="limit"/> are already in flight; <c>null</c> is no cap.</summary>
+    internal bool TryRequestStarted(int? limit)
+    {
+        if (limit is not { } max)
+        {
+            RequestStarted();
+            return true;
+        }
+
+        var current = Volatile.Read(ref _inFlight);
+        while (current < max)
+        {
+            var seen = Interlocked.CompareExchange(ref _inFlight, current + 1, current);
+            if (seen == current)
+            {
+                Interlocked.Increment(ref _requests);
+                return true;
+            }
+
+            current = seen;
+        }
+
+        return false;
+    }
+
     /// <summary>Closes the connection at once.</summary>
     public ValueTask DisposeAsync()
     {

@@ -1,0 +1,145 @@
+using System.Net;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Forwarding;
+
+namespace Tunnel.Edge.Access;
+
+/// <summary>
+/// Runs before the forwarder: gives the request its id, then applies its host's rules (access lists,
+/// rate limit, body size, concurrency cap). A request refused here never reaches the origin.
+/// </summary>
+internal sealed class EdgeAccessMiddleware
+{
+    /// <summary>
+    /// Retry-After on a 503 for a concurrency cap: requests in flight usually end within a second, so a
+    /// client may come back soon; longer would idle capacity that is already free again.
+    /// </summary>
+    internal static readonly TimeSpan OverloadRetryAfter = TimeSpan.FromSeconds(1);
+
+    private readonly RequestDelegate _next;
+    private readonly HostPolicies _policies;
+    private readonly HostConcurrency _concurrency = new();
+    private readonly ILogger _logger;
+
+    public EdgeAccessMiddleware(RequestDelegate next, HostPolicies policies, ILogger<EdgeAccessMiddleware> logger)
+    {
+        _next = next;
+        _policies = policies;
+        _logger = logger;
+    }
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var rawHost = context.Request.Host.Host;
+        if (string.IsNullOrEmpty(rawHost))
+        {
+            // The forwarder answers 400 with this id.
+            context.Features.Set(new EdgeRequestFeature(EdgeRequestFeature.NextRequestId(), _policies.Defaults));
+            await _next(context).ConfigureAwait(false);
+            return;
+        }
+
+        var host = rawHost.TrimEnd('.').ToLowerInvariant();
+        var policy = _policies.Resolve(host);
+        var requestId = EdgeRequestFeature.NextRequestId();
+        context.Features.Set(new EdgeRequestFeature(requestId, policy));
+        var visitor = context.Connection.RemoteIpAddress is { IsIPv4MappedToIPv6: true } mapped ? mapped.MapToIPv4() : context.Connection.RemoteIpAddress;
+
+        if (policy.Refusal(visitor) is { } refusal)
+        {
+            EdgeLog.RequestDenied(_logger, requestId, host, refusal);
+            await ErrorPages.WriteAsync(context, StatusCodes.Status403Forbidden, ErrorPages.TitleFor(StatusCodes.Status403Forbidden),
+                $"Your address may not visit {host}.", host, requestId).ConfigureAwait(false);
+            return;
+        }
+
+        if (policy.RateLimiter is { } limiter && visitor is not null)
+        {
+            using var lease = limiter.AttemptAcquire(RateLimitKey(visitor));
+            if (!lease.IsAcquired)
+            {
+                var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) && wait > TimeSpan.FromSeconds(1) ? wait : TimeSpan.FromSeconds(1);
+                EdgeLog.RequestRateLimited(_logger, requestId, host, visitor.ToString(), retryAfter.TotalSeconds);
+                await ErrorPages.WriteAsync(context, StatusCodes.Status429TooManyRequests, ErrorPages.TitleFor(StatusCodes.Status429TooManyRequests),
+                    $"Too many requests to {host} from your address. Try again in {Math.Ceiling(retryAfter.TotalSeconds):0} s.", host, requestId, retryAfter).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        if (policy.MaxRequestBodySize is { } maxBody)
+        {
+            if (context.Request.ContentLength > maxBody)
+            {
+                EdgeLog.RequestBodyTooLarge(_logger, requestId, host, context.Request.ContentLength.Value, maxBody);
+                await RefuseBodyAsync(context, host, requestId, maxBody).ConfigureAwait(false);
+                return;
+            }
+
+            // A body without a declared length is cut by Kestrel when it passes the limit.
+            if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+            {
+                bodySize.MaxRequestBodySize = maxBody;
+            }
+        }
+
+        if (policy.MaxConcurrentRequests is not { } maxConcurrent)
+        {
+            await _next(context).ConfigureAwait(false);
+            return;
+        }
+
+        if (!_concurrency.TryEnter(host, maxConcurrent, out var inFlight))
+        {
+            EdgeLog.RequestOverloaded(_logger, requestId, host, inFlight, "hostname");
+            await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
+                $"{host} is answering as many requests as it may at once. Try again shortly.", host, requestId, OverloadRetryAfter).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            await _next(context).ConfigureAwait(false);
+        }
+        finally
+        {
+            _concurrency.Exit(host);
+        }
+    }
+
+    /// <summary>
+    /// The bucket a visitor draws from: its IPv4 address, or its IPv6 /64, because one IPv6 subscriber
+    /// usually holds a whole /64 and could otherwise take a fresh bucket per request.
+    /// </summary>
+    private static IPAddress RateLimitKey(IPAddress visitor)
+    {
+        if (visitor.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+        {
+            return visitor;
+        }
+
+        Span<byte> bytes = stackalloc byte[16];
+        visitor.TryWriteBytes(bytes, out _);
+        bytes[8..].Clear();
+        return new IPAddress(bytes);
+    }
+
+    private static async Task RefuseBodyAsync(HttpContext context, string host, string requestId, long maxBody)
+    {
+        // Do not drain a body that was refused for its size: close the connection after the page (set
+        // when headers go out, as the page clears the response first).
+        if (HttpProtocol.IsHttp11(context.Request.Protocol))
+        {
+            context.Response.OnStarting(() =>
+            {
+                context.Response.Headers.Connection = "close";
+                return Task.CompletedTask;
+            });
+        }
+
+        await ErrorPages.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorPages.TitleFor(StatusCodes.Status413PayloadTooLarge),
+            $"The request body is larger than {host} accepts ({maxBody.ToString(System.Globalization.CultureInfo.InvariantCulture)} bytes).", host, requestId).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,209 @@
+using System.Globalization;
+using System.Net;
+using System.Threading.RateLimiting;
+using Tunnel.Protocol;
+
+namespace Tunnel.Edge.Access;
+
+/// <summary>
+/// The <c>Edge:Limits</c> defaults and the <c>Edge:Hosts</c> entries, validated and compiled once at
+/// start: CIDR ranges parsed, rate limiters built. Looks a visitor's host up exact name first, then the
+/// wildcard one label up, then the defaults.
+/// </summary>
+internal sealed class HostPolicies : IDisposable
+{
+    // Kestrel refuses to start when the header limit exceeds its request buffer (MaxRequestBufferSize, 1 MiB).
+    private const int MaxHeadersTotalSizeCeiling = 1024 * 1024;
+
+    private readonly Dictionary<string, HostPolicy> _hosts;
+
+    private HostPolicies(HostPolicy defaults, Dictionary<string, HostPolicy> hosts)
+    {
+        Defaults = defaults;
+        _hosts = hosts;
+    }
+
+    public HostPolicy Defaults { get; }
+
+    /// <summary>Validates the options' limits and host entries; throws one error listing every problem.</summary>
+    public static HostPolicies Create(EdgeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var errors = new List<string>();
+        var limits = options.Limits ?? new EdgeLimitsOptions();
+        if (limits.MaxRequestHeadersTotalSize is < 1024 or > MaxHeadersTotalSizeCeiling)
+        {
+            errors.Add($"Limits:MaxRequestHeadersTotalSize is {limits.MaxRequestHeadersTotalSize}; it must be between 1024 and {MaxHeadersTotalSizeCeiling} bytes.");
+        }
+
+        if (limits.MaxRequestHeaderCount < 1)
+        {
+            errors.Add($"Limits:MaxRequestHeaderCount is {limits.MaxRequestHeaderCount}; it must be at least 1.");
+        }
+
+        CheckCommon("Limits", limits.MaxRequestBodySize, limits.MaxConcurrentRequests, limits.ResponseHeadersTimeout, errors);
+        if (limits.MaxConcurrentRequestsPerConnection is < 1)
+        {
+            errors.Add($"Limits:MaxConcurrentRequestsPerConnection is {limits.MaxConcurrentRequestsPerConnection}; it must be at least 1 (or unset for no cap).");
+        }
+
+        if (limits.MinRequestBodyDataRate is <= 0 || limits.MinResponseDataRate is <= 0)
+        {
+            errors.Add("Limits:MinRequestBodyDataRate and MinResponseDataRate must be more than 0 bytes/s (or null to disable).");
+        }
+
+        if (limits.MinDataRateGracePeriod <= TimeSpan.FromSeconds(1))
+        {
+            errors.Add($"Limits:MinDataRateGracePeriod is {limits.MinDataRateGracePeriod}; it must be more than 1 second (Kestrel checks rates once a second).");
+        }
+
+        var defaults = new HostPolicy
+        {
+            Name = "(defaults)",
+            MaxRequestBodySize = limits.MaxRequestBodySize,
+            MaxConcurrentRequests = limits.MaxConcurrentRequests,
+            MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
+            ResponseHeadersTimeout = limits.ResponseHeadersTimeout,
+        };
+
+        var hosts = new Dictionary<string, HostPolicy>(StringComparer.Ordinal);
+        foreach (var (key, host) in options.Hosts ?? [])
+        {
+            var label = $"Hosts:{key}";
+            if (!HostnameRules.TryNormalize(key, out var name, out var nameError))
+            {
+                errors.Add($"{label}: {nameError}.");
+                continue;
+            }
+
+            if (host is null)
+            {
+                continue;
+            }
+
+            CheckCommon(label, host.MaxRequestBodySize, host.MaxConcurrentRequests, host.ResponseHeadersTimeout, errors);
+            var allow = ParseRanges(label + ":Allow", host.Allow, errors);
+            var deny = ParseRanges(label + ":Deny", host.Deny, errors);
+            var limiter = CreateRateLimiter(label + ":RateLimit", host.RateLimit, errors);
+            if (!hosts.TryAdd(name, new HostPolicy
+            {
+                Name = name,
+                Allow = allow,
+                Deny = deny,
+                MaxRequestBodySize = host.MaxRequestBodySize ?? limits.MaxRequestBodySize,
+                MaxConcurrentRequests = host.MaxConcurrentRequests ?? limits.MaxConcurrentRequests,
+                MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
+                ResponseHeadersTimeout = host.ResponseHeadersTimeout ?? limits.ResponseHeadersTimeout,
+                RateLimiter = limiter,
+            }))
+            {
+                limiter?.Dispose();
+                errors.Add($"{label}: {name} is configured twice.");
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            foreach (var policy in hosts.Values)
+            {
+                policy.Dispose();
+            }
+
+            throw new InvalidOperationException("The edge's limits are misconfigured:" + Environment.NewLine + " - " + string.Join(Environment.NewLine + " - ", errors));
+        }
+
+        return new HostPolicies(defaults, hosts);
+    }
+
+    /// <summary>The policy for a visitor's host (lower case, no trailing dot).</summary>
+    public HostPolicy Resolve(string normalizedHost) =>
+        _hosts.TryGetValue(normalizedHost, out var exact) ? exact
+        : HostnameRules.WildcardFor(normalizedHost) is { } wildcard && _hosts.TryGetValue(wildcard, out var covering) ? covering
+        : Defaults;
+
+    public void Dispose()
+    {
+        foreach (var policy in _hosts.Values)
+        {
+            policy.Dispose();
+        }
+    }
+
+    private static void CheckCommon(string label, long? maxBody, int? maxConcurrent, TimeSpan? headersTimeout, List<string> errors)
+    {
+        if (maxBody is < 0)
+        {
+            errors.Add($"{label}:MaxRequestBodySize is {maxBody}; it must be 0 or more (or unset for no limit).");
+        }
+
+        if (maxConcurrent is < 1)
+        {
+            errors.Add($"{label}:MaxConcurrentRequests is {maxConcurrent}; it must be at least 1 (or unset for no cap).");
+        }
+
+        if (headersTimeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > TimeSpan.FromDays(1)))
+        {
+            errors.Add($"{label}:ResponseHeadersTimeout is {timeout}; it must be more than 0 and at most a day.");
+        }
+    }
+
+    private static IPNetwork[] ParseRanges(string label, List<string>? ranges, List<string> errors)
+    {
+        var parsed = new List<IPNetwork>();
+        foreach (var text in ranges ?? [])
+        {
+            var value = text?.Trim() ?? "";
+            if (!value.Contains('/', StringComparison.Ordinal) && IPAddress.TryParse(value, out var single))
+            {
+                parsed.Add(new IPNetwork(single, single.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128));
+            }
+            else if (IPNetwork.TryParse(value, out var network) && IPAddress.TryParse(value.AsSpan(0, value.IndexOf('/', StringComparison.Ordinal)), out var written)
+                && written.Equals(network.BaseAddress))
+            {
+                parsed.Add(network);
+            }
+            else
+            {
+                errors.Add($"{label}: '{value}' is not an IP address or CIDR range (like 203.0.113.0/24 or 2001:db8::/32, with no bits set past the prefix).");
+            }
+        }
+
+        return [.. parsed];
+    }
+
+    private static PartitionedRateLimiter<IPAddress>? CreateRateLimiter(string label, EdgeRateLimitOptions? rate, List<string> errors)
+    {
+        if (rate is null)
+        {
+            return null;
+        }
+
+        if (!(rate.PermitsPerSecond > 0) || double.IsInfinity(rate.PermitsPerSecond))
+        {
+            errors.Add($"{label}:PermitsPerSecond is {rate.PermitsPerSecond.ToString(CultureInfo.InvariantCulture)}; it must be more than 0.");
+            return null;
+        }
+
+        if (rate.Burst is < 1)
+        {
+            errors.Add($"{label}:Burst is {rate.Burst}; it must be at least 1.");
+            return null;
+        }
+
+        // Whole tokens each period: at least one second, longer for rates below one a second.
+        var (tokensPerPeriod, period) = rate.PermitsPerSecond >= 1
+            ? ((int)Math.Round(rate.PermitsPerSecond), TimeSpan.FromSeconds(1))
+            : (1, TimeSpan.FromSeconds(1 / rate.PermitsPerSecond));
+        var options = new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = rate.Burst ?? Math.Max(1, tokensPerPeriod),
+            TokensPerPeriod = tokensPerPeriod,
+            ReplenishmentPeriod = period,
+            QueueLimit = 0,
+
+            // The partitioned limiter replenishes every bucket from one timer; a timer per visitor would not scale.
+            AutoReplenishment = false,
+        };
+        return PartitionedRateLimiter.Create<IPAddress, IPAddress>(visitor => RateLimitPartition.GetTokenBucketLimiter(visitor, _ => options));
+    }
+}
