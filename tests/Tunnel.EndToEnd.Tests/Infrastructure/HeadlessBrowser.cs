@@ -107,7 +107,7 @@ public sealed partial class HeadlessBrowser : IAsyncDisposable
             {
                 if (DateTime.UtcNow > deadline)
                 {
-                    var text = await EvaluateAsync("document.body ? document.body.innerText : ''");
+                    var text = await EvaluateAsync("document.documentElement.outerHTML");
                     Assert.Fail($"Timed out after {timeout.TotalSeconds:0} s waiting until {what}. The page shows: {text}");
                 }
 
