@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.RegularExpressions;
 
 namespace Tunnel.EndToEnd.Tests.Infrastructure;
 
@@ -8,7 +7,7 @@ namespace Tunnel.EndToEnd.Tests.Infrastructure;
 /// The edge (<c>tunnel-edge serve</c>) and HelloOrigin as separate processes, started from the built
 /// binaries the way an operator runs them, so each one's memory can be measured on its own.
 /// </summary>
-public sealed partial class TunnelProcesses : IAsyncDisposable
+public sealed class TunnelProcesses : IAsyncDisposable
 {
     private readonly List<Process> _processes = [];
     private readonly List<string> _output = [];
@@ -26,13 +25,15 @@ public sealed partial class TunnelProcesses : IAsyncDisposable
 
     public int VisitorPort { get; private set; }
 
+    private EdgeProcess? _edge;
+
     public string Output
     {
         get
         {
             lock (_output)
             {
-                return string.Join('\n', _output);
+                return string.Join('\n', _output) + "\n[edge] " + _edge?.Output;
             }
         }
     }
@@ -40,26 +41,14 @@ public sealed partial class TunnelProcesses : IAsyncDisposable
     public static async Task<TunnelProcesses> StartAsync(string hostname)
     {
         var processes = new TunnelProcesses(new TestPki());
-        var directory = AppContext.BaseDirectory;
-        var visitorLine = new TaskCompletionSource<Match>(TaskCreationOptions.RunContinuationsAsynchronously);
-        processes.Edge = processes.Start("edge", Path.Combine(directory, "tunnel-edge.dll"),
-            ["serve", "--dir", processes.Pki.Directory, "--listen", "127.0.0.1", "--tunnel-port", "0", "--http-port", "0", "--name", "proc-edge"],
-            new Dictionary<string, string>(),
-            line =>
-            {
-                var match = EdgeReadyLine().Match(line);
-                if (match.Success)
-                {
-                    visitorLine.TrySetResult(match);
-                }
-            });
-
-        var ready = await visitorLine.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        var tunnelPort = int.Parse(ready.Groups["tunnel"].Value, CultureInfo.InvariantCulture);
-        processes.VisitorPort = int.Parse(ready.Groups["visitor"].Value, CultureInfo.InvariantCulture);
+        var edge = await EdgeProcess.StartAsync(processes.Pki, "proc-edge", "");
+        processes._edge = edge;
+        processes.Edge = edge.Process;
+        processes.VisitorPort = edge.VisitorPort;
+        var tunnelPort = edge.TunnelPort;
 
         var (certificate, key) = processes.Pki.IssueOrigin(hostname);
-        processes.Origin = processes.Start("origin", Path.Combine(directory, "HelloOrigin.dll"), [],
+        processes.Origin = processes.Start("origin", Path.Combine(AppContext.BaseDirectory, "HelloOrigin.dll"), [],
             new Dictionary<string, string>
             {
                 ["Tunnel__Edges__0"] = $"127.0.0.1:{tunnelPort}",
@@ -91,6 +80,11 @@ public sealed partial class TunnelProcesses : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_edge is not null)
+        {
+            await _edge.DisposeAsync();
+        }
+
         foreach (var process in Enumerable.Reverse(_processes))
         {
             if (!process.HasExited)
@@ -147,7 +141,4 @@ public sealed partial class TunnelProcesses : IAsyncDisposable
         process.BeginErrorReadLine();
         return process;
     }
-
-    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)")]
-    private static partial Regex EdgeReadyLine();
 }
