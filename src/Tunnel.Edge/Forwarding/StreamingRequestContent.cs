@@ -13,12 +13,14 @@ internal sealed class StreamingRequestContent : HttpContent
     private readonly Stream _source;
     private readonly RequestForwarder.StrongBox _started;
     private readonly CancellationToken _visitorAborted;
+    private readonly long? _contentLength;
 
     public StreamingRequestContent(Stream source, long? contentLength, RequestForwarder.StrongBox started, CancellationToken visitorAborted)
     {
         _source = source;
         _started = started;
         _visitorAborted = visitorAborted;
+        _contentLength = contentLength;
         if (contentLength is { } length)
         {
             Headers.ContentLength = length;
@@ -42,6 +44,10 @@ internal sealed class StreamingRequestContent : HttpContent
         var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
         try
         {
+            // Send the request's headers now: in a full-duplex call the visitor may wait for the
+            // origin's response before it sends any body, and the origin cannot answer a request it
+            // has not seen.
+            await stream.FlushAsync(linked.Token).ConfigureAwait(false);
             while (true)
             {
                 var read = await _source.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
@@ -62,7 +68,8 @@ internal sealed class StreamingRequestContent : HttpContent
 
     protected override bool TryComputeLength(out long length)
     {
-        length = Headers.ContentLength ?? 0;
-        return Headers.ContentLength is not null;
+        // Not Headers.ContentLength: when unset, that getter asks this method, recursing without end.
+        length = _contentLength ?? 0;
+        return _contentLength is not null;
     }
 }
