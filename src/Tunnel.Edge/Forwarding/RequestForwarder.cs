@@ -324,12 +324,24 @@ public sealed class RequestForwarder
 
             await using (body.ConfigureAwait(false))
             {
+                var headersFlushed = false;
                 while (true)
                 {
                     int read;
                     try
                     {
-                        read = await body.ReadAsync(buffer, context.RequestAborted).ConfigureAwait(false);
+                        var reading = body.ReadAsync(buffer, context.RequestAborted);
+                        if (!headersFlushed && !reading.IsCompleted)
+                        {
+                            // Starting the response only queues its headers. The origin answered but has
+                            // no body yet (a full-duplex call waiting for the visitor's next message, a
+                            // long poll): send the headers now, or a visitor that waits for them before
+                            // sending more deadlocks with an origin that waits for the visitor.
+                            headersFlushed = true;
+                            await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+                        }
+
+                        read = await reading.ConfigureAwait(false);
                     }
                     catch (Exception ex) when (ex is HttpRequestException or IOException && !context.RequestAborted.IsCancellationRequested)
                     {
