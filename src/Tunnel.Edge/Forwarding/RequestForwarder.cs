@@ -167,7 +167,8 @@ public sealed class RequestForwarder
 
                 using (response)
                 {
-                    if (webSocket is not null && response.IsSuccessStatusCode)
+                    // RFC 8441: 200 is the only success; the HTTP client opens the stream both ways only then.
+                    if (webSocket is not null && response.StatusCode == HttpStatusCode.OK)
                     {
                         await TunnelWebSocketAsync(context, webSocket, response, requestId, host).ConfigureAwait(false);
                     }
