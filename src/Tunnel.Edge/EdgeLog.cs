@@ -49,6 +49,12 @@ internal static partial class EdgeLog
     [LoggerMessage(11, LogLevel.Information, "Draining: asked {ConnectionCount} tunnel connections to move; waiting up to {DrainSeconds:0} s for them to close.", EventName = "Draining")]
     public static partial void Draining(ILogger logger, int connectionCount, double drainSeconds);
 
+    [LoggerMessage(30, LogLevel.Debug, "Request {RequestId} for {Host}: WebSocket open through the tunnel (visitor {VisitorProtocol}).", EventName = "WebSocketOpened")]
+    public static partial void WebSocketOpened(ILogger logger, string requestId, string host, string visitorProtocol);
+
+    [LoggerMessage(31, LogLevel.Debug, "Request {RequestId} for {Host}: WebSocket ended ({Outcome}) after {DurationSeconds:0.0} s, {BytesFromVisitor} bytes up, {BytesToVisitor} bytes down.", EventName = "WebSocketClosed")]
+    public static partial void WebSocketClosed(ILogger logger, string requestId, string host, string outcome, double durationSeconds, long bytesFromVisitor, long bytesToVisitor);
+
     [LoggerMessage(9, LogLevel.Error, "Unexpected failure in the tunnel listener.", EventName = "ListenerFault")]
     public static partial void ListenerFault(ILogger logger, Exception exception);
     // Visitor TLS: ids 40-49.

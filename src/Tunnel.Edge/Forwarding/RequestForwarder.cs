@@ -1,7 +1,9 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using Tunnel.Edge.Access;
@@ -48,6 +50,12 @@ public sealed class RequestForwarder
         "Content-Length",
     };
 
+    // RFC 8441 section 5: HTTP/2 WebSockets have no key; the edge answers an HTTP/1.1 key itself.
+    private static readonly HashSet<string> WebSocketOnlyHttp11Headers = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Sec-WebSocket-Key", "Sec-WebSocket-Accept",
+    };
+
     private readonly RouteTable _routes;
     private readonly ILogger _logger;
 
@@ -72,11 +80,27 @@ public sealed class RequestForwarder
             return;
         }
 
+        var webSocket = WebSocketUpgrade.Detect(context, out var upgradeError);
+        if (upgradeError is not null)
+        {
+            EdgeLog.RequestFailed(_logger, requestId, host, 400, upgradeError);
+            await ErrorPages.WriteAsync(context, StatusCodes.Status400BadRequest, "Bad Request", upgradeError, host, requestId).ConfigureAwait(false);
+            return;
+        }
+
+        if (webSocket is null && IsGrpc(context.Request))
+        {
+            // A streaming call may sit idle between messages for as long as the app likes; Kestrel's
+            // minimum request body rate would cut it after its grace period. gRPC servers lift it for the
+            // same reason. The origin keeps its own limits.
+            context.Features.Get<IHttpMinRequestBodyDataRateFeature>()?.MinDataRate = null;
+        }
+
         var requestBodyStarted = new StrongBox();
         byte[]? replayableBody;
         try
         {
-            replayableBody = await ReadReplayableBodyAsync(context).ConfigureAwait(false);
+            replayableBody = webSocket is null ? await ReadReplayableBodyAsync(context).ConfigureAwait(false) : null;
         }
         catch (BadHttpRequestException ex)
         {
@@ -110,7 +134,7 @@ public sealed class RequestForwarder
             }
 
             using var deadline = new ResponseHeadersDeadline(edgeRequest.Policy.ResponseHeadersTimeout, context.RequestAborted);
-            using var request = CreateRequest(context, requestBodyStarted, replayableBody, deadline);
+            using var request = CreateRequest(context, requestBodyStarted, replayableBody, deadline, webSocket);
             if (!connection.TryRequestStarted(edgeRequest.Policy.MaxConcurrentRequestsPerConnection))
             {
                 // The least busy connection is at the cap, so every one is.
@@ -168,7 +192,16 @@ public sealed class RequestForwarder
 
                 using (response)
                 {
-                    await CopyResponseAsync(context, response, requestId, host).ConfigureAwait(false);
+                    // RFC 8441: 200 is the only success; the HTTP client opens the stream both ways only then.
+                    if (webSocket is not null && response.StatusCode == HttpStatusCode.OK)
+                    {
+                        await TunnelWebSocketAsync(context, webSocket, response, requestId, host).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // A refused upgrade (403, 404, ...) is an ordinary response for the visitor.
+                        await CopyResponseAsync(context, response, requestId, host).ConfigureAwait(false);
+                    }
                 }
 
                 return;
@@ -220,7 +253,7 @@ public sealed class RequestForwarder
         return body;
     }
 
-    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline)
+    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
     {
         var source = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
@@ -234,14 +267,23 @@ public sealed class RequestForwarder
             target = "/";
         }
 
-        var request = new HttpRequestMessage(new HttpMethod(source.Method), new Uri(TunnelConnection.RequestUriPrefix + target, UriKind.Absolute))
+        // Either WebSocket handshake becomes an RFC 8441 extended CONNECT, which Kestrel on the origin
+        // hands to the app's WebSocket middleware like any HTTP/2 WebSocket.
+        var method = webSocket is null ? new HttpMethod(source.Method) : HttpMethod.Connect;
+        var request = new HttpRequestMessage(method, new Uri(TunnelConnection.RequestUriPrefix + target, UriKind.Absolute))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
 
         var bodyDetection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
-        if (replayableBody is not null)
+        if (webSocket is not null)
+        {
+            // No content: the HTTP client then hands back the response stream as a duplex stream,
+            // the same way ClientWebSocket uses it.
+            request.Headers.Protocol = webSocket.Protocol;
+        }
+        else if (replayableBody is not null)
         {
             // Sent as read; an empty body with Content-Length: 0 stays a declared empty body.
             request.Content = new ByteArrayContent(replayableBody);
@@ -256,7 +298,8 @@ public sealed class RequestForwarder
         foreach (var (name, values) in source.Headers)
         {
             if (name.Length == 0 || name[0] == ':' || HopByHopHeaders.Contains(name) || StrippedRequestHeaders.Contains(name)
-                || (connectionTokens is not null && connectionTokens.Contains(name)))
+                || (connectionTokens is not null && connectionTokens.Contains(name))
+                || (webSocket is not null && WebSocketOnlyHttp11Headers.Contains(name)))
             {
                 continue;
             }
@@ -313,12 +356,24 @@ public sealed class RequestForwarder
 
             await using (body.ConfigureAwait(false))
             {
+                var headersFlushed = false;
                 while (true)
                 {
                     int read;
                     try
                     {
-                        read = await body.ReadAsync(buffer, context.RequestAborted).ConfigureAwait(false);
+                        var reading = body.ReadAsync(buffer, context.RequestAborted);
+                        if (!headersFlushed && !reading.IsCompleted)
+                        {
+                            // Starting the response only queues its headers. The origin answered but has
+                            // no body yet (a full-duplex call waiting for the visitor's next message, a
+                            // long poll): send the headers now, or a visitor that waits for them before
+                            // sending more deadlocks with an origin that waits for the visitor.
+                            headersFlushed = true;
+                            await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+                        }
+
+                        read = await reading.ConfigureAwait(false);
                     }
                     catch (Exception ex) when (ex is HttpRequestException or IOException && !context.RequestAborted.IsCancellationRequested)
                     {
@@ -357,6 +412,93 @@ public sealed class RequestForwarder
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// Completes the visitor's handshake once the origin accepted the extended CONNECT, then passes
+    /// bytes both ways until either side ends. WebSocket frames pass as bytes, so close codes and
+    /// negotiated extensions reach the other end as sent.
+    /// </summary>
+    private async Task TunnelWebSocketAsync(HttpContext context, WebSocketUpgrade webSocket, HttpResponseMessage upstream, string requestId, string host)
+    {
+        // The origin's choices (subprotocol, extensions, cookies) reach the visitor; frames pass as bytes,
+        // so whatever the two ends negotiated works end to end.
+        CopyHeaders(upstream.Headers, context.Response.Headers, GetConnectionTokens(upstream.Headers));
+        Stream origin;
+        Stream visitor;
+        try
+        {
+            origin = await upstream.Content.ReadAsStreamAsync(context.RequestAborted).ConfigureAwait(false);
+            visitor = await webSocket.AcceptAsync(context).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        EdgeLog.WebSocketOpened(_logger, requestId, host, webSocket.IsExtendedConnect ? "HTTP/2" : "HTTP/1.1");
+        var started = Stopwatch.GetTimestamp();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        var up = PumpAsync(visitor, origin, stop.Token);
+        var down = PumpAsync(origin, visitor, stop.Token);
+        var first = await Task.WhenAny(up, down).ConfigureAwait(false);
+
+        // One side ended: the other has nothing left to talk to. An HTTP/2 stream on the tunnel cannot
+        // be half-closed here, so the origin's stream is reset when the response is disposed; a broken
+        // origin breaks the visitor's connection rather than ending it cleanly.
+        await stop.CancelAsync().ConfigureAwait(false);
+        var (fromVisitor, visitorError) = await up.ConfigureAwait(false);
+        var (toVisitor, originError) = await down.ConfigureAwait(false);
+        string outcome;
+        if (first == down)
+        {
+            outcome = originError is null ? "origin closed" : "origin broke off: " + Describe(originError);
+            if (originError is not null && !context.RequestAborted.IsCancellationRequested)
+            {
+                context.Abort();
+            }
+        }
+        else
+        {
+            outcome = visitorError is null ? "visitor closed" : "visitor broke off: " + Describe(visitorError);
+        }
+
+        EdgeLog.WebSocketClosed(_logger, requestId, host, outcome, Stopwatch.GetElapsedTime(started).TotalSeconds, fromVisitor, toVisitor);
+    }
+
+    /// <summary>Copies bytes until the source ends, each read written and flushed at once.</summary>
+    private static async Task<(long Bytes, Exception? Error)> PumpAsync(Stream source, Stream destination, CancellationToken cancellationToken)
+    {
+        // Yield first so both directions start before either runs synchronously to its first wait.
+        await Task.Yield();
+        var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
+        long total = 0;
+        try
+        {
+            while (true)
+            {
+                var read = await source.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return (total, null);
+                }
+
+                await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
+                await destination.FlushAsync(cancellationToken).ConfigureAwait(false);
+                total += read;
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or HttpRequestException or ObjectDisposedException)
+        {
+            return (total, cancellationToken.IsCancellationRequested ? null : ex);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static bool IsGrpc(HttpRequest request) =>
+        request.ContentType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
     private static void CopyHeaders(System.Net.Http.Headers.HttpHeaders from, IHeaderDictionary to, HashSet<string>? connectionTokens)
     {

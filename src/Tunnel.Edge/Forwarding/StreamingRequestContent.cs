@@ -14,6 +14,7 @@ internal sealed class StreamingRequestContent : HttpContent
     private readonly RequestForwarder.StrongBox _started;
     private readonly CancellationToken _visitorAborted;
     private readonly ResponseHeadersDeadline? _deadline;
+    private readonly long? _contentLength;
 
     public StreamingRequestContent(Stream source, long? contentLength, RequestForwarder.StrongBox started, CancellationToken visitorAborted, ResponseHeadersDeadline? deadline = null)
     {
@@ -21,6 +22,7 @@ internal sealed class StreamingRequestContent : HttpContent
         _started = started;
         _visitorAborted = visitorAborted;
         _deadline = deadline;
+        _contentLength = contentLength;
         if (contentLength is { } length)
         {
             Headers.ContentLength = length;
@@ -44,6 +46,10 @@ internal sealed class StreamingRequestContent : HttpContent
         var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
         try
         {
+            // Send the request's headers now: in a full-duplex call the visitor may wait for the
+            // origin's response before it sends any body, and the origin cannot answer a request it
+            // has not seen.
+            await stream.FlushAsync(linked.Token).ConfigureAwait(false);
             while (true)
             {
                 var read = await _source.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
@@ -65,7 +71,8 @@ internal sealed class StreamingRequestContent : HttpContent
 
     protected override bool TryComputeLength(out long length)
     {
-        length = Headers.ContentLength ?? 0;
-        return Headers.ContentLength is not null;
+        // Not Headers.ContentLength: when unset, that getter asks this method, recursing without end.
+        length = _contentLength ?? 0;
+        return _contentLength is not null;
     }
 }
