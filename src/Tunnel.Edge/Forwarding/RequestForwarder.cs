@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using Tunnel.Edge.Routing;
+using Tunnel.Edge.Telemetry;
 using Tunnel.Edge.Tunnels;
 using Tunnel.Protocol;
 
@@ -105,6 +106,7 @@ public sealed class RequestForwarder
                     ? $"No origin is connected for {host}. If you run this site, check that its tunnel is up."
                     : $"The tunnel connection for {host} failed and no other is connected.";
                 EdgeLog.RequestFailed(_logger, requestId, host, 502, failed is null ? "no tunnel" : "no other tunnel");
+                UpstreamErrors.Report(context, failed is null ? UpstreamErrors.NoTunnel : UpstreamErrors.ConnectionLost);
                 await ErrorPages.WriteAsync(context, StatusCodes.Status502BadGateway, "Bad Gateway", detail, host, requestId).ConfigureAwait(false);
                 return;
             }
@@ -140,6 +142,7 @@ public sealed class RequestForwarder
                 catch (HttpRequestException ex)
                 {
                     EdgeLog.RequestFailed(_logger, requestId, host, 502, Describe(ex));
+                    UpstreamErrors.Report(context, UpstreamErrors.Classify(ex));
                     await ErrorPages.WriteAsync(context, StatusCodes.Status502BadGateway, "Bad Gateway", $"The connection to the origin for {host} failed before it answered.", host, requestId).ConfigureAwait(false);
                     return;
                 }
@@ -301,6 +304,7 @@ public sealed class RequestForwarder
                     catch (Exception ex) when (ex is HttpRequestException or IOException && !context.RequestAborted.IsCancellationRequested)
                     {
                         EdgeLog.ResponseAborted(_logger, requestId, host, ex.Message);
+                        UpstreamErrors.Report(context, UpstreamErrors.ConnectionLost);
                         context.Abort();
                         return;
                     }

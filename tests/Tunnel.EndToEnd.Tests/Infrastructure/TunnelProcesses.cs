@@ -43,7 +43,7 @@ public sealed partial class TunnelProcesses : IAsyncDisposable
         var directory = AppContext.BaseDirectory;
         var visitorLine = new TaskCompletionSource<Match>(TaskCreationOptions.RunContinuationsAsynchronously);
         processes.Edge = processes.Start("edge", Path.Combine(directory, "tunnel-edge.dll"),
-            ["serve", "--dir", processes.Pki.Directory, "--listen", "127.0.0.1", "--tunnel-port", "0", "--http-port", "0", "--name", "proc-edge"],
+            ["serve", "--dir", processes.Pki.Directory, "--listen", "127.0.0.1", "--tunnel-port", "0", "--http-port", "0", "--admin-port", "0", "--name", "proc-edge"],
             new Dictionary<string, string>(),
             line =>
             {
