@@ -22,9 +22,15 @@ public sealed class EdgeRequestMetrics(RequestDelegate next, EdgeMetrics metrics
         var response = context.Response.Body;
         context.Request.Body = new MeteredBodyStream(request, metrics.BytesReceived);
         context.Response.Body = new MeteredBodyStream(response, metrics.BytesTransmitted);
+        var threw = false;
         try
         {
             await next(context).ConfigureAwait(false);
+        }
+        catch
+        {
+            threw = true;
+            throw;
         }
         finally
         {
@@ -33,7 +39,8 @@ public sealed class EdgeRequestMetrics(RequestDelegate next, EdgeMetrics metrics
 
             // An origin that registered while this request waited still counts under its route.
             route ??= string.IsNullOrEmpty(host) ? null : routes.MatchRoute(host);
-            var status = context.Response.StatusCode;
+            // An exception that escapes before the response began becomes Kestrel's 500.
+            var status = threw && !context.Response.HasStarted ? StatusCodes.Status500InternalServerError : context.Response.StatusCode;
             metrics.RequestFinished(route, status, Stopwatch.GetElapsedTime(started).TotalSeconds);
             recent.Add(route, status);
             if (UpstreamErrors.Get(context) is { } errorType)
