@@ -71,4 +71,11 @@ internal static partial class EdgeLog
     public static partial void VisitorHttpsListening(ILogger logger, string endPoint, int certificateCount);
     [LoggerMessage(44, LogLevel.Error, "Checking the visitor certificates failed unexpectedly; the loaded ones stay in use.", EventName = "VisitorCertificateCheckFault")]
     public static partial void VisitorCertificateCheckFault(ILogger logger, Exception exception);
+
+    // Admin listener and telemetry: ids 60-69.
+    [LoggerMessage(60, LogLevel.Information, "Admin listener on http://{EndPoint}: the status page at / and Prometheus metrics at /metrics.", EventName = "AdminListening")]
+    public static partial void AdminListening(ILogger logger, string endPoint);
+
+    [LoggerMessage(61, LogLevel.Warning, "The admin listener on {EndPoint} is not on loopback: whoever reaches it sees the routes, the origins' addresses and the metrics.", EventName = "AdminNotLoopback")]
+    public static partial void AdminNotLoopback(ILogger logger, string endPoint);
 }

@@ -141,4 +141,17 @@ public sealed class EdgeOptions
     /// </summary>
     /// <remarks>Defaults to the HTTPS port the edge listens on. 443 is left out of the URL.</remarks>
     public int? HttpsRedirectPort { get; set; }
+
+    // ---- Admin listener (status page and Prometheus metrics) ----
+
+    /// <summary>The IP address the admin port listens on.</summary>
+    /// <remarks>
+    /// Defaults to <c>127.0.0.1</c>: loopback only, because the status page shows routes and the
+    /// origins' addresses. Expose it to a metrics network deliberately, never to visitors.
+    /// </remarks>
+    public string AdminAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>The admin port: the status page at <c>/</c> and Prometheus metrics at <c>/metrics</c>.</summary>
+    /// <remarks>Defaults to 9844. 0 picks a free port (tests); -1 disables the admin listener.</remarks>
+    public int AdminPort { get; set; } = 9844;
 }

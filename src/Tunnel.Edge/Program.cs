@@ -128,7 +128,9 @@ internal static class EdgeCommands
         var certificates = new Option<string[]>("--cert") { Description = "A visitor certificate for the HTTPS port: CERT.pem:KEY.pem, or one PEM holding both. Repeatable; the first is the default for unknown names.", AllowMultipleArgumentsPerToken = true };
         var certificateDirectory = new Option<DirectoryInfo?>("--cert-dir") { Description = "A directory of visitor certificates: every NAME.pem with NAME.key beside it." };
         var redirectHosts = new Option<string[]>("--redirect-https") { Description = "Redirect plain HTTP for this hostname to HTTPS (308); '*' for every host. Repeatable.", AllowMultipleArgumentsPerToken = true };
-        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts };
+        var adminPort = new Option<int?>("--admin-port") { Description = "The admin port: status page at /, Prometheus metrics at /metrics (default 9844; -1 disables it)." };
+        var adminAddress = new Option<string?>("--admin-listen") { Description = "The IP address the admin port listens on (default 127.0.0.1; --listen does not change it)." };
+        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts, adminPort, adminAddress };
         command.SetAction(async (result, cancellationToken) =>
         {
             var configuration = new ConfigurationBuilder();
@@ -169,6 +171,8 @@ internal static class EdgeCommands
 
             options.CertificateDirectory = result.GetValue(certificateDirectory)?.FullName ?? options.CertificateDirectory;
             options.HttpsRedirectHosts.AddRange(result.GetValue(redirectHosts) ?? []);
+            options.AdminPort = result.GetValue(adminPort) ?? options.AdminPort;
+            options.AdminAddress = result.GetValue(adminAddress) ?? options.AdminAddress;
 
             EdgeServer edge;
             try
@@ -185,7 +189,8 @@ internal static class EdgeCommands
             {
                 await edge.StartAsync(cancellationToken).ConfigureAwait(false);
                 var https = edge.VisitorHttpsEndPoint is { } endPoint ? $" and https://{endPoint}" : "";
-                Console.WriteLine($"tunnel-edge {options.Name}: tunnels on {edge.TunnelEndPoint}, visitors on http://{edge.VisitorEndPoint}{https}");
+                var admin = edge.AdminEndPoint is { } adminEndPoint ? $", status and metrics on http://{adminEndPoint}/" : "";
+                Console.WriteLine($"tunnel-edge {options.Name}: tunnels on {edge.TunnelEndPoint}, visitors on http://{edge.VisitorEndPoint}{https}{admin}");
                 await edge.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
             }
 

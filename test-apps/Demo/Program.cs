@@ -7,9 +7,10 @@ using Tunnel.Edge.Identity;
 
 // Runs an edge and HelloOrigin together on loopback with fresh development certificates, waits until
 // the tunnel is registered, and prints the URL to curl. Ctrl+C stops both.
-//   dotnet run --project test-apps/Demo [-- --http-port 8080 --tunnel-port 7844 --hostname hello.localhost]
+//   dotnet run --project test-apps/Demo [-- --http-port 8080 --tunnel-port 7844 --admin-port 9844 --hostname hello.localhost]
 var httpPort = IntArg("--http-port", 8080);
 var tunnelPort = IntArg("--tunnel-port", 7844);
+var adminPort = IntArg("--admin-port", 9844);
 var hostname = StringArg("--hostname", "hello.localhost");
 const int HaConnections = 4;
 
@@ -29,6 +30,7 @@ var edge = EdgeServer.Create(new EdgeOptions
     TunnelPort = tunnelPort,
     VisitorAddress = "127.0.0.1",
     VisitorHttpPort = httpPort,
+    AdminPort = adminPort,
     CaCertificatePath = Path.Combine(directory, "ca.pem"),
     ServerCertificatePath = Path.Combine(directory, "edge.pem"),
     ServerKeyPath = Path.Combine(directory, "edge.key"),
@@ -73,6 +75,11 @@ Console.WriteLine($"  curl {url}");
 Console.WriteLine($"  curl --http2-prior-knowledge {url}headers");
 Console.WriteLine($"  curl -N {url}stream");
 Console.WriteLine($"  (or: curl -H 'Host: {hostname}' http://127.0.0.1:{edge.VisitorEndPoint.Port}/)");
+if (edge.AdminEndPoint is { } admin)
+{
+    Console.WriteLine($"Edge status page: http://{admin}/ and Prometheus metrics: http://{admin}/metrics");
+}
+
 Console.WriteLine($"Certificates in {directory}. Ctrl+C stops.");
 Console.WriteLine();
 

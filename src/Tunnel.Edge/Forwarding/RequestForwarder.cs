@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using Tunnel.Edge.Access;
 using Tunnel.Edge.Routing;
+using Tunnel.Edge.Telemetry;
 using Tunnel.Edge.Tunnels;
 using Tunnel.Protocol;
 
@@ -129,6 +130,7 @@ public sealed class RequestForwarder
                     ? $"No origin is connected for {host}. If you run this site, check that its tunnel is up."
                     : $"The tunnel connection for {host} failed and no other is connected.";
                 EdgeLog.RequestFailed(_logger, requestId, host, 502, failed is null ? "no tunnel" : "no other tunnel");
+                UpstreamErrors.Report(context, failed is null ? UpstreamErrors.NoTunnel : UpstreamErrors.ConnectionLost);
                 await ErrorPages.WriteAsync(context, StatusCodes.Status502BadGateway, "Bad Gateway", detail, host, requestId).ConfigureAwait(false);
                 return;
             }
@@ -139,6 +141,7 @@ public sealed class RequestForwarder
             {
                 // The least busy connection is at the cap, so every one is.
                 EdgeLog.RequestOverloaded(_logger, requestId, host, connection.InFlight, "tunnel connection");
+                UpstreamErrors.Report(context, UpstreamErrors.Refused);
                 await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
                     $"Every tunnel connection for {host} is as busy as it may be. Try again shortly.", host, requestId, EdgeAccessMiddleware.OverloadRetryAfter).ConfigureAwait(false);
                 return;
@@ -168,6 +171,7 @@ public sealed class RequestForwarder
                 catch (OperationCanceledException) when (deadline.Expired)
                 {
                     EdgeLog.ResponseHeadersTimedOut(_logger, requestId, host, deadline.Timeout.TotalSeconds);
+                    UpstreamErrors.Report(context, UpstreamErrors.Timeout);
                     await ErrorPages.WriteAsync(context, StatusCodes.Status504GatewayTimeout, ErrorPages.TitleFor(StatusCodes.Status504GatewayTimeout),
                         $"The origin for {host} did not begin to answer within {deadline.Timeout.TotalSeconds:0.###} s.", host, requestId).ConfigureAwait(false);
                     return;
@@ -186,6 +190,7 @@ public sealed class RequestForwarder
                 catch (HttpRequestException ex)
                 {
                     EdgeLog.RequestFailed(_logger, requestId, host, 502, Describe(ex));
+                    UpstreamErrors.Report(context, UpstreamErrors.Classify(ex));
                     await ErrorPages.WriteAsync(context, StatusCodes.Status502BadGateway, "Bad Gateway", $"The connection to the origin for {host} failed before it answered.", host, requestId).ConfigureAwait(false);
                     return;
                 }
@@ -378,6 +383,7 @@ public sealed class RequestForwarder
                     catch (Exception ex) when (ex is HttpRequestException or IOException && !context.RequestAborted.IsCancellationRequested)
                     {
                         EdgeLog.ResponseAborted(_logger, requestId, host, ex.Message);
+                        UpstreamErrors.Report(context, UpstreamErrors.ConnectionLost);
                         context.Abort();
                         return;
                     }

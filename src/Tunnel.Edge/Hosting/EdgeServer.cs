@@ -12,9 +12,11 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Access;
+using Tunnel.Edge.Admin;
 using Tunnel.Edge.Forwarding;
 using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
+using Tunnel.Edge.Telemetry;
 using Tunnel.Edge.Tunnels;
 using Tunnel.Edge.Visitors;
 
@@ -31,11 +33,13 @@ public sealed class EdgeServer : IAsyncDisposable
     private static readonly TimeSpan VisitorTlsHandshakeTimeout = TimeSpan.FromSeconds(10);
 
     private readonly WebApplication _app;
+    private readonly Func<ListenOptions?> _adminListen;
 
-    private EdgeServer(WebApplication app, EdgeOptions options)
+    private EdgeServer(WebApplication app, EdgeOptions options, Func<ListenOptions?> adminListen)
     {
         _app = app;
         Options = options;
+        _adminListen = adminListen;
     }
 
     /// <summary>The options the edge runs with.</summary>
@@ -52,6 +56,9 @@ public sealed class EdgeServer : IAsyncDisposable
 
     /// <summary>Where visitors connect over HTTPS, known once started; <c>null</c> when the HTTPS port is off.</summary>
     public IPEndPoint? VisitorHttpsEndPoint { get; private set; }
+
+    /// <summary>Where the admin listener (status page, <c>/metrics</c>) is, known once started; <c>null</c> when it is off.</summary>
+    public IPEndPoint? AdminEndPoint { get; private set; }
 
     /// <summary>The host's services.</summary>
     public IServiceProvider Services => _app.Services;
@@ -87,6 +94,8 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton<IConnectionListenerFactory>(handoff);
         services.AddSingleton(sp => VisitorCertificates.Load(options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors")));
         services.AddSingleton(new HttpsRedirect(options));
+        EdgeAdmin.AddServices(services);
+        ListenOptions? adminListen = null;
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -119,6 +128,8 @@ public sealed class EdgeServer : IAsyncDisposable
                     });
                 });
             }
+
+            adminListen = EdgeAdmin.Listen(kestrel, options);
         });
 
         var app = builder.Build();
@@ -126,6 +137,8 @@ public sealed class EdgeServer : IAsyncDisposable
         // Load the visitor certificates now, so a missing or corrupt file stops Create with its name.
         _ = app.Services.GetRequiredService<VisitorCertificates>();
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
+        EdgeAdmin.Map(app, options.AdminPort >= 0);
+        app.UseMiddleware<EdgeRequestMetrics>();
         app.UseMiddleware<EdgeTracing>();
         app.UseMiddleware<EdgeAccessMiddleware>();
         var redirect = app.Services.GetRequiredService<HttpsRedirect>();
@@ -136,17 +149,23 @@ public sealed class EdgeServer : IAsyncDisposable
 
         app.Run(forwarder.InvokeAsync);
         _ = app.Services.GetRequiredService<TunnelListener>();
-        return new EdgeServer(app, options);
+        return new EdgeServer(app, options, () => adminListen);
     }
 
     /// <summary>Starts both listeners.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
+        AdminEndPoint = _adminListen()?.IPEndPoint;
+        if (AdminEndPoint is { } admin)
+        {
+            EdgeAdmin.LogListening(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Admin"), admin);
+        }
+
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         foreach (var address in addresses)
         {
-            if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip))
+            if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && !new IPEndPoint(ip, uri.Port).Equals(AdminEndPoint))
             {
                 if (uri.Scheme == Uri.UriSchemeHttps)
                 {

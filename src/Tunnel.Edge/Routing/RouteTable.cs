@@ -87,6 +87,17 @@ public sealed class RouteTable
         return _routes.ContainsKey(name) || (HostnameRules.WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard));
     }
 
+    /// <summary>
+    /// The registered hostname a visitor's host matches (the exact name, else the wildcard one label
+    /// up), or <c>null</c>: the route name metrics and the status page use.
+    /// </summary>
+    public string? MatchRoute(string host)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        var name = Normalize(host);
+        return _routes.ContainsKey(name) ? name : HostnameRules.WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard) ? wildcard : null;
+    }
+
     /// <summary>A copy of the table for status pages and tests.</summary>
     public IReadOnlyDictionary<string, ImmutableArray<TunnelConnection>> Snapshot() => _routes.ToDictionary();
 

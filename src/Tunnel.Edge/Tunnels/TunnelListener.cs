@@ -8,6 +8,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
+using Tunnel.Edge.Telemetry;
 using Tunnel.Protocol;
 using Tunnel.Protocol.Registration;
 
@@ -24,6 +25,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
     private readonly EdgeOptions _options;
     private readonly RouteTable _routes;
+    private readonly EdgeConnectionEvents _events;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly SslStreamCertificateContext _serverCertificate;
@@ -33,12 +35,13 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private long _nextConnectionNumber;
 
     /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
-    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials)
+    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
         _options = options;
         _routes = routes;
+        _events = events;
         _logger = logger;
         _time = time;
         _serverCertificate = SslStreamCertificateContext.Create(credentials.ServerCertificate, additionalCertificates: null, offline: true);
@@ -263,6 +266,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
             {
                 EdgeLog.RegistrationRefused(_logger, remote, RejectionCodes.InvalidRegistration, $"no registration within {_options.RegistrationTimeout.TotalSeconds:0.#} s");
+                _events.Refused(remote, RejectionCodes.InvalidRegistration, $"no registration within {_options.RegistrationTimeout.TotalSeconds:0.#} s");
                 return null;
             }
             catch (RegistrationProtocolException ex)
@@ -289,6 +293,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
 
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
+        _events.Registered(connection);
         return connection;
     }
 
@@ -342,6 +347,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private async Task RejectAsync(SslStream ssl, string remote, RegistrationRejected rejection, CancellationToken stoppingToken)
     {
         EdgeLog.RegistrationRefused(_logger, remote, rejection.Code, rejection.Message);
+        _events.Refused(remote, rejection.Code, rejection.Message);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         timeout.CancelAfter(_options.RegistrationTimeout);
         try
@@ -369,6 +375,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             _routes.Remove(connection);
             await connection.DisposeAsync().ConfigureAwait(false);
             EdgeLog.TunnelClosed(_logger, connection.Id, (_time.GetUtcNow() - connection.ConnectedAt).TotalSeconds);
+            _events.Closed(connection);
         }
     }
 

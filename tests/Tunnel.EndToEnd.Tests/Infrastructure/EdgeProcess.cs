@@ -41,7 +41,7 @@ public sealed partial class EdgeProcess : IAsyncDisposable
             WorkingDirectory = AppContext.BaseDirectory,
         };
         foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
-            "--tunnel-port", "0", "--http-port", "0", "--name", name, "--region", region, .. extraArguments])
+            "--tunnel-port", "0", "--http-port", "0", "--admin-port", "0", "--name", name, "--region", region, .. extraArguments])
         {
             start.ArgumentList.Add(argument);
         }

@@ -67,6 +67,7 @@ public sealed class TunnelHarness : IAsyncDisposable
             TunnelPort = 0,
             VisitorAddress = "127.0.0.1",
             VisitorHttpPort = 0,
+            AdminPort = 0,
             CaCertificatePath = pki.CaPath,
             ServerCertificatePath = pki.EdgeCertificatePath,
             ServerKeyPath = pki.EdgeKeyPath,

@@ -1,0 +1,218 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Tunnel.Edge.Telemetry;
+
+namespace Tunnel.Edge.Admin;
+
+/// <summary>
+/// Keeps the edge's metrics for <c>/metrics</c>: a <see cref="MeterListener"/> on the
+/// <c>Tunnel.Edge</c> meter of this edge's host (other edges in the same process have their own)
+/// that sums counters and up-down counters from the start, collects observable instruments at each
+/// scrape, and counts histograms into fixed buckets (the instrument's advised boundaries, else
+/// OpenTelemetry's defaults). It stands in for OpenTelemetry.Exporter.Prometheus.AspNetCore.
+/// </summary>
+internal sealed class PrometheusCollector : IDisposable
+{
+    // OpenTelemetry's default explicit bucket boundaries, for histograms that advise none.
+    private static readonly double[] DefaultBounds = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
+
+    private readonly MeterListener _listener = new();
+    private readonly ConcurrentDictionary<Instrument, InstrumentState> _instruments = new();
+    private readonly Lock _scrapeLock = new();
+
+    /// <summary>Listens to the <c>Tunnel.Edge</c> meter created by <paramref name="meterFactory"/>.</summary>
+    public PrometheusCollector(IMeterFactory meterFactory)
+        : this(meter => meter.Name == EdgeMetrics.MeterName && ReferenceEquals(meter.Scope, meterFactory))
+    {
+    }
+
+    /// <summary>Listens to the meters <paramref name="include"/> picks.</summary>
+    public PrometheusCollector(Func<Meter, bool> include)
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (include(instrument.Meter))
+            {
+                var state = _instruments.GetOrAdd(instrument, i => new InstrumentState(i));
+                listener.EnableMeasurementEvents(instrument, state);
+            }
+        };
+        _listener.MeasurementsCompleted = (instrument, _) => _instruments.TryRemove(instrument, out InstrumentState? _);
+        _listener.SetMeasurementEventCallback<byte>((_, value, tags, state) => ((InstrumentState)state!).Record(value, tags));
+        _listener.SetMeasurementEventCallback<short>((_, value, tags, state) => ((InstrumentState)state!).Record(value, tags));
+        _listener.SetMeasurementEventCallback<int>((_, value, tags, state) => ((InstrumentState)state!).Record(value, tags));
+        _listener.SetMeasurementEventCallback<long>((_, value, tags, state) => ((InstrumentState)state!).Record(value, tags));
+        _listener.SetMeasurementEventCallback<float>((_, value, tags, state) => ((InstrumentState)state!).Record(value, tags));
+        _listener.SetMeasurementEventCallback<double>((_, value, tags, state) => ((InstrumentState)state!).Record(value, tags));
+        _listener.SetMeasurementEventCallback<decimal>((_, value, tags, state) => ((InstrumentState)state!).Record((double)value, tags));
+        _listener.Start();
+    }
+
+    /// <summary>Collects the observable instruments and returns every family, ordered by name.</summary>
+    public IReadOnlyList<PrometheusFamily> Collect()
+    {
+        lock (_scrapeLock)
+        {
+            // Observable instruments report whole values at each collection; a series they no longer
+            // report (a connector that left) must go rather than keep its last value.
+            foreach (var state in _instruments.Values.Where(s => s.Instrument.IsObservable))
+            {
+                state.Series.Clear();
+            }
+
+            _listener.RecordObservableInstruments();
+            return [.. _instruments.Values.OrderBy(s => s.Instrument.Name, StringComparer.Ordinal).Select(s => s.ToFamily())];
+        }
+    }
+
+    /// <summary>Renders the text exposition.</summary>
+    public string Scrape() => PrometheusText.Render(Collect());
+
+    public void Dispose() => _listener.Dispose();
+
+    private sealed class InstrumentState
+    {
+        private readonly bool _sums;
+
+        public InstrumentState(Instrument instrument)
+        {
+            Instrument = instrument;
+            var kind = instrument.GetType().IsGenericType ? instrument.GetType().GetGenericTypeDefinition() : instrument.GetType();
+            if (kind == typeof(Histogram<>))
+            {
+                Type = PrometheusMetricType.Histogram;
+                Bounds = AdvisedBounds(instrument) ?? DefaultBounds;
+            }
+            else
+            {
+                Type = kind == typeof(Counter<>) || kind == typeof(ObservableCounter<>) ? PrometheusMetricType.Counter : PrometheusMetricType.Gauge;
+            }
+
+            // Synchronous counters report increments; observable instruments and gauges report values.
+            _sums = kind == typeof(Counter<>) || kind == typeof(UpDownCounter<>);
+        }
+
+        public Instrument Instrument { get; }
+
+        public PrometheusMetricType Type { get; }
+
+        public double[]? Bounds { get; }
+
+        public ConcurrentDictionary<LabelKey, SeriesState> Series { get; } = new();
+
+        public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            var labels = new KeyValuePair<string, string>[tags.Length];
+            for (var i = 0; i < tags.Length; i++)
+            {
+                labels[i] = new(tags[i].Key, Format(tags[i].Value));
+            }
+
+            var series = Series.GetOrAdd(new LabelKey(labels), static (_, state) => new SeriesState(state.labels, state.buckets), (labels, buckets: Bounds?.Length + 1));
+            series.Record(value, _sums, Bounds);
+        }
+
+        public PrometheusFamily ToFamily() => new(
+            Instrument.Name,
+            Instrument.Unit,
+            Instrument.Description,
+            Type,
+            [.. Series.Values.Select(s => s.ToSample(Bounds)).OrderBy(s => string.Join(",", s.Labels), StringComparer.Ordinal)]);
+
+        private static double[]? AdvisedBounds(Instrument instrument) => instrument switch
+        {
+            Histogram<double> h => h.Advice?.HistogramBucketBoundaries?.ToArray(),
+            Histogram<float> h => h.Advice?.HistogramBucketBoundaries?.Select(b => (double)b).ToArray(),
+            Histogram<long> h => h.Advice?.HistogramBucketBoundaries?.Select(b => (double)b).ToArray(),
+            Histogram<int> h => h.Advice?.HistogramBucketBoundaries?.Select(b => (double)b).ToArray(),
+            _ => null,
+        };
+
+        private static string Format(object? value) => value switch
+        {
+            null => "",
+            bool b => b ? "true" : "false",
+            IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+            _ => value.ToString() ?? "",
+        };
+    }
+
+    private sealed class SeriesState(KeyValuePair<string, string>[] labels, int? buckets)
+    {
+        private readonly Lock _lock = new();
+        private readonly long[]? _buckets = buckets is { } n ? new long[n] : null;
+        private double _value;
+        private double _sum;
+        private long _count;
+
+        public void Record(double value, bool sums, double[]? bounds)
+        {
+            lock (_lock)
+            {
+                if (_buckets is not null && bounds is not null)
+                {
+                    // A bucket counts values up to and including its bound (Prometheus' le).
+                    var index = Array.BinarySearch(bounds, value);
+                    _buckets[index >= 0 ? index : ~index]++;
+                    _sum += value;
+                    _count++;
+                }
+                else
+                {
+                    _value = sums ? _value + value : value;
+                }
+            }
+        }
+
+        public PrometheusSample ToSample(double[]? bounds)
+        {
+            lock (_lock)
+            {
+                return new PrometheusSample(labels, _value, bounds, _buckets?.ToArray(), _sum, _count);
+            }
+        }
+    }
+
+    /// <summary>A series' identity: its labels in name order, whatever order they came in.</summary>
+    private sealed class LabelKey : IEquatable<LabelKey>
+    {
+        private readonly KeyValuePair<string, string>[] _sorted;
+        private readonly int _hash;
+
+        public LabelKey(KeyValuePair<string, string>[] labels)
+        {
+            _sorted = [.. labels.OrderBy(l => l.Key, StringComparer.Ordinal)];
+            var hash = new HashCode();
+            foreach (var (key, value) in _sorted)
+            {
+                hash.Add(key, StringComparer.Ordinal);
+                hash.Add(value, StringComparer.Ordinal);
+            }
+
+            _hash = hash.ToHashCode();
+        }
+
+        public bool Equals(LabelKey? other)
+        {
+            if (other is null || other._sorted.Length != _sorted.Length)
+            {
+                return false;
+            }
+
+            for (var i = 0; i < _sorted.Length; i++)
+            {
+                if (!string.Equals(_sorted[i].Key, other._sorted[i].Key, StringComparison.Ordinal) || !string.Equals(_sorted[i].Value, other._sorted[i].Value, StringComparison.Ordinal))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        public override bool Equals(object? obj) => Equals(obj as LabelKey);
+
+        public override int GetHashCode() => _hash;
+    }
+}
