@@ -55,6 +55,9 @@ internal static partial class EdgeLog
     [LoggerMessage(31, LogLevel.Debug, "Request {RequestId} for {Host}: WebSocket ended ({Outcome}) after {DurationSeconds:0.0} s, {BytesFromVisitor} bytes up, {BytesToVisitor} bytes down.", EventName = "WebSocketClosed")]
     public static partial void WebSocketClosed(ILogger logger, string requestId, string host, string outcome, double durationSeconds, long bytesFromVisitor, long bytesToVisitor);
 
+    [LoggerMessage(25, LogLevel.Warning, "Request {RequestId} for {Host}: 431 the request {Problem}", EventName = "RequestHeadersTooLarge")]
+    public static partial void RequestHeadersTooLarge(ILogger logger, string requestId, string host, string problem);
+
     [LoggerMessage(9, LogLevel.Error, "Unexpected failure in the tunnel listener.", EventName = "ListenerFault")]
     public static partial void ListenerFault(ILogger logger, Exception exception);
     // Visitor TLS: ids 40-49.

@@ -13,7 +13,7 @@ namespace Tunnel.Edge.Access;
 internal sealed class HostPolicies : IDisposable
 {
     // Kestrel refuses to start when the header limit exceeds its request buffer (MaxRequestBufferSize, 1 MiB).
-    private const int MaxHeadersTotalSizeCeiling = 1024 * 1024;
+    internal const int MaxHeadersTotalSizeCeiling = 1024 * 1024;
 
     private readonly Dictionary<string, HostPolicy> _hosts;
 

@@ -7,14 +7,17 @@ internal static class VisitorLimits
 {
     /// <remarks>
     /// The edge's Kestrel serves only visitors (tunnels have their own listener), so these server-wide
-    /// limits touch no tunnel. Kestrel answers oversized headers with 431 itself, before any middleware.
+    /// limits touch no tunnel. The header limits Kestrel gets are a hard stop at twice the configured
+    /// ones: requests between the two reach <see cref="EdgeAccessMiddleware"/>, which answers 431 with
+    /// the edge's page and request id; Kestrel answers beyond that itself, with an empty 431, before
+    /// spending more memory on the request.
     /// </remarks>
     public static void Apply(KestrelServerLimits kestrel, EdgeLimitsOptions limits)
     {
         ArgumentNullException.ThrowIfNull(kestrel);
         ArgumentNullException.ThrowIfNull(limits);
-        kestrel.MaxRequestHeadersTotalSize = limits.MaxRequestHeadersTotalSize;
-        kestrel.MaxRequestHeaderCount = limits.MaxRequestHeaderCount;
+        kestrel.MaxRequestHeadersTotalSize = (int)Math.Min(HostPolicies.MaxHeadersTotalSizeCeiling, 2L * limits.MaxRequestHeadersTotalSize);
+        kestrel.MaxRequestHeaderCount = (int)Math.Min(int.MaxValue, 2L * limits.MaxRequestHeaderCount);
         kestrel.MinRequestBodyDataRate = limits.MinRequestBodyDataRate is { } requestRate ? new MinDataRate(requestRate, limits.MinDataRateGracePeriod) : null;
         kestrel.MinResponseDataRate = limits.MinResponseDataRate is { } responseRate ? new MinDataRate(responseRate, limits.MinDataRateGracePeriod) : null;
     }
