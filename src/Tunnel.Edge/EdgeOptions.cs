@@ -154,4 +154,17 @@ public sealed class EdgeOptions
     /// <summary>The admin port: the status page at <c>/</c> and Prometheus metrics at <c>/metrics</c>.</summary>
     /// <remarks>Defaults to 9844. 0 picks a free port (tests); -1 disables the admin listener.</remarks>
     public int AdminPort { get; set; } = 9844;
+
+    // ---- OpenTelemetry export ----
+
+    /// <summary>
+    /// An OTLP/HTTP collector to push the edge's metrics (meter <c>Tunnel.Edge</c>) and spans
+    /// (ActivitySource <c>Tunnel.Edge</c>) to, beside the Prometheus endpoint, e.g. <c>http://collector:4318</c>.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>: the <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> environment variable, else no export.</remarks>
+    public string? OtlpEndpoint { get; set; }
+
+    /// <summary>How often metrics are pushed over OTLP.</summary>
+    /// <remarks>Defaults to 15 seconds, a common scrape interval.</remarks>
+    public TimeSpan OtlpExportInterval { get; set; } = TimeSpan.FromSeconds(15);
 }

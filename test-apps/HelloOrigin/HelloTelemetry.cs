@@ -30,7 +30,8 @@ public static class HelloTelemetry
             o.Protocol = OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf;
         }
 
-        var meters = Sdk.CreateMeterProviderBuilder()
+        // Made by the container, so it disposes them (flushing) when the host stops.
+        builder.Services.AddHostedService(_ => new Providers(Sdk.CreateMeterProviderBuilder()
             .SetResourceBuilder(resource)
             .AddMeter("Tunnel.Transport", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
             .AddOtlpExporter((exporter, reader) =>
@@ -41,8 +42,7 @@ public static class HelloTelemetry
                     reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = interval;
                 }
             })
-            .Build();
-        var traces = Sdk.CreateTracerProviderBuilder()
+            .Build(), Sdk.CreateTracerProviderBuilder()
             .SetResourceBuilder(resource)
             .AddSource("Tunnel.Transport", "Microsoft.AspNetCore")
             .AddOtlpExporter(o =>
@@ -53,9 +53,20 @@ public static class HelloTelemetry
                     o.BatchExportProcessorOptions.ScheduledDelayMilliseconds = interval;
                 }
             })
-            .Build();
-        builder.Services.AddSingleton(meters);
-        builder.Services.AddSingleton(traces);
+            .Build()));
         return builder;
+    }
+
+    private sealed class Providers(MeterProvider meters, TracerProvider traces) : IHostedService, IDisposable
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public void Dispose()
+        {
+            meters.Dispose();
+            traces.Dispose();
+        }
     }
 }

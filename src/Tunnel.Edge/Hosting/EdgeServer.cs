@@ -78,11 +78,15 @@ public sealed class EdgeServer : IAsyncDisposable
         {
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
+
+            // Request log lines then carry the request's TraceId (and the edge's request id).
+            o.IncludeScopes = true;
         });
         configureLogging?.Invoke(builder.Logging);
 
         var services = builder.Services;
         services.AddSingleton(options);
+        Telemetry.EdgeOtlpExport.AddIfConfigured(services, options);
         services.AddSingleton(credentials);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(policies);
