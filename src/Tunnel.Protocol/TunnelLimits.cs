@@ -45,4 +45,12 @@ public static class TunnelLimits
     /// down that tunnel (until the heartbeat returns). Two and a half beats: one late beat is no alarm.
     /// </summary>
     public static readonly TimeSpan AnchorSilenceLimit = TimeSpan.FromMilliseconds(2500);
+
+    /// <summary>
+    /// How long the origin tolerates silence on an anchor stream before it drops the tunnel and
+    /// redials. Longer than <see cref="AnchorSilenceLimit"/>: stopping new requests is cheap and
+    /// undone by the next beat, dropping a connection is not, and a long pause of either process
+    /// must not cost a healthy tunnel. Five beats still replaces a black-holed tunnel in about 6 s.
+    /// </summary>
+    public static readonly TimeSpan AnchorDeadLimit = TimeSpan.FromSeconds(5);
 }

@@ -88,7 +88,7 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         {
             // Nothing from the edge for too long: the path is black-holed. Drop the connection so the
             // slot redials now instead of waiting for the PING timeout.
-            feature.AbortConnection?.Invoke($"no heartbeat from the edge for {TunnelLimits.AnchorSilenceLimit.TotalSeconds:0.#} s");
+            feature.AbortConnection?.Invoke($"no heartbeat from the edge for {TunnelLimits.AnchorDeadLimit.TotalSeconds:0.#} s");
         }
         else if (!lifetime.ApplicationStopping.IsCancellationRequested)
         {
@@ -119,7 +119,7 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         while (true)
         {
             using var silence = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            silence.CancelAfter(TunnelLimits.AnchorSilenceLimit);
+            silence.CancelAfter(TunnelLimits.AnchorDeadLimit);
             int read;
             try
             {
