@@ -84,6 +84,7 @@ public class DashboardTests(ITestOutputHelper output)
             (Query(queries, "sum by (job, instance, tunnel_redial_cause)"), r => r.Any(s => s.Label("instance") == MetricsTarget(origin.App) && s.Value > 0), "a redial of the origin"),
             (Query(queries, "sum by (tunnel_route) (rate(tunnel_edge_requests_total["), r => r.Any(s => s.Label("tunnel_route") == TunnelHarness.Hostname && s.Value > 0), "a request rate for the route"),
             (Query(queries, "sum by (error_type) (increase(tunnel_edge_upstream_errors_total"), r => r.Any(s => s.Label("error_type") == "no_tunnel" && s.Value > 0), "a no_tunnel upstream error"),
+            (Query(queries, "sum by (tunnel_dial_phase) (rate(tunnel_dial_duration_seconds_sum"), r => r.Count == 3 && r.All(s => s.Value > 0 && s.Value < 1), "loopback dial phases take under 1 s on average"),
             (Query(queries, "histogram_quantile(0.99, sum by (le, tunnel_route)"), r => r.Any(s => s.Label("tunnel_route") == TunnelHarness.Hostname && s.Value > 0 && double.IsFinite(s.Value)), "a latency for the route"),
         };
 
