@@ -51,6 +51,10 @@ public class DashboardTests(ITestOutputHelper output)
         // the traffic the rates are to show: one request of each kind now, the rest once scraped.
         await RequestsAsync(harness, 1, unknownHosts: 1);
 
+        // /metrics answers on the local listener only: through the tunnel the visitor's host does not match.
+        var tunneled = await Cli.RunAsync("curl", [.. harness.CurlResolve(), "-s", "-o", "/dev/null", "-w", "%{http_code}", harness.VisitorUrl("/metrics")], CurlTimeout);
+        Assert.Equal("404", tunneled.Stdout);
+
         var edgeTarget = $"127.0.0.1:{harness.Edge.AdminEndPoint!.Port}";
         await using var prometheus = await PrometheusServer.StartAsync(new Dictionary<string, string[]>
         {
