@@ -9,4 +9,5 @@ builder.Services.AddHealthChecks().AddTunnel();
 var app = builder.Build();
 app.MapHelloEndpoints();
 app.MapHealthChecks("/healthz");
+app.MapHelloMetrics(); // Prometheus /metrics on a loopback listener: --urls http://127.0.0.1:9464
 app.Run();

@@ -1,5 +1,5 @@
 using System.Diagnostics.Metrics;
-using Tunnel.Edge.Admin;
+using Tunnel.Telemetry.Prometheus;
 
 namespace Tunnel.EndToEnd.Tests;
 

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Telemetry;
+using Tunnel.Telemetry.Prometheus;
 
 namespace Tunnel.Edge.Admin;
 
@@ -26,7 +27,7 @@ internal static class EdgeAdmin
         services.AddSingleton<EdgeConnectionEvents>();
         services.AddSingleton<RecentRequests>();
         services.AddSingleton<StatusPage>();
-        services.AddSingleton(sp => new PrometheusCollector(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>()));
+        services.AddSingleton(sp => new PrometheusCollector(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), EdgeMetrics.MeterName));
     }
 
     /// <summary>Adds the admin endpoint to Kestrel unless it is off; returns its listen options.</summary>
@@ -89,7 +90,7 @@ internal static class EdgeAdmin
         switch (context.Request.Path.Value)
         {
             case "/metrics":
-                response.ContentType = PrometheusText.ContentType;
+                response.ContentType = PrometheusCollector.ContentType;
                 return response.WriteAsync(collector.Scrape(), context.RequestAborted);
             case "/" or "":
                 response.ContentType = "text/html; charset=utf-8";

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Tunnel.Edge.Admin;
+namespace Tunnel.Telemetry.Prometheus;
 
 /// <summary>How a metric family is exposed.</summary>
 internal enum PrometheusMetricType

@@ -1,18 +1,15 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Globalization;
-using Tunnel.Edge.Telemetry;
-
-namespace Tunnel.Edge.Admin;
+namespace Tunnel.Telemetry.Prometheus;
 
 /// <summary>
-/// Keeps the edge's metrics for <c>/metrics</c>: a <see cref="MeterListener"/> on the
-/// <c>Tunnel.Edge</c> meter of this edge's host (other edges in the same process have their own)
-/// that sums counters and up-down counters from the start, collects observable instruments at each
-/// scrape, and counts histograms into fixed buckets (the instrument's advised boundaries, else
+/// Keeps meters' metrics for a Prometheus scrape: a <see cref="MeterListener"/> on the meters it is
+/// given that sums counters and up-down counters from its creation, collects observable instruments
+/// at each scrape, and counts histograms into fixed buckets (the instrument's advised boundaries, else
 /// OpenTelemetry's defaults). It stands in for OpenTelemetry.Exporter.Prometheus.AspNetCore.
 /// </summary>
-internal sealed class PrometheusCollector : IDisposable
+public sealed class PrometheusCollector : IDisposable
 {
     // OpenTelemetry's default explicit bucket boundaries, for histograms that advise none.
     private static readonly double[] DefaultBounds = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
@@ -21,15 +18,26 @@ internal sealed class PrometheusCollector : IDisposable
     private readonly ConcurrentDictionary<Instrument, InstrumentState> _instruments = new();
     private readonly Lock _scrapeLock = new();
 
-    /// <summary>Listens to the <c>Tunnel.Edge</c> meter created by <paramref name="meterFactory"/>.</summary>
-    public PrometheusCollector(IMeterFactory meterFactory)
-        : this(meter => meter.Name == EdgeMetrics.MeterName && ReferenceEquals(meter.Scope, meterFactory))
+    /// <summary>The content type of <see cref="Scrape"/>'s text.</summary>
+    public const string ContentType = PrometheusText.ContentType;
+
+    /// <summary>
+    /// Listens to the meters named <paramref name="meterNames"/> that <paramref name="meterFactory"/>
+    /// created, or that no factory created (<c>new Meter(name)</c>). Meters of other hosts' factories
+    /// in the same process are left out, so two apps in one process each serve their own.
+    /// </summary>
+    /// <param name="meterFactory">The host's meter factory.</param>
+    /// <param name="meterNames">The meters' names, exact.</param>
+    public PrometheusCollector(IMeterFactory meterFactory, params IEnumerable<string> meterNames)
+        : this(Include(meterFactory, meterNames))
     {
     }
 
     /// <summary>Listens to the meters <paramref name="include"/> picks.</summary>
+    /// <param name="include">Called once per instrument published, with its meter.</param>
     public PrometheusCollector(Func<Meter, bool> include)
     {
+        ArgumentNullException.ThrowIfNull(include);
         _listener.InstrumentPublished = (instrument, listener) =>
         {
             if (include(instrument.Meter))
@@ -50,7 +58,7 @@ internal sealed class PrometheusCollector : IDisposable
     }
 
     /// <summary>Collects the observable instruments and returns every family, ordered by name.</summary>
-    public IReadOnlyList<PrometheusFamily> Collect()
+    internal IReadOnlyList<PrometheusFamily> Collect()
     {
         lock (_scrapeLock)
         {
@@ -66,10 +74,20 @@ internal sealed class PrometheusCollector : IDisposable
         }
     }
 
-    /// <summary>Renders the text exposition.</summary>
+    /// <summary>Collects and renders every series in the text exposition format 0.0.4.</summary>
+    /// <returns>The text, for a response of type <see cref="ContentType"/>.</returns>
     public string Scrape() => PrometheusText.Render(Collect());
 
+    /// <summary>Stops listening.</summary>
     public void Dispose() => _listener.Dispose();
+
+    private static Func<Meter, bool> Include(IMeterFactory meterFactory, IEnumerable<string> meterNames)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        ArgumentNullException.ThrowIfNull(meterNames);
+        var names = meterNames.ToHashSet(StringComparer.Ordinal);
+        return meter => names.Contains(meter.Name) && (meter.Scope is null || ReferenceEquals(meter.Scope, meterFactory));
+    }
 
     private sealed class InstrumentState
     {
