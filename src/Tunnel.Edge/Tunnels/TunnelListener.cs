@@ -33,6 +33,10 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private readonly Socket _socket;
     private volatile bool _draining;
     private long _nextConnectionNumber;
+    private int _tunnelPlaces;
+
+    // An overloaded edge asks origins to stay away this long; they try other edges meanwhile.
+    private const int OverloadedRetryAfterSeconds = 5;
 
     /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
     public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events)
@@ -283,13 +287,33 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             return null;
         }
 
+        // Take a place atomically: registrations arriving together must not all see room for one more.
+        if (Interlocked.Increment(ref _tunnelPlaces) > _options.MaxTunnelConnections)
+        {
+            Interlocked.Decrement(ref _tunnelPlaces);
+            await RejectAsync(ssl, remote, new RegistrationRejected
+            {
+                Code = RejectionCodes.Overloaded,
+                Message = $"Edge {_options.Name} holds its maximum of {_options.MaxTunnelConnections} tunnel connections.",
+                Retryable = true,
+                RetryAfterSeconds = OverloadedRetryAfterSeconds,
+            }, stoppingToken).ConfigureAwait(false);
+            return null;
+        }
+
         var connectionId = $"{_options.Name}-{Interlocked.Increment(ref _nextConnectionNumber)}";
         var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time);
         var accepted = new RegistrationAccepted { ConnectionId = connectionId, EdgeName = _options.Name, Region = _options.Region };
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken))
+        try
         {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
             timeout.CancelAfter(_options.RegistrationTimeout);
             await RegistrationCodec.WriteResponseAsync(ssl, RegistrationResponse.Accept(accepted), timeout.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            Interlocked.Decrement(ref _tunnelPlaces);
+            throw;
         }
 
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
@@ -308,11 +332,6 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         if (_draining)
         {
             return new RegistrationRejected { Code = RejectionCodes.EdgeDraining, Message = $"Edge {_options.Name} is shutting down; use another edge.", Retryable = true };
-        }
-
-        if (_routes.ConnectionCount >= _options.MaxTunnelConnections)
-        {
-            return new RegistrationRejected { Code = RejectionCodes.Overloaded, Message = $"Edge {_options.Name} holds its maximum of {_options.MaxTunnelConnections} tunnel connections.", Retryable = true, RetryAfterSeconds = 5 };
         }
 
         var names = new List<string>();
@@ -373,6 +392,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         finally
         {
             _routes.Remove(connection);
+            Interlocked.Decrement(ref _tunnelPlaces);
             await connection.DisposeAsync().ConfigureAwait(false);
             EdgeLog.TunnelClosed(_logger, connection.Id, (_time.GetUtcNow() - connection.ConnectedAt).TotalSeconds);
             _events.Closed(connection);

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 
@@ -10,10 +9,13 @@ namespace Tunnel.EndToEnd.Tests.Infrastructure;
 /// </summary>
 public sealed class CollectingMetricExporter : BaseExporter<Metric>
 {
-    private readonly ConcurrentDictionary<(string Name, string Tags), double> _values = new();
+    private volatile Dictionary<(string Name, string Tags), double> _values = [];
 
     public override ExportResult Export(in Batch<Metric> batch)
     {
+        // One snapshot per collection. Two meters of the same name (two hosts in one test process, one
+        // of them just stopped) each bring their own stream: their points are added, not overwritten.
+        var values = new Dictionary<(string Name, string Tags), double>();
         foreach (var metric in batch)
         {
             foreach (ref readonly var point in metric.GetMetricPoints())
@@ -34,10 +36,12 @@ public sealed class CollectingMetricExporter : BaseExporter<Metric>
                     MetricType.Histogram => point.GetHistogramCount(),
                     _ => double.NaN,
                 };
-                _values[(metric.Name, string.Join(",", tags))] = value;
+                var key = (metric.Name, string.Join(",", tags));
+                values[key] = values.GetValueOrDefault(key) + value;
             }
         }
 
+        _values = values;
         return ExportResult.Success;
     }
 
