@@ -121,9 +121,20 @@ public sealed class RequestForwarder
         }
 
         TunnelConnection? failed = null;
+        var skipped = new List<TunnelConnection>();
+        var sawFull = false;
         for (var attempt = 1; ; attempt++)
         {
-            var connection = _routes.Pick(host, failed);
+            var connection = _routes.Pick(host, skipped);
+            if (connection is null && sawFull)
+            {
+                EdgeLog.RequestOverloaded(_logger, requestId, host, skipped.Count, "tunnel connection");
+                UpstreamErrors.Report(context, UpstreamErrors.Refused);
+                await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
+                    $"Every tunnel connection for {host} is as busy as it may be. Try again shortly.", host, requestId, EdgeAccessMiddleware.OverloadRetryAfter).ConfigureAwait(false);
+                return;
+            }
+
             if (connection is null)
             {
                 var detail = failed is null
@@ -139,12 +150,12 @@ public sealed class RequestForwarder
             using var request = CreateRequest(context, requestBodyStarted, replayableBody, deadline, webSocket);
             if (!connection.TryRequestStarted(edgeRequest.Policy.MaxConcurrentRequestsPerConnection))
             {
-                // The least busy connection is at the cap, so every one is.
-                EdgeLog.RequestOverloaded(_logger, requestId, host, connection.InFlight, "tunnel connection");
-                UpstreamErrors.Report(context, UpstreamErrors.Refused);
-                await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
-                    $"Every tunnel connection for {host} is as busy as it may be. Try again shortly.", host, requestId, EdgeAccessMiddleware.OverloadRetryAfter).ConfigureAwait(false);
-                return;
+                // Full (another request took its last place since it was picked): try the others; this
+                // is not a failed attempt.
+                skipped.Add(connection);
+                sawFull = true;
+                attempt--;
+                continue;
             }
 
             try
@@ -165,6 +176,7 @@ public sealed class RequestForwarder
                     // The origin never saw this request: the visitor need not see the failure.
                     connection.MarkDraining();
                     failed = connection;
+                    skipped.Add(connection);
                     EdgeLog.RequestRetried(_logger, requestId, host, ex.Message);
                     continue;
                 }

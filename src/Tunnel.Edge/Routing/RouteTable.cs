@@ -71,8 +71,8 @@ public sealed class RouteTable
     /// first, then the wildcard one label up), skipping <paramref name="exclude"/>.
     /// </summary>
     /// <param name="host">The host without port, any case.</param>
-    /// <param name="exclude">A connection that just failed for this request, or <c>null</c>.</param>
-    public TunnelConnection? Pick(string host, TunnelConnection? exclude = null)
+    /// <param name="exclude">Connections that already failed this request or were full, or <c>null</c>.</param>
+    public TunnelConnection? Pick(string host, IReadOnlyCollection<TunnelConnection>? exclude = null)
     {
         ArgumentNullException.ThrowIfNull(host);
         var name = Normalize(host);
@@ -104,7 +104,7 @@ public sealed class RouteTable
     /// <summary>Every registered connection once.</summary>
     public IReadOnlyCollection<TunnelConnection> Connections() => _routes.Values.SelectMany(c => c).Distinct().ToArray();
 
-    private TunnelConnection? PickFrom(string name, TunnelConnection? exclude)
+    private TunnelConnection? PickFrom(string name, IReadOnlyCollection<TunnelConnection>? exclude)
     {
         if (!_routes.TryGetValue(name, out var candidates))
         {
@@ -115,7 +115,7 @@ public sealed class RouteTable
         var bestLoad = int.MaxValue;
         foreach (var candidate in candidates)
         {
-            if (!candidate.IsUsable || ReferenceEquals(candidate, exclude))
+            if (!candidate.IsUsable || (exclude is not null && exclude.Contains(candidate)))
             {
                 continue;
             }
