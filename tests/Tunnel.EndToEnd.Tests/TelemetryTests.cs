@@ -19,7 +19,8 @@ public class TelemetryTests(ITestOutputHelper output)
 
         await using var harness = await TunnelHarness.StartAsync();
         await harness.StartOriginAsync();
-        await Wait.UntilAsync(() => Flush(() => exporter.Sum("tunnel.connections", "tunnel.connection.state=registered") == 4), TimeSpan.FromSeconds(10), "the connections gauge shows 4");
+        // The gauge reads the status, which an event updates just before the counters and histograms.
+        await Wait.UntilAsync(() => Flush(() => exporter.Sum("tunnel.connections", "tunnel.connection.state=registered") == 4 && exporter.Sum("tunnel.dial.duration") == 12), TimeSpan.FromSeconds(10), "the connections gauge shows 4 and every dial phase is recorded");
         Assert.Equal(4, exporter.Sum("tunnel.connection.attempts", "tunnel.attempt.result=registered"));
         Assert.Equal(0, exporter.Sum("tunnel.redials"));
         Assert.Equal(4, exporter.Sum("tunnel.connections", "tunnel.connection.state=registered", "tunnel.edge.name=test-edge", "tunnel.edge.region=test-region"));
@@ -27,7 +28,7 @@ public class TelemetryTests(ITestOutputHelper output)
 
         await harness.Edge.Routes.Connections().First().DisposeAsync();
         await Wait.UntilAsync(() => Flush(() => exporter.Sum("tunnel.connection.attempts", "tunnel.attempt.result=registered") == 5), TimeSpan.FromSeconds(10), "one more attempt is counted");
-        await Wait.UntilAsync(() => Flush(() => exporter.Sum("tunnel.connections", "tunnel.connection.state=registered") == 4), TimeSpan.FromSeconds(10), "the connections gauge is back at 4");
+        await Wait.UntilAsync(() => Flush(() => exporter.Sum("tunnel.connections", "tunnel.connection.state=registered") == 4 && exporter.Sum("tunnel.dial.duration") == 15), TimeSpan.FromSeconds(10), "the connections gauge is back at 4");
         output.WriteLine(exporter.Dump());
         Assert.Equal(1, exporter.Sum("tunnel.redials"));
         Assert.Equal(1, exporter.Sum("tunnel.connection.lifetime"));

@@ -12,6 +12,13 @@ internal sealed class TunnelMetrics
 {
     public const string MeterName = "Tunnel.Transport";
 
+    // Dial phases take milliseconds on a LAN and seconds across the world; the SDK's default buckets
+    // (0, 5, 10, ... s) would put every dial in the first one.
+    private static readonly double[] DialBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+    // A tunnel lives from seconds (flapping) to days (healthy).
+    private static readonly double[] LifetimeBuckets = [1, 10, 60, 300, 1800, 3600, 21600, 86400, 604800];
+
     private readonly Counter<long> _attempts;
     private readonly Counter<long> _rejections;
     private readonly Counter<long> _redials;
@@ -24,8 +31,10 @@ internal sealed class TunnelMetrics
         _attempts = meter.CreateCounter<long>("tunnel.connection.attempts", "{attempt}", "Dial attempts by result (registered, rejected, failed) and error.type.");
         _rejections = meter.CreateCounter<long>("tunnel.registration.rejections", "{rejection}", "Registrations the edge refused, by reason.");
         _redials = meter.CreateCounter<long>("tunnel.redials", "{redial}", "Connections lost and dialed again.");
-        _dialDuration = meter.CreateHistogram<double>("tunnel.dial.duration", "s", "Time spent in each dial phase (tcp, tls, registration).");
-        _lifetime = meter.CreateHistogram<double>("tunnel.connection.lifetime", "s", "How long registered connections stayed up.");
+        _dialDuration = meter.CreateHistogram("tunnel.dial.duration", "s", "Time spent in each dial phase (tcp, tls, registration).",
+            tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DialBuckets });
+        _lifetime = meter.CreateHistogram("tunnel.connection.lifetime", "s", "How long registered connections stayed up.",
+            tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LifetimeBuckets });
         meter.CreateObservableUpDownCounter("tunnel.connections", () => Observe(status), "{connection}", "Connection slots by state, edge and region.");
     }
 
