@@ -90,7 +90,8 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
 
         var result = await resolver.ResolveSrvAsync(Name, CancellationToken.None);
 
-        Assert.Equal(1, resolver.TcpFallbackCount);
+        // At least once: on a loaded machine a try may time out and the question be asked again.
+        Assert.True(resolver.TcpFallbackCount >= 1, "the resolver never fell back to TCP");
         Assert.Equal(hosts.Order(), result.Targets.Select(t => t.Host).Order());
         Assert.All(result.Targets, t => Assert.Equal([IPAddress.Parse($"127.0.0.{Array.IndexOf(hosts, t.Host) + 1}")], t.Addresses));
     }
