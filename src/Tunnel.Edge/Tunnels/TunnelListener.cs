@@ -113,19 +113,22 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         StartDraining();
-        if (_routes.ConnectionCount == 0)
+
+        // Places, not the route table: a registration accepted a moment ago holds a place before its
+        // connection is in the table, and must be moved too.
+        if (Volatile.Read(ref _tunnelPlaces) == 0)
         {
             return;
         }
 
-        EdgeLog.Draining(_logger, _routes.ConnectionCount, _options.DrainTimeout.TotalSeconds);
+        EdgeLog.Draining(_logger, Volatile.Read(ref _tunnelPlaces), _options.DrainTimeout.TotalSeconds);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.DrainTimeout);
         try
         {
             // Registrations that were under way when draining began land here too, so look again
-            // until the table is empty rather than waiting on one snapshot.
-            while (_routes.ConnectionCount > 0)
+            // until every place is given back rather than waiting on one snapshot.
+            while (Volatile.Read(ref _tunnelPlaces) > 0)
             {
                 foreach (var connection in _routes.Connections())
                 {
