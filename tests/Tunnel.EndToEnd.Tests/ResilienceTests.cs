@@ -184,13 +184,7 @@ public class ResilienceTests(ITestOutputHelper output)
         var connections = harness.Edge.Routes.Connections().ToArray();
 
         // 20 events, one per 100 ms: the stream is still open when the app is told to stop.
-        var start = new System.Diagnostics.ProcessStartInfo("curl") { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var argument in (string[])[.. harness.CurlResolve(), "-sS", "-N", "--max-time", "30", harness.VisitorUrl("/stream?count=20")])
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using var curl = System.Diagnostics.Process.Start(start)!;
+        using var curl = Cli.StartStreaming("curl", [.. harness.CurlResolve(), "-sS", "-N", "--max-time", "30", harness.VisitorUrl("/stream?count=20")]);
         var events = 0;
         while (await curl.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)) is { } line)
         {

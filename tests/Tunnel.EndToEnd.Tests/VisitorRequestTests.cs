@@ -48,13 +48,7 @@ public class VisitorRequestTests
         await harness.StartOriginAsync();
 
         // Read curl's output as it arrives and note when each event shows up.
-        var start = new System.Diagnostics.ProcessStartInfo("curl") { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var argument in (string[])[.. harness.CurlResolve(), "-sS", "-N", "--max-time", "30", harness.VisitorUrl("/stream?count=10")])
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using var curl = System.Diagnostics.Process.Start(start)!;
+        using var curl = Cli.StartStreaming("curl", [.. harness.CurlResolve(), "-sS", "-N", "--max-time", "30", harness.VisitorUrl("/stream?count=10")]);
         var arrivals = new List<TimeSpan>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (await curl.StandardOutput.ReadLineAsync() is { } line)

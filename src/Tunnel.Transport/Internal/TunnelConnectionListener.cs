@@ -139,7 +139,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         var backoff = new RedialBackoff(_settings.Redial, _time);
         var selector = _settings.Selector;
         EdgeAddress? lastEdge = null;
-        var pipeline = RedialPipeline.Create(backoff, (failure, delay) => LogFailure(index, lastEdge, failure, delay), _time);
+        var pipeline = RedialPipeline.Create(backoff, (failure, delay) => PublishFailure(index, lastEdge, failure, delay), _time);
         StreamTransportConnection? retiring = null;
 
         while (!stopping.IsCancellationRequested)
@@ -292,7 +292,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         }
     }
 
-    private void LogFailure(int index, EdgeAddress? edge, Exception failure, TimeSpan delay)
+    private void PublishFailure(int index, EdgeAddress? edge, Exception failure, TimeSpan delay)
     {
         var e = new TunnelConnectionEvent(TunnelConnectionEventKind.DialFailed, index, _time.GetUtcNow())
         {

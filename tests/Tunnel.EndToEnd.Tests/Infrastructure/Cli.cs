@@ -38,11 +38,19 @@ public static class Cli
         return new Result(process.ExitCode, await stdout, await stderr);
     }
 
-    public static string Bash(string script) => script;
+    /// <summary>Starts a client whose output the test reads as it arrives (e.g. <c>curl -N</c> on an event stream).</summary>
+    public static Process StartStreaming(string file, IEnumerable<string> arguments)
+    {
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        return Process.Start(start) ?? throw new InvalidOperationException($"Cannot start {file}.");
+    }
 
     public static Task<Result> BashAsync(string script, TimeSpan timeout) => RunAsync("/bin/bash", ["-c", "set -o pipefail; " + script], timeout);
-
-    public static string Quote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 
     public static string Describe(Result result) => new StringBuilder().Append("exit ").Append(result.ExitCode).Append("; stdout: ").Append(result.Stdout).Append("; stderr: ").Append(result.Stderr).ToString();
 }
