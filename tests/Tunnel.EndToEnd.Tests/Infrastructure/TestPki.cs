@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Tunnel.Edge.Identity;
+using Tunnel.Protocol.Credentials;
 
 namespace Tunnel.EndToEnd.Tests.Infrastructure;
 
@@ -36,6 +37,40 @@ public sealed class TestPki : IDisposable
         var prefix = Path.Combine(Directory, "origin-" + Guid.NewGuid().ToString("N")[..8]);
         CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
         return (prefix + ".pem", prefix + ".key");
+    }
+
+    /// <summary>
+    /// A credential as <c>tunnel-edge issue</c> writes it: a new origin certificate for
+    /// <paramref name="hostnames"/>, signed by <paramref name="issuer"/> (this PKI's CA by default),
+    /// pinning this PKI's edge CA.
+    /// </summary>
+    public TunnelCredential CreateCredential(string[] hostnames, string[] edges, X509Certificate2? issuer = null, string? edgeServerName = "localhost", TimeSpan? validity = null)
+    {
+        using var origin = CertificateIssuer.IssueOriginCertificate(issuer ?? Ca, hostnames, validity ?? TimeSpan.FromDays(1));
+        using var key = origin.GetECDsaPrivateKey()!;
+        return new TunnelCredential
+        {
+            Id = TunnelCredential.IdOf(origin),
+            Hostnames = hostnames,
+            Certificate = origin.ExportCertificatePem(),
+            Key = key.ExportPkcs8PrivateKeyPem(),
+            EdgeCa = Ca.ExportCertificatePem(),
+            Edges = edges,
+            EdgeServerName = edgeServerName,
+            NotBefore = origin.NotBefore,
+            NotAfter = origin.NotAfter,
+        };
+    }
+
+    /// <summary>Writes a credential file the way a renewal should: to a temporary file, then renamed over the old one.</summary>
+    public static void WriteCredentialAtomically(string path, TunnelCredential credential) => WriteAtomically(path, credential.ToJson());
+
+    /// <summary>Writes text to a temporary file beside <paramref name="path"/> and renames it over <paramref name="path"/>.</summary>
+    public static void WriteAtomically(string path, string text)
+    {
+        var temporary = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+        File.WriteAllText(temporary, text);
+        File.Move(temporary, path, overwrite: true);
     }
 
     public void Dispose()
