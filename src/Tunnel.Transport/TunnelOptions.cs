@@ -37,6 +37,8 @@ public sealed class TunnelOptions
     /// <summary>
     /// How long before the origin certificate expires the plugin starts warning (a log warning and a
     /// Degraded health check), so that a renewal that did not happen is noticed while the tunnel still works.
+    /// A certificate valid for less than three times this long is warned about in the last third of its
+    /// lifetime instead, so that short-lived, automatically renewed certificates do not warn from the start.
     /// </summary>
     /// <remarks>Defaults to 7 days.</remarks>
     public TimeSpan CertificateExpiryWarning { get; set; } = TimeSpan.FromDays(7);

@@ -99,13 +99,7 @@ public class CredentialTests
         var first = harness.Pki.CreateCredential([TunnelHarness.Hostname], [EdgeAddress(harness)]);
         var path = WriteCredential(harness, first);
         var origin = await harness.StartBareOriginAsync(
-            tunnel =>
-            {
-                tunnel.CredentialPath = path;
-
-                // The test certificates live a day; only the unusable file should degrade the health here.
-                tunnel.CertificateExpiryWarning = TimeSpan.FromHours(1);
-            },
+            tunnel => tunnel.CredentialPath = path,
             configureBuilder: builder => builder.Services.AddHealthChecks().AddTunnel(),
             waitForConnections: HaConnections);
         var oldIds = harness.Edge.Routes.Connections().Select(c => c.Id).ToHashSet();
@@ -206,11 +200,16 @@ public class CredentialTests
     {
         await using var harness = await TunnelHarness.StartAsync();
 
-        // A day left: inside the default warning period of 7 days.
+        // The test certificates live a day, so the warning period is their last third (8 h, shorter
+        // than the default 7 days). Seen with 4 h left, the certificate is close to expiry.
         var credential = harness.Pki.CreateCredential([TunnelHarness.Hostname], [EdgeAddress(harness)]);
         var expiring = await harness.StartBareOriginAsync(
             tunnel => tunnel.CredentialPath = WriteCredential(harness, credential),
-            configureBuilder: builder => builder.Services.AddHealthChecks().AddTunnel(),
+            configureBuilder: builder =>
+            {
+                builder.Services.AddSingleton<TimeProvider>(new ShiftedTimeProvider(credential.NotAfter - DateTimeOffset.UtcNow - TimeSpan.FromHours(4)));
+                builder.Services.AddHealthChecks().AddTunnel();
+            },
             waitForConnections: HaConnections);
         var warning = Assert.Single(expiring.Logs.Entries, e => e.EventId.Name == "CredentialExpiring");
         Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, warning.Level);

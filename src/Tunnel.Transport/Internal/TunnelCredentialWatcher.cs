@@ -205,7 +205,7 @@ internal sealed class TunnelCredentialWatcher : IDisposable
         var notAfter = NotAfter(state);
         var remaining = notAfter - _time.GetUtcNow();
         var level = remaining <= TimeSpan.Zero ? ExpiryLevel.Expired
-            : remaining <= _settings.CertificateExpiryWarning ? ExpiryLevel.Expiring
+            : remaining <= WarningPeriod(state) ? ExpiryLevel.Expiring
             : ExpiryLevel.Valid;
         string? problem = level switch
         {
@@ -228,6 +228,18 @@ internal sealed class TunnelCredentialWatcher : IDisposable
                 TunnelLog.CredentialExpiring(_logger, state.CredentialId, notAfter, remaining.TotalHours);
             }
         }
+    }
+
+    /// <summary>
+    /// <see cref="TunnelSettings.CertificateExpiryWarning"/>, but at most a third of the certificate's
+    /// lifetime: a short-lived certificate that is renewed automatically (a day, an hour) would
+    /// otherwise warn from the moment it is issued. Renewers commonly act at two thirds of the lifetime.
+    /// </summary>
+    private TimeSpan WarningPeriod(TunnelDialState state)
+    {
+        var lifetime = state.Certificate.NotAfter - state.Certificate.NotBefore;
+        var third = lifetime / 3;
+        return third < _settings.CertificateExpiryWarning ? third : _settings.CertificateExpiryWarning;
     }
 
     /// <summary>A hash of the watched files' content (or of why a file cannot be read).</summary>
