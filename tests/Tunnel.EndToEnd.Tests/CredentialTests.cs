@@ -65,6 +65,32 @@ public class CredentialTests
     }
 
     [Fact]
+    public async Task HelloOrigin_as_a_process_connects_with_only_Tunnel__CredentialPath_in_its_environment()
+    {
+        const string hostname = "proc.test";
+        await using var processes = await TunnelProcesses.StartAsync(hostname, credentialFile: true);
+        string[] resolve = ["--resolve", $"{hostname}:{processes.VisitorPort}:127.0.0.1"];
+
+        // Bounded: the process starts, dials and registers; curl answers 502 until then.
+        Cli.Result? result = null;
+        for (var attempt = 0; attempt < 60; attempt++)
+        {
+            result = await Cli.RunAsync("curl", [.. resolve, "-sS", "--fail", $"http://{hostname}:{processes.VisitorPort}/healthz"], CurlTimeout);
+            if (result.ExitCode == 0 && result.Stdout.Contains("Healthy", StringComparison.Ordinal))
+            {
+                break;
+            }
+
+            await Task.Delay(500);
+        }
+
+        Assert.True(result is { ExitCode: 0 } && result.Stdout.Contains("Healthy", StringComparison.Ordinal), $"{Cli.Describe(result!)}\n{processes.Output}");
+        var hello = await Cli.RunAsync("curl", [.. resolve, "-sS", "--fail", $"http://{hostname}:{processes.VisitorPort}/"], CurlTimeout);
+        Assert.True(hello.ExitCode == 0, Cli.Describe(hello));
+        Assert.Contains("Hello from HelloOrigin", hello.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_renewed_credential_replaces_every_connection_under_load_without_a_failed_request()
     {
         await using var harness = await TunnelHarness.StartAsync();
