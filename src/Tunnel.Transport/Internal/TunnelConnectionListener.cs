@@ -70,7 +70,19 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         _renewal = Task.Run(RenewConnectionsAsync);
     }
 
-    private void OnCredentialRenewed(TunnelDialState state) => _renewed.Release();
+    private void OnCredentialRenewed(TunnelDialState state) => RequestRenewalPass();
+
+    private void RequestRenewalPass()
+    {
+        try
+        {
+            _renewed.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Unbound: nothing left to renew.
+        }
+    }
 
     /// <summary>
     /// After a renewal, replaces the connections dialed with an older credential one at a time: the slot
@@ -323,6 +335,12 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 var registeredSignal = slot.Registered;
                 slot.Registered = NewSignal();
                 registeredSignal.TrySetResult();
+            }
+
+            if (dialedWith.Generation < _settings.Current.Generation)
+            {
+                // Dialed with the old credential while it was being renewed: this one is replaced too.
+                RequestRenewalPass();
             }
 
             Task outcome;
