@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -10,6 +11,7 @@ using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
 using Tunnel.Protocol;
+using Tunnel.Protocol.Credentials;
 using Tunnel.Protocol.Registration;
 
 namespace Tunnel.Edge.Tunnels;
@@ -21,15 +23,13 @@ namespace Tunnel.Edge.Tunnels;
 /// </summary>
 public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 {
-    private static readonly Oid ClientAuthOid = new("1.3.6.1.5.5.7.3.2");
-
     private readonly EdgeOptions _options;
     private readonly RouteTable _routes;
     private readonly EdgeConnectionEvents _events;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
-    private readonly SslStreamCertificateContext _serverCertificate;
-    private readonly X509Certificate2Collection _trustedCas;
+    private readonly EdgeCredentials _credentials;
+    private readonly ConcurrentDictionary<TunnelConnection, X509Certificate2> _certificates = new();
     private readonly Socket _socket;
     private volatile bool _draining;
     private long _nextConnectionNumber;
@@ -48,8 +48,8 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         _events = events;
         _logger = logger;
         _time = time;
-        _serverCertificate = SslStreamCertificateContext.Create(credentials.ServerCertificate, additionalCertificates: null, offline: true);
-        _trustedCas = credentials.TrustedCas;
+        _credentials = credentials;
+        _credentials.TrustChanged += CheckLiveCredentials;
 
         var address = IPAddress.Parse(options.TunnelAddress);
         _socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -73,6 +73,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         EdgeLog.TunnelListening(_logger, EndPoint.ToString());
+        _credentials.StartWatching(_logger, _time);
         var heartbeats = WatchHeartbeatsAsync(stoppingToken);
         using var registration = stoppingToken.Register(() => _socket.Dispose());
         while (!stoppingToken.IsCancellationRequested)
@@ -170,6 +171,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     /// <inheritdoc />
     public override void Dispose()
     {
+        _credentials.TrustChanged -= CheckLiveCredentials;
         _socket.Dispose();
         base.Dispose();
     }
@@ -184,12 +186,13 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
             var authOptions = new SslServerAuthenticationOptions
             {
-                ServerCertificateContext = _serverCertificate,
+                // Read per handshake: a renewed server certificate or CA bundle applies from the next one on.
+                ServerCertificateContext = _credentials.ServerCertificateContext,
                 ClientCertificateRequired = true,
                 ApplicationProtocols = [new SslApplicationProtocol(TunnelProtocol.Alpn)],
                 EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                CertificateChainPolicy = CreateClientChainPolicy(),
+                CertificateChainPolicy = _credentials.CreateClientChainPolicy(),
                 RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
                 {
                     if (errors == SslPolicyErrors.None)
@@ -241,7 +244,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             }
 
             ssl = null; // The connection owns the stream now.
-            await ServeAsync(connection).ConfigureAwait(false);
+            await ServeAsync(connection, clientCertificate).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException)
         {
@@ -305,7 +308,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
 
         var connectionId = $"{_options.Name}-{Interlocked.Increment(ref _nextConnectionNumber)}";
-        var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time);
+        var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time, TunnelCredential.IdOf(clientCertificate));
         var accepted = new RegistrationAccepted { ConnectionId = connectionId, EdgeName = _options.Name, Region = _options.Region };
         try
         {
@@ -335,6 +338,15 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         if (_draining)
         {
             return new RegistrationRejected { Code = RejectionCodes.EdgeDraining, Message = $"Edge {_options.Name} is shutting down; use another edge.", Retryable = true };
+        }
+
+        if (_credentials.Revocations.Find(TunnelCredential.IdOf(certificate)) is { } revoked)
+        {
+            return new RegistrationRejected
+            {
+                Code = RejectionCodes.CredentialRevoked,
+                Message = $"The credential {revoked.Id} ({certificate.Subject}) was revoked on {revoked.RevokedAt:u}{(revoked.Reason.Length > 0 ? ": " + revoked.Reason : "")}; ask the edge's operator for a new one.",
+            };
         }
 
         var names = new List<string>();
@@ -382,11 +394,18 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
     }
 
-    private async Task ServeAsync(TunnelConnection connection)
+    private async Task ServeAsync(TunnelConnection connection, X509Certificate2 clientCertificate)
     {
         _routes.Add(connection);
+        _certificates[connection] = clientCertificate;
         try
         {
+            // A revocation seen between Authorize and now found no connection to close; look again.
+            if (_credentials.Check(clientCertificate) is { } problem)
+            {
+                Withdraw(connection, problem);
+            }
+
             // Open HTTP/2 now rather than on the first visitor's request, so keepalive PINGs watch the
             // tunnel from the start and a dead origin is found before a visitor is sent to it.
             await ProbeAsync(connection).ConfigureAwait(false);
@@ -394,6 +413,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
         finally
         {
+            _certificates.TryRemove(connection, out _);
             _routes.Remove(connection);
             Interlocked.Decrement(ref _tunnelPlaces);
             await connection.DisposeAsync().ConfigureAwait(false);
@@ -490,16 +510,43 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     // Checking twice per heartbeat keeps the reaction to silence within half a beat of the limit.
     private static readonly TimeSpan HeartbeatCheckInterval = TunnelLimits.AnchorHeartbeatInterval / 2;
 
-    private X509ChainPolicy CreateClientChainPolicy()
+    /// <summary>
+    /// After the revocation list or the CA bundle changed: every live connection whose credential may no
+    /// longer serve takes no new request from now on, is asked to move, and is closed after
+    /// <see cref="EdgeOptions.RevokedConnectionGrace"/> (its in-flight requests finish meanwhile).
+    /// </summary>
+    private void CheckLiveCredentials()
     {
-        var policy = new X509ChainPolicy
+        foreach (var (connection, certificate) in _certificates)
         {
-            TrustMode = X509ChainTrustMode.CustomRootTrust,
-            RevocationMode = X509RevocationMode.NoCheck,
-        };
-        policy.CustomTrustStore.AddRange(_trustedCas);
-        policy.ApplicationPolicy.Add(ClientAuthOid);
-        return policy;
+            if (_credentials.Check(certificate) is { } problem)
+            {
+                Withdraw(connection, problem);
+            }
+        }
+    }
+
+    private void Withdraw(TunnelConnection connection, CredentialProblem problem)
+    {
+        // Removing the certificate is the claim: a connection is withdrawn once, however many checks see it.
+        if (!_certificates.TryRemove(connection, out _))
+        {
+            return;
+        }
+
+        EdgeLog.TunnelCredentialWithdrawn(_logger, connection.Id, connection.ConnectorId, _options.RevokedConnectionGrace.TotalSeconds, problem.Message);
+        connection.MarkDraining();
+        connection.RequestMove();
+        _ = CloseAfterGraceAsync(connection);
+    }
+
+    private async Task CloseAfterGraceAsync(TunnelConnection connection)
+    {
+        await Task.WhenAny(connection.Closed, Task.Delay(_options.RevokedConnectionGrace, _time)).ConfigureAwait(false);
+        if (!connection.Closed.IsCompleted)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     private static string DescribeCertificateProblem(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
