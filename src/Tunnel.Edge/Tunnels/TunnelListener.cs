@@ -66,6 +66,9 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     /// <summary>The bound tunnel endpoint (with the real port when 0 was asked).</summary>
     public IPEndPoint EndPoint { get; }
 
+    /// <summary>Tunnel connections holding a place: registered, or accepted and about to be (tests check none leak).</summary>
+    internal int TunnelPlaces => Volatile.Read(ref _tunnelPlaces);
+
     /// <summary>Refuse new registrations from now on (the edge is shutting down).</summary>
     public void StartDraining() => _draining = true;
 
@@ -219,7 +222,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                 }
                 catch (Exception ex) when (ex is AuthenticationException or IOException)
                 {
-                    EdgeLog.HandshakeFailed(_logger, remote, certificateProblem ?? ex.Message);
+                    EdgeLog.HandshakeFailed(_logger, remote, certificateProblem ?? DescribeHandshakeFailure(ex));
                     return;
                 }
             }
@@ -547,6 +550,27 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         {
             await connection.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The TLS stack's own words: the outer exception says only "authentication failed", the innermost
+    /// one names the alert (no application protocol, unsupported protocol version, ...).
+    /// </summary>
+    private static string DescribeHandshakeFailure(Exception exception)
+    {
+        var innermost = exception;
+        while (innermost.InnerException is { } inner)
+        {
+            innermost = inner;
+        }
+
+        var detail = innermost.Message;
+        if (detail.Contains("application protocol", StringComparison.OrdinalIgnoreCase))
+        {
+            detail += $" (the client did not offer ALPN '{TunnelProtocol.Alpn}')";
+        }
+
+        return ReferenceEquals(innermost, exception) ? detail : $"{exception.Message} {detail}";
     }
 
     private static string DescribeCertificateProblem(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
