@@ -198,13 +198,16 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                 CertificateChainPolicy = _credentials.CreateClientChainPolicy(),
                 RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
                 {
-                    if (errors == SslPolicyErrors.None)
+                    if (errors != SslPolicyErrors.None)
                     {
-                        return true;
+                        certificateProblem = DescribeCertificateProblem(certificate, chain, errors);
                     }
 
-                    certificateProblem = DescribeCertificateProblem(certificate, chain, errors);
-                    return false;
+                    // A TLS alert would reach the origin only as "connection closed" (with TLS 1.3 the
+                    // client's side of the handshake is done before the edge checks its certificate),
+                    // so the handshake completes and the refusal travels as a registration rejection
+                    // the origin can log. Nothing but that rejection is ever sent on such a connection.
+                    return true;
                 },
             };
 
@@ -234,9 +237,9 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             }
 
             using var clientCertificate = ssl.RemoteCertificate is { } presented ? new X509Certificate2(presented) : null;
-            if (clientCertificate is null)
+            if (certificateProblem is not null || clientCertificate is null)
             {
-                EdgeLog.HandshakeFailed(_logger, remote, "no client certificate");
+                await RefuseCertificateAsync(ssl, remote, certificateProblem ?? "the origin presented no client certificate", stoppingToken).ConfigureAwait(false);
                 return;
             }
 
@@ -328,6 +331,28 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
         _events.Registered(connection);
         return connection;
+    }
+
+    /// <summary>
+    /// Refuses a connection whose client certificate failed validation: reads its registration (so the
+    /// origin is not reset before it reads the answer), then answers with the reason and closes.
+    /// </summary>
+    private async Task RefuseCertificateAsync(SslStream ssl, string remote, string problem, CancellationToken stoppingToken)
+    {
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken))
+        {
+            timeout.CancelAfter(_options.RegistrationTimeout);
+            try
+            {
+                _ = await RegistrationCodec.ReadRequestAsync(ssl, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is RegistrationProtocolException or IOException or OperationCanceledException)
+            {
+                // Whatever it sent, the certificate is the reason.
+            }
+        }
+
+        await RejectAsync(ssl, remote, new RegistrationRejected { Code = RejectionCodes.CertificateRefused, Message = problem }, stoppingToken).ConfigureAwait(false);
     }
 
     private RegistrationRejected? Authorize(RegistrationRequest request, X509Certificate2 certificate, out IReadOnlyList<string> hostnames)
@@ -582,6 +607,17 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
         var statuses = chain?.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0).Distinct().ToArray() ?? [];
         var detail = statuses.Length > 0 ? string.Join("; ", statuses) : errors.ToString();
+        if (chain?.ChainStatus.Any(s => (s.Status & (X509ChainStatusFlags.NotValidForUsage | X509ChainStatusFlags.InvalidPolicyConstraints | X509ChainStatusFlags.NoIssuanceChainPolicy)) != 0) == true)
+        {
+            // OpenSSL's words for a missing client-auth usage are only "invalid policy".
+            detail += " (it is not issued for client authentication; a server certificate cannot register)";
+        }
+
+        if (chain?.ChainStatus.Any(s => (s.Status & (X509ChainStatusFlags.PartialChain | X509ChainStatusFlags.UntrustedRoot)) != 0) == true)
+        {
+            detail += " (it is not issued by a CA this edge trusts)";
+        }
+
         return $"the origin certificate ({certificate.Subject}) was refused: {detail}";
     }
 }

@@ -38,7 +38,7 @@ public sealed class TestPki : IDisposable
         return (prefix + ".pem", prefix + ".key");
     }
 
-    /// <summary>Issues an origin certificate, signed by this CA, that expired an hour ago.</summary>
+    /// <summary>Issues an origin certificate, signed by this CA, that expired a minute after the CA's start (minutes ago).</summary>
     public (string CertificatePath, string KeyPath) IssueExpiredOrigin(params string[] domains)
     {
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
@@ -53,8 +53,7 @@ public sealed class TestPki : IDisposable
         }
 
         request.CertificateExtensions.Add(san.Build());
-        var now = DateTimeOffset.UtcNow;
-        using var issued = request.Create(Ca, now.AddHours(-2), now.AddHours(-1), [0x11, 0x22, 0x33, 0x44]);
+        using var issued = request.Create(Ca, Ca.NotBefore, Ca.NotBefore.AddMinutes(1), [0x11, 0x22, 0x33, 0x44]);
         using var origin = issued.CopyWithPrivateKey(key);
         var prefix = Path.Combine(Directory, "expired-" + Guid.NewGuid().ToString("N")[..8]);
         CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
