@@ -16,8 +16,9 @@ public sealed class TunnelConnection : IAsyncDisposable
     private int _inFlight;
     private long _requests;
 
-    internal TunnelConnection(string id, string connectorId, int connectionIndex, IReadOnlyList<string> hostnames, EndPoint? remote, SslStream stream, EdgeOptions options, TimeProvider time)
+    internal TunnelConnection(string id, string connectorId, int connectionIndex, IReadOnlyList<string> hostnames, EndPoint? remote, SslStream stream, EdgeOptions options, TimeProvider time, string credentialId = "")
     {
+        CredentialId = credentialId;
         Id = id;
         ConnectorId = connectorId;
         ConnectionIndex = connectionIndex;
@@ -68,6 +69,9 @@ public sealed class TunnelConnection : IAsyncDisposable
 
     /// <summary>The origin's slot index for this connection.</summary>
     public int ConnectionIndex { get; }
+
+    /// <summary>The id of the credential it registered with: its client certificate's serial, upper-case hex.</summary>
+    public string CredentialId { get; }
 
     /// <summary>The hostnames registered on it.</summary>
     public IReadOnlyList<string> Hostnames { get; }

@@ -31,7 +31,13 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, params string[] extraArguments)
+    public int? AdminPort { get; private set; }
+
+    public static Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, params string[] extraArguments) =>
+        StartAsync(pki.Directory, name, region, extraArguments);
+
+    /// <summary>Starts <c>tunnel-edge serve --dir <paramref name="directory"/></c> on loopback ports the OS picks.</summary>
+    public static async Task<EdgeProcess> StartAsync(string directory, string name, string region, params string[] extraArguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -40,7 +46,7 @@ public sealed partial class EdgeProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", directory, "--listen", "127.0.0.1",
             "--tunnel-port", "0", "--http-port", "0", "--admin-port", "0", "--name", name, "--region", region, .. extraArguments])
         {
             start.ArgumentList.Add(argument);
@@ -74,6 +80,7 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
         edge.TunnelPort = int.Parse(line.Groups["tunnel"].Value, CultureInfo.InvariantCulture);
         edge.VisitorPort = int.Parse(line.Groups["visitor"].Value, CultureInfo.InvariantCulture);
+        edge.AdminPort = line.Groups["admin"].Success ? int.Parse(line.Groups["admin"].Value, CultureInfo.InvariantCulture) : null;
         return edge;
     }
 
@@ -95,6 +102,6 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         Process.Dispose();
     }
 
-    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)")]
+    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)(.*admin API on http://[^\s]+:(?<admin>\d+)/)?")]
     private static partial Regex ReadyLine();
 }

@@ -73,6 +73,28 @@ public sealed class TestPki : IDisposable
         File.Move(temporary, path, overwrite: true);
     }
 
+    /// <summary>Issues an origin certificate, signed by this CA, that expired a minute after the CA's start (minutes ago).</summary>
+    public (string CertificatePath, string KeyPath) IssueExpiredOrigin(params string[] domains)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=expired origin", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.2")], false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Ca, true, false));
+        var san = new SubjectAlternativeNameBuilder();
+        foreach (var domain in domains)
+        {
+            san.AddDnsName(domain);
+        }
+
+        request.CertificateExtensions.Add(san.Build());
+        using var issued = request.Create(Ca, Ca.NotBefore, Ca.NotBefore.AddMinutes(1), [0x11, 0x22, 0x33, 0x44]);
+        using var origin = issued.CopyWithPrivateKey(key);
+        var prefix = Path.Combine(Directory, "expired-" + Guid.NewGuid().ToString("N")[..8]);
+        CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
+        return (prefix + ".pem", prefix + ".key");
+    }
+
     public void Dispose()
     {
         Ca.Dispose();
