@@ -76,7 +76,7 @@ internal static partial class EdgeLog
     public static partial void VisitorCertificateCheckFault(ILogger logger, Exception exception);
 
     // Admin listener and telemetry: ids 60-69.
-    [LoggerMessage(60, LogLevel.Information, "Admin listener on http://{EndPoint}: the status page at / and Prometheus metrics at /metrics.", EventName = "AdminListening")]
+    [LoggerMessage(60, LogLevel.Information, "Admin listener on http://{EndPoint}: the status page at /, Prometheus metrics at /metrics and the admin API under /api/v1/.", EventName = "AdminListening")]
     public static partial void AdminListening(ILogger logger, string endPoint);
 
     [LoggerMessage(61, LogLevel.Warning, "The admin listener on {EndPoint} is not on loopback: whoever reaches it sees the routes, the origins' addresses and the metrics.", EventName = "AdminNotLoopback")]

@@ -119,6 +119,30 @@ public class CredentialTests
     }
 
     [Fact]
+    public async Task Renewed_certificate_and_key_PEM_files_replace_every_connection()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        string? certificatePath = null, keyPath = null;
+        var origin = await harness.StartOriginAsync(configureTunnel: tunnel =>
+        {
+            certificatePath = tunnel.CertificatePath;
+            keyPath = tunnel.CertificateKeyPath;
+        });
+        var oldIds = harness.Edge.Routes.Connections().Select(c => c.Id).ToHashSet();
+
+        await using var load = Load.Start(harness.VisitorPort, TunnelHarness.Hostname, workers: 2, maxDuration: TimeSpan.FromSeconds(120));
+        await Wait.UntilAsync(() => load.Succeeded >= 20, TimeSpan.FromSeconds(20), "the load is flowing");
+
+        // As tunnel-edge writes them: the certificate, then the key, each renamed into place.
+        using var renewed = CertificateIssuer.IssueOriginCertificate(harness.Pki.Ca, [TunnelHarness.Hostname], TimeSpan.FromDays(1));
+        CertificateIssuer.WritePem(renewed, certificatePath!, keyPath!);
+
+        await WaitForRenewalAsync(harness, origin, oldIds, TunnelCredential.IdOf(renewed));
+        await load.StopAsync();
+        Assert.True(load.Failures.Count == 0, $"{load.Failures.Count} failed: {string.Join("; ", load.Failures.Take(5))}");
+    }
+
+    [Fact]
     public async Task A_corrupt_credential_write_is_ignored_with_a_warning_and_reported_by_the_health_check()
     {
         await using var harness = await TunnelHarness.StartAsync();

@@ -16,6 +16,7 @@ public class EdgeCliTests(ITestOutputHelper output)
     private static readonly TimeSpan CommandTimeout = TimeSpan.FromSeconds(60);
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task Init_issue_list_routes_and_revoke_work_as_commands_and_the_revocation_survives_a_restart()
     {
         var directory = Directory.CreateTempSubdirectory("tunnel-cli-").FullName;
