@@ -155,6 +155,12 @@ public sealed class EdgeOptions
     /// <remarks>Defaults to 9844. 0 picks a free port (tests); -1 disables the admin listener.</remarks>
     public int AdminPort { get; set; } = 9844;
 
+    // ---- Cluster (routes shared through etcd, one hop between edges) ----
+
+    /// <summary>Several edges as one network: the route store on etcd, the inter-edge port and its certificate.</summary>
+    /// <remarks>Section <c>Edge:Cluster</c>. Defaults to no cluster: one edge, routes in memory.</remarks>
+    public Cluster.ClusterOptions Cluster { get; set; } = new();
+
     // ---- OpenTelemetry export ----
 
     /// <summary>
