@@ -20,6 +20,12 @@ public sealed partial class EdgeProcess : IAsyncDisposable
 
     public int VisitorPort { get; private set; }
 
+    /// <summary>The admin port (status page, <c>/metrics</c>).</summary>
+    public int AdminPort { get; private set; }
+
+    /// <summary>The inter-edge port, 0 when the edge is not in a cluster.</summary>
+    public int PeerPort { get; private set; }
+
     public string Output
     {
         get
@@ -74,6 +80,9 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
         edge.TunnelPort = int.Parse(line.Groups["tunnel"].Value, CultureInfo.InvariantCulture);
         edge.VisitorPort = int.Parse(line.Groups["visitor"].Value, CultureInfo.InvariantCulture);
+        var text = line.Result("$_");
+        edge.AdminPort = AdminPart().Match(text) is { Success: true } admin ? int.Parse(admin.Groups["port"].Value, CultureInfo.InvariantCulture) : 0;
+        edge.PeerPort = PeerPart().Match(text) is { Success: true } peer ? int.Parse(peer.Groups["port"].Value, CultureInfo.InvariantCulture) : 0;
         return edge;
     }
 
@@ -97,4 +106,10 @@ public sealed partial class EdgeProcess : IAsyncDisposable
 
     [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)")]
     private static partial Regex ReadyLine();
+
+    [GeneratedRegex(@"status and metrics on http://[^\s]+:(?<port>\d+)/")]
+    private static partial Regex AdminPart();
+
+    [GeneratedRegex(@"peers on https://[^\s]+:(?<port>\d+)")]
+    private static partial Regex PeerPart();
 }
