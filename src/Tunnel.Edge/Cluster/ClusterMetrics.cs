@@ -24,9 +24,9 @@ public sealed class ClusterMetrics
         var meter = meterFactory.Create(EdgeMetrics.MeterName);
         meter.CreateObservableUpDownCounter("tunnel.edge.cluster.peers", () => peers.Peers.Count, "{edge}", "Other edges of the cluster this edge knows.");
         meter.CreateObservableGauge("tunnel.edge.cluster.peer.rtt", () => Each(peers, p => p.Rtt?.TotalSeconds), "s", "Smoothed round-trip time of the probes to each peer, by tunnel.peer.name.");
-        meter.CreateObservableGauge("tunnel.edge.cluster.peer.reachable", () => Each<int>(peers, p => p.IsReachable ? 1 : 0), "1", "1 when the last probe or request reached the peer, by tunnel.peer.name.");
+        meter.CreateObservableGauge("tunnel.edge.cluster.peer.reachable", () => Each<int>(peers, p => p.IsReachable ? 1 : 0), unit: null, description: "1 when the last probe or request reached the peer, by tunnel.peer.name.");
         meter.CreateObservableGauge("tunnel.edge.cluster.peer.routes", () => Each<int>(peers, p => store.Current.RoutesOf(p.Name).Count()), "{route}", "Hostnames each peer holds live tunnels for, by this edge's copy, by tunnel.peer.name.");
-        meter.CreateObservableGauge("tunnel.edge.cluster.store.connected", () => store.IsConnected ? 1 : 0, "1", "1 when the route store (etcd) answers, 0 while the edge serves from its last copy.");
+        meter.CreateObservableGauge("tunnel.edge.cluster.store.connected", () => store.IsConnected ? 1 : 0, unit: null, description: "1 when the route store (etcd) answers, 0 while the edge serves from its last copy.");
         _forwarded = meter.CreateCounter<long>("tunnel.edge.cluster.forwarded", "{request}", "Visitor requests with no local tunnel forwarded to a peer, by tunnel.peer.name and outcome (forwarded, failed).");
         _received = meter.CreateCounter<long>("tunnel.edge.cluster.received", "{request}", "Requests peers forwarded to this edge, by tunnel.peer.name.");
     }
