@@ -65,6 +65,18 @@ public class ClusterTests(ITestOutputHelper output)
         Assert.True(EdgeCluster.Series(metricsA, "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-c")) >= 3, metricsA);
         Assert.NotNull(EdgeCluster.Series(metricsB, "tunnel_edge_cluster_peer_rtt_seconds", ("tunnel_peer_name", "edge-a")));
         Assert.Equal(2, EdgeCluster.Series(metricsB, "tunnel_edge_cluster_peers"));
+        Assert.Equal(1, EdgeCluster.Series(metricsB, "tunnel_edge_cluster_store_connected"));
+
+        // The status page lists the peers, their round trips, routes and forwarded requests.
+        using (var admin = new HttpClient { Timeout = TimeSpan.FromSeconds(10) })
+        {
+            var page = await admin.GetStringAsync($"http://127.0.0.1:{b.AdminPort}/");
+            Assert.Contains("<h2>Cluster</h2>", page, StringComparison.Ordinal);
+            Assert.Contains("<code>edge-a</code>", page, StringComparison.Ordinal);
+            Assert.Contains("<code>edge-c</code>", page, StringComparison.Ordinal);
+            Assert.Contains("<code>hello.test</code>", page, StringComparison.Ordinal);
+            Assert.Matches(@"<code>edge-a</code></td><td>r1</td><td>127\.0\.0\.1:\d+</td><td class=""n"">\d+\.\d ms</td><td>reachable</td><td><code>hello\.test</code></td><td class=""n"">[1-9]\d*</td>", page);
+        }
 
         // At most one hop: a forwarded request for a host B has no tunnel for is answered by B, never
         // sent on to A.
