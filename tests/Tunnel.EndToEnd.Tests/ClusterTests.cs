@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -23,7 +25,7 @@ public class ClusterTests(ITestOutputHelper output)
         var a = await cluster.StartEdgeAsync("edge-a", "r1");
         var b = await cluster.StartEdgeAsync("edge-b", "r2");
         var c = await cluster.StartEdgeAsync("edge-c", "r3");
-        await cluster.StartOriginAsync(Host, [a]);
+        await cluster.StartOriginAsync(Host, [a], configureApp: app => app.MapGet("/traceparent", (HttpContext context) => context.Request.Headers["traceparent"].ToString()));
         using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
 
         await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, a, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "edge A serves the app");
@@ -48,6 +50,20 @@ public class ClusterTests(ITestOutputHelper output)
             using var echoed = await visitor.SendAsync(post);
             Assert.Equal(HttpStatusCode.OK, echoed.StatusCode);
             Assert.Equal(payload, await echoed.Content.ReadAsByteArrayAsync());
+        }
+
+        // The visitor's trace reaches the app through both edges (each edge's span in between).
+        const string TraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+        using (var traced = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{c.VisitorPort}/traceparent"))
+        {
+            traced.Headers.Host = Host;
+            traced.Headers.Add("traceparent", $"00-{TraceId}-00f067aa0ba902b7-01");
+            using var answer = await visitor.SendAsync(traced);
+            var received = await answer.Content.ReadAsStringAsync();
+            output.WriteLine($"the app got traceparent {received}");
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            Assert.StartsWith($"00-{TraceId}-", received, StringComparison.Ordinal);
+            Assert.DoesNotContain("00f067aa0ba902b7", received, StringComparison.Ordinal);
         }
 
         // A visitor who sends the hop marker is still a visitor: forwarded as usual.

@@ -66,7 +66,7 @@ public sealed partial class EdgeCluster : IAsyncDisposable
     }
 
     /// <summary>Starts a HelloOrigin app serving <paramref name="hostname"/> through the given edges only.</summary>
-    public async Task<WebApplication> StartOriginAsync(string hostname, IEnumerable<EdgeProcess> edges, int haConnections = 4)
+    public async Task<WebApplication> StartOriginAsync(string hostname, IEnumerable<EdgeProcess> edges, int haConnections = 4, Action<WebApplication>? configureApp = null)
     {
         var (certificatePath, keyPath) = Pki.IssueOrigin(hostname);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Production" });
@@ -83,6 +83,7 @@ public sealed partial class EdgeCluster : IAsyncDisposable
         });
         var app = builder.Build();
         app.MapHelloEndpoints();
+        configureApp?.Invoke(app);
         await app.StartAsync();
         _origins.Add(app);
         return app;
