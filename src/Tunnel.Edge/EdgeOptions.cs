@@ -197,6 +197,12 @@ public sealed class EdgeOptions
     /// <remarks>Defaults to loopback only: <c>127.0.0.0/8</c> and <c>::1/128</c>.</remarks>
     public List<string> AdminAllowedNetworks { get; set; } = ["127.0.0.0/8", "::1/128"];
 
+    // ---- Cluster (routes shared through etcd, one hop between edges) ----
+
+    /// <summary>Several edges as one network: the route store on etcd, the inter-edge port and its certificate.</summary>
+    /// <remarks>Section <c>Edge:Cluster</c>. Defaults to no cluster: one edge, routes in memory.</remarks>
+    public Cluster.ClusterOptions Cluster { get; set; } = new();
+
     // ---- OpenTelemetry export ----
 
     /// <summary>

@@ -18,6 +18,7 @@ root.Subcommands.Add(EdgeCommands.Drain());
 root.Subcommands.Add(EdgeCommands.RotateCa());
 root.Subcommands.Add(EdgeCommands.RenewServer());
 root.Subcommands.Add(EdgeCommands.RetireCa());
+root.Subcommands.Add(EdgeCommands.IssueEdge());
 root.Subcommands.Add(EdgeCommands.Serve());
 // The host handles SIGTERM itself (drain, then exit 0); System.CommandLine's own handler would kill
 // the process two seconds into the drain.
@@ -411,6 +412,55 @@ internal static class EdgeCommands
         return command;
     }
 
+    public static Command IssueEdge()
+    {
+        var dir = new Option<DirectoryInfo>("--dir") { Description = "The directory holding ca.pem and ca.key (from init), shared by the edges of a cluster.", Required = true };
+        var dns = new Option<string[]>("--dns") { Description = "DNS names of the edge: its tunnel port and the address its peers dial.", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
+        var ips = new Option<string[]>("--ip") { Description = "IP addresses of the edge.", DefaultValueFactory = _ => [], AllowMultipleArgumentsPerToken = true };
+        var output = new Option<string>("--out") { Description = "Path prefix of the files to write: PREFIX.pem and PREFIX.key.", Required = true };
+        var days = new Option<int>("--days") { Description = "Validity in days.", DefaultValueFactory = _ => 365 };
+        var command = new Command("issue-edge", "Issue another edge of a cluster its certificate (server and client, for the tunnel port and the inter-edge port), signed by the shared edge CA.") { dir, dns, ips, output, days };
+        command.SetAction(result =>
+        {
+            var directory = result.GetValue(dir)!.FullName;
+            var addresses = new List<IPAddress>();
+            foreach (var text in result.GetValue(ips) ?? [])
+            {
+                if (!IPAddress.TryParse(text, out var ip))
+                {
+                    Console.Error.WriteLine($"'{text}' is not an IP address.");
+                    return 1;
+                }
+
+                addresses.Add(ip);
+            }
+
+            var names = result.GetValue(dns) ?? [];
+            if (names.Length == 0 && addresses.Count == 0)
+            {
+                Console.Error.WriteLine("Name the edge with at least one --dns or --ip: its peers check the address they dial against the certificate.");
+                return 1;
+            }
+
+            try
+            {
+                using var ca = CertificateIssuer.LoadPem(Path.Combine(directory, "ca.pem"), Path.Combine(directory, "ca.key"));
+                using var edge = CertificateIssuer.IssueEdgeCertificate(ca, names, addresses, TimeSpan.FromDays(result.GetValue(days)));
+                var prefix = result.GetValue(output)!;
+                CertificateIssuer.WritePem(edge, prefix + ".pem", prefix + ".key");
+                Console.WriteLine($"Wrote {prefix}.pem and {prefix}.key for {string.Join(", ", names.Concat(addresses.Select(a => a.ToString())))}, valid until {edge.NotAfter:yyyy-MM-dd}.");
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
+            {
+                Console.Error.WriteLine(ex.Message);
+                return 1;
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
     public static Command Serve()
     {
         var config = new Option<FileInfo?>("--config") { Description = "A JSON file with an \"Edge\" section (see the README for every key)." };
@@ -427,7 +477,13 @@ internal static class EdgeCommands
         var adminPort = new Option<int?>("--admin-port") { Description = "The admin port: status page at /, Prometheus metrics at /metrics (default 9844; -1 disables it)." };
         var adminAddress = new Option<string?>("--admin-listen") { Description = "The IP address the admin port listens on (default 127.0.0.1; --listen does not change it)." };
         var adminAllow = new Option<string[]>("--admin-allow") { Description = "A network (CIDR) the admin API accepts requests from; repeatable, replaces the default (127.0.0.0/8 and ::1).", AllowMultipleArgumentsPerToken = true };
-        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts, adminPort, adminAddress, adminAllow };
+        var etcd = new Option<string[]>("--etcd") { Description = "An etcd client URL (http://host:2379) of the cluster's route store; repeatable. Without it the edge runs alone.", AllowMultipleArgumentsPerToken = true };
+        var peerPort = new Option<int?>("--peer-port") { Description = "The inter-edge port, mutual TLS (default 7845)." };
+        var peerListen = new Option<string?>("--peer-listen") { Description = "The IP address the inter-edge port listens on (default --listen, else 0.0.0.0)." };
+        var peerAdvertise = new Option<string?>("--peer-advertise") { Description = "host:port the other edges dial to reach this one (default the inter-edge address and port)." };
+        var peerCertificate = new Option<string?>("--peer-cert") { Description = "The edge's certificate for the inter-edge port, CERT.pem:KEY.pem (default edge.pem; from issue-edge)." };
+        var leaseTtl = new Option<double?>("--lease-ttl") { Description = "Seconds the edge's routes outlive it in the cluster (default 5)." };
+        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts, adminPort, adminAddress, adminAllow, etcd, peerPort, peerListen, peerAdvertise, peerCertificate, leaseTtl };
         command.SetAction(async (result, cancellationToken) =>
         {
             var configuration = new ConfigurationBuilder();
@@ -481,6 +537,22 @@ internal static class EdgeCommands
                 options.AdminAllowedNetworks = [.. networks];
             }
 
+            var cluster = options.Cluster;
+            cluster.StoreEndpoints.AddRange(result.GetValue(etcd) ?? []);
+            cluster.PeerPort = result.GetValue(peerPort) ?? cluster.PeerPort;
+            cluster.PeerAddress = result.GetValue(peerListen) ?? result.GetValue(listen) ?? cluster.PeerAddress;
+            cluster.AdvertiseAddress = result.GetValue(peerAdvertise) ?? cluster.AdvertiseAddress;
+            if (result.GetValue(peerCertificate) is { } peerPair)
+            {
+                var colon = peerPair.LastIndexOf(':');
+                (cluster.PeerCertificatePath, cluster.PeerKeyPath) = colon > 1 ? (peerPair[..colon], peerPair[(colon + 1)..]) : (peerPair, peerPair);
+            }
+
+            if (result.GetValue(leaseTtl) is { } ttl)
+            {
+                cluster.LeaseTtl = TimeSpan.FromSeconds(ttl);
+            }
+
             EdgeServer edge;
             try
             {
@@ -497,7 +569,8 @@ internal static class EdgeCommands
                 await edge.StartAsync(cancellationToken).ConfigureAwait(false);
                 var https = edge.VisitorHttpsEndPoint is { } endPoint ? $" and https://{endPoint}" : "";
                 var admin = edge.AdminEndPoint is { } adminEndPoint ? $", status, metrics and admin API on http://{adminEndPoint}/" : "";
-                Console.WriteLine($"tunnel-edge {options.Name}: tunnels on {edge.TunnelEndPoint}, visitors on http://{edge.VisitorEndPoint}{https}{admin}");
+                var peers = edge.PeerEndPoint is { } peerEndPoint ? $", peers on https://{peerEndPoint} (advertised as {edge.PeerAdvertisedAddress})" : "";
+                Console.WriteLine($"tunnel-edge {options.Name}: tunnels on {edge.TunnelEndPoint}, visitors on http://{edge.VisitorEndPoint}{https}{admin}{peers}");
                 await edge.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
             }
 

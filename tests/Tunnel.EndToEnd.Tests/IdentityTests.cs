@@ -82,6 +82,25 @@ public class IdentityTests
     }
 
     [Fact]
+    public async Task A_cluster_edges_certificate_valid_for_client_authentication_is_refused_as_an_origin()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+
+        // Edge certificates carry client authentication for the inter-edge port; naming the hostname in
+        // it must still not let it register.
+        using var edgeCertificate = Tunnel.Edge.Identity.CertificateIssuer.IssueEdgeCertificate(harness.Pki.Ca, [TunnelHarness.Hostname], [System.Net.IPAddress.Loopback], TimeSpan.FromDays(1));
+        var prefix = Path.Combine(harness.Pki.Directory, "peer-edge");
+        Tunnel.Edge.Identity.CertificateIssuer.WritePem(edgeCertificate, prefix + ".pem", prefix + ".key");
+        var origin = await harness.StartOriginAsync(waitForConnections: false, configureTunnel: tunnel =>
+        {
+            tunnel.CertificatePath = prefix + ".pem";
+            tunnel.CertificateKeyPath = prefix + ".key";
+        });
+
+        await AssertCertificateRefusedAsync(harness, origin, "is an edge's certificate");
+    }
+
+    [Fact]
     public async Task A_certificate_for_other_hostnames_is_refused_with_a_reason_in_both_logs()
     {
         await using var harness = await TunnelHarness.StartAsync();

@@ -13,7 +13,7 @@ namespace Tunnel.Edge.Admin;
 /// the recent connection events. Everything shown is HTML-encoded: hostnames, connector ids and
 /// refusal messages come from origins.
 /// </summary>
-internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time)
+internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null)
 {
     // Often enough to watch a redeploy roll over, rare enough to cost the edge nothing.
     private const int RefreshSeconds = 5;
@@ -45,6 +45,11 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
             .Append("<a href=\"metrics\">metrics</a> &middot; refreshes every ").Append(RefreshSeconds).Append(" s</p>");
 
         AppendRoutes(html, now);
+        if (peers is not null)
+        {
+            Cluster.ClusterStatus.Append(html, options.Name, peers);
+        }
+
         AppendConnectors(html, connections, now);
         AppendRequests(html);
         AppendEvents(html);

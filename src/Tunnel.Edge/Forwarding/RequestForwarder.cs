@@ -19,7 +19,7 @@ namespace Tunnel.Edge.Forwarding;
 /// method, target, headers less hop-by-hop ones, bodies both ways without buffering them whole,
 /// trailers, and cancellation both ways.
 /// </summary>
-public sealed class RequestForwarder
+public sealed partial class RequestForwarder
 {
     // Most body chunks fit: big enough for full-speed downloads, small enough per request in flight.
     private const int CopyBufferSize = 64 * 1024;
@@ -44,6 +44,9 @@ public sealed class RequestForwarder
         TunnelHeaderNames.Forwarded, TunnelHeaderNames.Probe, TunnelHeaderNames.RequestId,
         "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-IP",
 
+        // Meaningful only between edges, on the inter-edge port.
+        Cluster.PeerRequests.HopHeader,
+
         // The edge's own span carries the trace on; the HTTP client injects its context.
         "traceparent", "tracestate",
 
@@ -59,12 +62,16 @@ public sealed class RequestForwarder
 
     private readonly RouteTable _routes;
     private readonly ILogger _logger;
+    private readonly EdgeOptions _options;
 
-    /// <summary>Creates the forwarder.</summary>
-    public RequestForwarder(RouteTable routes, ILogger<RequestForwarder> logger)
+    /// <summary>Creates the forwarder; with <paramref name="peers"/> (a cluster) a host with no local tunnel is sent to a peer edge.</summary>
+    public RequestForwarder(RouteTable routes, ILogger<RequestForwarder> logger, EdgeOptions? options = null, Cluster.PeerSet? peers = null, Cluster.ClusterMetrics? clusterMetrics = null)
     {
         _routes = routes;
         _logger = logger;
+        _options = options ?? new EdgeOptions();
+        _peers = peers;
+        _clusterMetrics = clusterMetrics;
     }
 
     /// <summary>Handles one visitor request (terminal middleware).</summary>
@@ -132,6 +139,11 @@ public sealed class RequestForwarder
                 UpstreamErrors.Report(context, UpstreamErrors.Refused);
                 await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
                     $"Every tunnel connection for {host} is as busy as it may be. Try again shortly.", host, requestId, EdgeAccessMiddleware.OverloadRetryAfter).ConfigureAwait(false);
+                return;
+            }
+
+            if (connection is null && failed is null && await TryForwardToPeerAsync(context, host, edgeRequest, requestBodyStarted, replayableBody, webSocket).ConfigureAwait(false))
+            {
                 return;
             }
 

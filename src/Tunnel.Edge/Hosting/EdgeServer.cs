@@ -34,12 +34,14 @@ public sealed class EdgeServer : IAsyncDisposable
 
     private readonly WebApplication _app;
     private readonly Func<ListenOptions?> _adminListen;
+    private readonly Func<ListenOptions?> _peerListen;
 
-    private EdgeServer(WebApplication app, EdgeOptions options, Func<ListenOptions?> adminListen)
+    private EdgeServer(WebApplication app, EdgeOptions options, Func<ListenOptions?> adminListen, Func<ListenOptions?> peerListen)
     {
         _app = app;
         Options = options;
         _adminListen = adminListen;
+        _peerListen = peerListen;
     }
 
     /// <summary>The options the edge runs with.</summary>
@@ -59,6 +61,12 @@ public sealed class EdgeServer : IAsyncDisposable
 
     /// <summary>Where the admin listener (status page, <c>/metrics</c>) is, known once started; <c>null</c> when it is off.</summary>
     public IPEndPoint? AdminEndPoint { get; private set; }
+
+    /// <summary>Where the other edges of a cluster connect, known once started; <c>null</c> without a cluster.</summary>
+    public IPEndPoint? PeerEndPoint { get; private set; }
+
+    /// <summary>The address written to etcd for the other edges to dial; <c>null</c> without a cluster.</summary>
+    public string? PeerAdvertisedAddress { get; private set; }
 
     /// <summary>The host's services.</summary>
     public IServiceProvider Services => _app.Services;
@@ -92,6 +100,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton(policies);
         services.AddSingleton<RouteTable>();
         services.AddSingleton<RequestForwarder>();
+        Cluster.ClusterServices.Add(services, options);
         services.AddSingleton<TunnelListener>();
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
         var handoff = new H2cHandoff();
@@ -100,6 +109,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton(new HttpsRedirect(options));
         EdgeAdmin.AddServices(services);
         ListenOptions? adminListen = null;
+        ListenOptions? peerListen = null;
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -134,6 +144,7 @@ public sealed class EdgeServer : IAsyncDisposable
             }
 
             adminListen = EdgeAdmin.Listen(kestrel, options);
+            peerListen = Cluster.ClusterServices.Listen(kestrel, options);
         });
 
         var app = builder.Build();
@@ -142,6 +153,7 @@ public sealed class EdgeServer : IAsyncDisposable
         _ = app.Services.GetRequiredService<VisitorCertificates>();
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
         EdgeAdmin.Map(app, options.AdminPort >= 0);
+        Cluster.ClusterServices.Use(app, options);
         app.UseMiddleware<EdgeRequestMetrics>();
         app.UseMiddleware<EdgeTracing>();
         app.UseMiddleware<EdgeAccessMiddleware>();
@@ -153,7 +165,7 @@ public sealed class EdgeServer : IAsyncDisposable
 
         app.Run(forwarder.InvokeAsync);
         _ = app.Services.GetRequiredService<TunnelListener>();
-        return new EdgeServer(app, options, () => adminListen);
+        return new EdgeServer(app, options, () => adminListen, () => peerListen);
     }
 
     /// <summary>Starts both listeners.</summary>
@@ -166,10 +178,16 @@ public sealed class EdgeServer : IAsyncDisposable
             EdgeAdmin.LogListening(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Admin"), admin);
         }
 
+        PeerEndPoint = _peerListen()?.IPEndPoint;
+        if (PeerEndPoint is { } peer)
+        {
+            PeerAdvertisedAddress = Cluster.ClusterServices.Announce(_app.Services, Options, peer);
+        }
+
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
         foreach (var address in addresses)
         {
-            if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && !new IPEndPoint(ip, uri.Port).Equals(AdminEndPoint))
+            if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && !new IPEndPoint(ip, uri.Port).Equals(AdminEndPoint) && !new IPEndPoint(ip, uri.Port).Equals(PeerEndPoint))
             {
                 if (uri.Scheme == Uri.UriSchemeHttps)
                 {

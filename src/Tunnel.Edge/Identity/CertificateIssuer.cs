@@ -47,6 +47,30 @@ public static class CertificateIssuer
     }
 
     /// <summary>
+    /// Issues an edge's certificate valid both as TLS server and as client: the tunnel port's server
+    /// certificate, and the identity the edge shows other edges on the inter-edge port in a cluster,
+    /// where it dials as well as accepts. <c>tunnel-edge init</c> and <c>issue-edge</c> write one.
+    /// </summary>
+    public static X509Certificate2 IssueEdgeCertificate(X509Certificate2 ca, IEnumerable<string> dnsNames, IEnumerable<IPAddress> ipAddresses, TimeSpan validity)
+    {
+        ArgumentNullException.ThrowIfNull(dnsNames);
+        ArgumentNullException.ThrowIfNull(ipAddresses);
+        var names = dnsNames.ToArray();
+        var san = new SubjectAlternativeNameBuilder();
+        foreach (var dns in names)
+        {
+            san.AddDnsName(dns);
+        }
+
+        foreach (var ip in ipAddresses)
+        {
+            san.AddIpAddress(ip);
+        }
+
+        return Issue(ca, names.FirstOrDefault() ?? "tunnel-edge", san, [ServerAuthOid, ClientAuthOid], validity);
+    }
+
+    /// <summary>
     /// Issues a visitor-facing TLS certificate for the HTTPS port (exact names and <c>*.example.com</c>
     /// wildcards), signed by the edge's CA: for tests and development, where visitors are told to trust
     /// that CA. Production sites use certificates from a public CA.
@@ -145,14 +169,23 @@ public static class CertificateIssuer
         }
     }
 
-    private static X509Certificate2 Issue(X509Certificate2 ca, string subjectName, SubjectAlternativeNameBuilder san, string ekuOid, TimeSpan validity)
+    private static X509Certificate2 Issue(X509Certificate2 ca, string subjectName, SubjectAlternativeNameBuilder san, string ekuOid, TimeSpan validity) =>
+        Issue(ca, subjectName, san, [ekuOid], validity);
+
+    private static X509Certificate2 Issue(X509Certificate2 ca, string subjectName, SubjectAlternativeNameBuilder san, string[] ekuOids, TimeSpan validity)
     {
         ArgumentNullException.ThrowIfNull(ca);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest(new X500DistinguishedName($"CN={Escape(subjectName)}"), key, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(ekuOid)], false));
+        var usages = new OidCollection();
+        foreach (var oid in ekuOids)
+        {
+            usages.Add(new Oid(oid));
+        }
+
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, false));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca, true, false));
         request.CertificateExtensions.Add(san.Build());

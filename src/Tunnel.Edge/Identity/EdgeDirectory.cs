@@ -71,7 +71,7 @@ public sealed class EdgeDirectory
         }
 
         using var ca = CertificateIssuer.CreateCertificateAuthority(caName, caValidity);
-        using var edge = CertificateIssuer.IssueServerCertificate(ca, dnsNames, ipAddresses, ServerCertificateValidity);
+        using var edge = CertificateIssuer.IssueEdgeCertificate(ca, dnsNames, ipAddresses, ServerCertificateValidity);
         CertificateIssuer.WritePem(ca, File(CaCertificateFile), File(CaKeyFile));
         CertificateIssuer.WritePem(edge, File(ServerCertificateFile), File(ServerKeyFile));
         SecureFile.WriteAtomically(File(TrustedCasFile), ca.ExportCertificatePem() + "\n", secret: false);
@@ -178,7 +178,7 @@ public sealed class EdgeDirectory
         }
 
         using var ca = LoadIssuingCa();
-        var renewed = CertificateIssuer.IssueServerCertificate(ca, dnsNames, ipAddresses, validity);
+        var renewed = CertificateIssuer.IssueEdgeCertificate(ca, dnsNames, ipAddresses, validity);
 
         // Two renames: a running edge that reads between them finds a certificate that does not match
         // its key, keeps the certificate it has and takes the pair on its next check.

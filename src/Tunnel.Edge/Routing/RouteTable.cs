@@ -18,18 +18,34 @@ public sealed class RouteTable
     /// <summary>Registered tunnel connections.</summary>
     public int ConnectionCount => Volatile.Read(ref _connectionCount);
 
+    /// <summary>
+    /// Raised after a hostname gained its first connection or lost its last one (outside the table's
+    /// lock; read <see cref="Hostnames"/> for the current set). The cluster's route store listens.
+    /// </summary>
+    public event Action? HostnamesChanged;
+
+    /// <summary>The hostnames (exact and wildcard, as registered) with at least one connection.</summary>
+    public IReadOnlyCollection<string> Hostnames() => _routes.Keys.ToArray();
+
     /// <summary>Adds a registered connection under each of its hostnames.</summary>
     public void Add(TunnelConnection connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        var added = false;
         lock (_writeLock)
         {
             foreach (var hostname in connection.Hostnames)
             {
+                added |= !_routes.ContainsKey(hostname);
                 _routes[hostname] = _routes.TryGetValue(hostname, out var existing) ? existing.Add(connection) : [connection];
             }
 
             _connectionCount++;
+        }
+
+        if (added)
+        {
+            HostnamesChanged?.Invoke();
         }
     }
 
@@ -38,6 +54,7 @@ public sealed class RouteTable
     {
         ArgumentNullException.ThrowIfNull(connection);
         var removed = false;
+        var emptied = false;
         lock (_writeLock)
         {
             foreach (var hostname in connection.Hostnames)
@@ -49,6 +66,7 @@ public sealed class RouteTable
                     if (remaining.IsEmpty)
                     {
                         _routes.TryRemove(hostname, out _);
+                        emptied = true;
                     }
                     else
                     {
@@ -61,6 +79,11 @@ public sealed class RouteTable
             {
                 _connectionCount--;
             }
+        }
+
+        if (emptied)
+        {
+            HostnamesChanged?.Invoke();
         }
 
         return removed;

@@ -202,6 +202,12 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                     {
                         certificateProblem = DescribeCertificateProblem(certificate, chain, errors);
                     }
+                    else if (certificate is X509Certificate2 presented && IsEdgeCertificate(presented))
+                    {
+                        // Edges' certificates carry client authentication too (they dial their peers in
+                        // a cluster); an edge never registers as an origin, so its names never route here.
+                        certificateProblem = $"the certificate ({presented.Subject}) is an edge's certificate (issued for server authentication); only origin certificates can register";
+                    }
 
                     // A TLS alert would reach the origin only as "connection closed" (with TLS 1.3 the
                     // client's side of the handshake is done before the edge checks its certificate),
@@ -597,6 +603,12 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
         return ReferenceEquals(innermost, exception) ? detail : $"{exception.Message} {detail}";
     }
+
+    private static bool IsEdgeCertificate(X509Certificate2 certificate) =>
+        certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>()
+            .Any(usage => usage.EnhancedKeyUsages.Cast<Oid>().Any(oid => oid.Value == ServerAuthOid));
+
+    private const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
 
     private static string DescribeCertificateProblem(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {

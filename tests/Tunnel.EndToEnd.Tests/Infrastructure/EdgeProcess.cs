@@ -20,6 +20,12 @@ public sealed partial class EdgeProcess : IAsyncDisposable
 
     public int VisitorPort { get; private set; }
 
+    /// <summary>The admin port (status page, <c>/metrics</c>, admin API); 0 when it is off.</summary>
+    public int AdminPort { get; private set; }
+
+    /// <summary>The inter-edge port, 0 when the edge is not in a cluster.</summary>
+    public int PeerPort { get; private set; }
+
     public string Output
     {
         get
@@ -30,8 +36,6 @@ public sealed partial class EdgeProcess : IAsyncDisposable
             }
         }
     }
-
-    public int? AdminPort { get; private set; }
 
     public static Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, params string[] extraArguments) =>
         StartAsync(pki.Directory, name, region, extraArguments);
@@ -80,7 +84,8 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
         edge.TunnelPort = int.Parse(line.Groups["tunnel"].Value, CultureInfo.InvariantCulture);
         edge.VisitorPort = int.Parse(line.Groups["visitor"].Value, CultureInfo.InvariantCulture);
-        edge.AdminPort = line.Groups["admin"].Success ? int.Parse(line.Groups["admin"].Value, CultureInfo.InvariantCulture) : null;
+        edge.AdminPort = line.Groups["admin"].Success ? int.Parse(line.Groups["admin"].Value, CultureInfo.InvariantCulture) : 0;
+        edge.PeerPort = PeerPart().Match(line.Result("$_")) is { Success: true } peer ? int.Parse(peer.Groups["port"].Value, CultureInfo.InvariantCulture) : 0;
         return edge;
     }
 
@@ -104,4 +109,7 @@ public sealed partial class EdgeProcess : IAsyncDisposable
 
     [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)(.*admin API on http://[^\s]+:(?<admin>\d+)/)?")]
     private static partial Regex ReadyLine();
+
+    [GeneratedRegex(@"peers on https://[^\s]+:(?<port>\d+)")]
+    private static partial Regex PeerPart();
 }

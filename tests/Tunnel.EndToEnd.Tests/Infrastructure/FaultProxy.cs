@@ -10,7 +10,7 @@ namespace Tunnel.EndToEnd.Tests.Infrastructure;
 public sealed class FaultProxy : IAsyncDisposable
 {
     private readonly Socket _listener;
-    private readonly IPEndPoint _target;
+    private volatile IPEndPoint _target;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Link> _links = [];
     private readonly Task _acceptLoop;
@@ -26,6 +26,13 @@ public sealed class FaultProxy : IAsyncDisposable
     }
 
     public IPEndPoint EndPoint { get; }
+
+    /// <summary>Where connections accepted from now on go (a restarted server on a new port).</summary>
+    public IPEndPoint Target
+    {
+        get => _target;
+        set => _target = value;
+    }
 
     /// <summary>Added to every chunk forwarded from now on, both ways.</summary>
     public TimeSpan Delay { get; set; }

@@ -1,0 +1,108 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Tunnel.Edge.Cluster;
+
+/// <summary>
+/// Wires the cluster into an edge's host when <see cref="ClusterOptions.StoreEndpoints"/> is set: the
+/// etcd route store, the peers, the inter-edge port and its middleware. Otherwise the edge gets the
+/// in-memory store and nothing else changes.
+/// </summary>
+internal static class ClusterServices
+{
+    /// <summary>Checks the options and registers the services.</summary>
+    public static void Add(IServiceCollection services, EdgeOptions options)
+    {
+        var cluster = options.Cluster;
+        if (!cluster.IsEnabled)
+        {
+            services.AddSingleton<IRouteStore, InMemoryRouteStore>();
+            return;
+        }
+
+        Validate(options);
+        services.AddSingleton<EtcdRouteStore>();
+        services.AddSingleton<IRouteStore>(sp => sp.GetRequiredService<EtcdRouteStore>());
+        services.AddSingleton<PeerSet>();
+        services.AddSingleton<ClusterMetrics>();
+
+        // Registered before the tunnel listener, so they stop after its drain: peers keep forwarding
+        // here while origins move, and the lease is revoked last.
+        services.AddHostedService(sp => sp.GetRequiredService<EtcdRouteStore>());
+        services.AddHostedService(sp => sp.GetRequiredService<PeerSet>());
+    }
+
+    /// <summary>Adds the inter-edge port to Kestrel when clustered.</summary>
+    public static ListenOptions? Listen(KestrelServerOptions kestrel, EdgeOptions options) =>
+        options.Cluster.IsEnabled ? PeerRequests.Listen(kestrel, options.Cluster, kestrel.ApplicationServices.GetRequiredService<PeerSet>()) : null;
+
+    /// <summary>Adds the middleware that restores forwarded requests, before any visitor middleware.</summary>
+    public static void Use(WebApplication app, EdgeOptions options)
+    {
+        if (options.Cluster.IsEnabled)
+        {
+            app.Use(PeerRequests.Middleware(app.Services.GetRequiredService<ClusterMetrics>(), app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Cluster")));
+        }
+    }
+
+    /// <summary>Once the inter-edge port is bound, tells the store the address peers dial; returns it.</summary>
+    public static string Announce(IServiceProvider services, EdgeOptions options, IPEndPoint bound)
+    {
+        var cluster = options.Cluster;
+        var address = cluster.AdvertiseAddress is { Length: > 0 } advertised
+            ? advertised
+            : bound.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{bound.Address}]:{bound.Port}" : $"{bound.Address}:{bound.Port}";
+        services.GetRequiredService<EtcdRouteStore>().Announce(address);
+        return address;
+    }
+
+    private static void Validate(EdgeOptions options)
+    {
+        var cluster = options.Cluster;
+        if (options.Name.Length == 0 || options.Name.Contains('/', StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"In a cluster the edge's name must be non-empty and contain no '/' (it is part of etcd keys); '{options.Name}' is not.");
+        }
+
+        if (!cluster.KeyPrefix.EndsWith('/'))
+        {
+            throw new InvalidOperationException($"Edge:Cluster:KeyPrefix must end with '/'; '{cluster.KeyPrefix}' does not.");
+        }
+
+        if (cluster.LeaseTtl < TimeSpan.FromSeconds(2))
+        {
+            throw new InvalidOperationException($"Edge:Cluster:LeaseTtl must be at least 2 s (etcd's minimum is about 1.5 s); {cluster.LeaseTtl.TotalSeconds} s is too short.");
+        }
+
+        if (cluster.ProbeInterval <= TimeSpan.Zero)
+        {
+            throw new InvalidOperationException("Edge:Cluster:ProbeInterval must be positive.");
+        }
+
+        if (!IPAddress.TryParse(cluster.PeerAddress, out var listen))
+        {
+            throw new InvalidOperationException($"Edge:Cluster:PeerAddress '{cluster.PeerAddress}' is not an IP address.");
+        }
+
+        if (string.IsNullOrEmpty(cluster.AdvertiseAddress) && (listen.Equals(IPAddress.Any) || listen.Equals(IPAddress.IPv6Any)))
+        {
+            throw new InvalidOperationException("The inter-edge port listens on every address, so the other edges cannot be told which one to dial: set Edge:Cluster:AdvertiseAddress (host:port), or PeerAddress to one address.");
+        }
+
+        if (cluster.AdvertiseAddress is { Length: > 0 } advertised && !Uri.TryCreate("https://" + advertised + "/", UriKind.Absolute, out _))
+        {
+            throw new InvalidOperationException($"Edge:Cluster:AdvertiseAddress '{advertised}' is not host:port.");
+        }
+
+        foreach (var endpoint in cluster.StoreEndpoints)
+        {
+            if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+            {
+                throw new InvalidOperationException($"Edge:Cluster:StoreEndpoints: '{endpoint}' is not an etcd client URL such as http://127.0.0.1:2379.");
+            }
+        }
+    }
+}

@@ -1,0 +1,300 @@
+using System.Collections.Immutable;
+using System.Threading.Channels;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Routing;
+
+namespace Tunnel.Edge.Cluster;
+
+/// <summary>
+/// The clustered route store on etcd. Two loops: one keeps this edge's lease alive and writes under it
+/// the edge's record and a key per hostname it holds live tunnels for (reconciled with the
+/// <see cref="RouteTable"/> whenever that changes, and again after any outage); the other reads every
+/// key once, then watches from that revision, keeping the local copy that requests consult. Neither
+/// loop is ever awaited by a request: with etcd gone the edge keeps its last copy and its own tunnels,
+/// and both loops catch up when etcd answers again.
+/// </summary>
+public sealed class EtcdRouteStore : BackgroundService, IRouteStore
+{
+    // Retrying an unreachable etcd: quick enough that a returning store is noticed within about a
+    // second, slow enough to cost nothing while it is down.
+    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(1);
+
+    // Revoking the lease on shutdown is a courtesy (it expires anyway): never hold up the stop for it.
+    private static readonly TimeSpan RevokeTimeout = TimeSpan.FromSeconds(2);
+
+    private readonly EdgeOptions _options;
+    private readonly ClusterOptions _cluster;
+    private readonly RouteTable _routes;
+    private readonly EtcdGateway _etcd;
+    private readonly ILogger _logger;
+    private readonly Channel<bool> _routesChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly TaskCompletionSource<string> _advertised = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _watchLock = new();
+    private CancellationTokenSource _watchRestart = new();
+    private volatile ClusterSnapshot _current = ClusterSnapshot.Empty;
+    private volatile bool _publishConnected;
+    private volatile bool _watchConnected;
+    private long _leaseId;
+
+    /// <summary>Creates the store; it starts working once <see cref="Announce"/> gives the inter-edge address.</summary>
+    public EtcdRouteStore(EdgeOptions options, RouteTable routes, ILogger<EtcdRouteStore> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(routes);
+        _options = options;
+        _cluster = options.Cluster;
+        _routes = routes;
+        _logger = logger;
+        _etcd = new EtcdGateway(_cluster.StoreEndpoints, CallTimeout(_cluster.LeaseTtl));
+        _routes.HostnamesChanged += () => _routesChanged.Writer.TryWrite(true);
+    }
+
+    /// <inheritdoc />
+    public ClusterSnapshot Current => _current;
+
+    /// <inheritdoc />
+    public bool IsConnected => _publishConnected && _watchConnected;
+
+    /// <summary>The lease this edge's keys live under, 0 before the first grant.</summary>
+    public long LeaseId => Interlocked.Read(ref _leaseId);
+
+    /// <inheritdoc />
+    public event Action? Changed;
+
+    /// <summary>Gives the address peers dial (known once the inter-edge port is bound); starts publishing.</summary>
+    public void Announce(string advertiseAddress) => _advertised.TrySetResult(advertiseAddress);
+
+    /// <inheritdoc />
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        var lease = LeaseId;
+        if (lease != 0)
+        {
+            // Peers stop forwarding here at once rather than when the lease runs out.
+            using var revoke = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            revoke.CancelAfter(RevokeTimeout);
+            try
+            {
+                await _etcd.RevokeLeaseAsync(lease, revoke.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is EtcdException or OperationCanceledException)
+            {
+                ClusterLog.LeaseNotRevoked(_logger, ex.Message);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        base.Dispose();
+        _etcd.Dispose();
+        _watchRestart.Dispose();
+    }
+
+    /// <inheritdoc />
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        string address;
+        try
+        {
+            address = await _advertised.Task.WaitAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        var self = new EdgeRecord(_options.Name, _options.Region, address);
+        ClusterLog.Joining(_logger, self.Name, self.Address, string.Join(", ", _cluster.StoreEndpoints), _cluster.LeaseTtl.TotalSeconds);
+        await Task.WhenAll(PublishAsync(self, stoppingToken), WatchAsync(stoppingToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>Keeps the lease alive and the keys under it equal to the edge's record and live hostnames.</summary>
+    private async Task PublishAsync(EdgeRecord self, CancellationToken stoppingToken)
+    {
+        var keepAliveEvery = _cluster.LeaseTtl / 3;
+        var written = new HashSet<string>(StringComparer.Ordinal);
+        var nextKeepAlive = DateTime.UtcNow;
+        var retryDelay = FirstRetryDelay;
+        var failing = false;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (LeaseId == 0)
+                {
+                    var lease = await _etcd.GrantLeaseAsync(_cluster.LeaseTtl, stoppingToken).ConfigureAwait(false);
+                    written.Clear();
+                    await _etcd.PutAsync(ClusterSnapshot.EdgeKey(_cluster.KeyPrefix, self.Name), ClusterSnapshot.EdgeValue(self), lease, stoppingToken).ConfigureAwait(false);
+                    Interlocked.Exchange(ref _leaseId, lease);
+                    nextKeepAlive = DateTime.UtcNow + keepAliveEvery;
+                    ClusterLog.LeaseGranted(_logger, lease, _cluster.LeaseTtl.TotalSeconds);
+                }
+
+                if (DateTime.UtcNow >= nextKeepAlive)
+                {
+                    var ttl = await _etcd.KeepAliveOnceAsync(LeaseId, stoppingToken).ConfigureAwait(false);
+                    if (ttl <= 0)
+                    {
+                        // Expired while etcd could not be reached for longer than the TTL: start over,
+                        // and every key is written again under the new lease.
+                        ClusterLog.LeaseLost(_logger, LeaseId);
+                        Interlocked.Exchange(ref _leaseId, 0);
+                        continue;
+                    }
+
+                    nextKeepAlive = DateTime.UtcNow + keepAliveEvery;
+                }
+
+                // Drain the signal before reading the table, so a change during the writes is not lost.
+                _routesChanged.Reader.TryRead(out _);
+                var desired = _routes.Hostnames().ToHashSet(StringComparer.Ordinal);
+                foreach (var hostname in desired.Except(written).ToArray())
+                {
+                    await _etcd.PutAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), "", LeaseId, stoppingToken).ConfigureAwait(false);
+                    written.Add(hostname);
+                }
+
+                foreach (var hostname in written.Except(desired).ToArray())
+                {
+                    await _etcd.DeleteAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), stoppingToken).ConfigureAwait(false);
+                    written.Remove(hostname);
+                }
+
+                _publishConnected = true;
+                if (failing)
+                {
+                    failing = false;
+                    ClusterLog.StoreReachable(_logger);
+                }
+
+                retryDelay = FirstRetryDelay;
+                var wait = nextKeepAlive - DateTime.UtcNow;
+                if (wait > TimeSpan.Zero)
+                {
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    timeout.CancelAfter(wait);
+                    try
+                    {
+                        await _routesChanged.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                    {
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is EtcdException or HttpRequestException or IOException or OperationCanceledException && !stoppingToken.IsCancellationRequested)
+            {
+                _publishConnected = false;
+                if (!failing)
+                {
+                    failing = true;
+                    ClusterLog.StoreUnreachable(_logger, ex.Message);
+
+                    // A watch on a half-dead connection may never notice; read everything again once
+                    // etcd answers.
+                    RestartWatch();
+                }
+
+                try
+                {
+                    await Task.Delay(retryDelay, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                retryDelay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks * 2, MaxRetryDelay.Ticks));
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Reads every key, then follows changes from that revision; after any break, reads again.</summary>
+    private async Task WatchAsync(CancellationToken stoppingToken)
+    {
+        var retryDelay = FirstRetryDelay;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            CancellationToken restart;
+            lock (_watchLock)
+            {
+                if (_watchRestart.IsCancellationRequested)
+                {
+                    _watchRestart.Dispose();
+                    _watchRestart = new CancellationTokenSource();
+                }
+
+                restart = _watchRestart.Token;
+            }
+
+            using var watch = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, restart);
+            try
+            {
+                var (revision, pairs) = await _etcd.RangePrefixAsync(_cluster.KeyPrefix, watch.Token).ConfigureAwait(false);
+                var keys = pairs.ToImmutableDictionary(StringComparer.Ordinal);
+                Publish(ClusterSnapshot.From(revision, _cluster.KeyPrefix, keys));
+                _watchConnected = true;
+                retryDelay = FirstRetryDelay;
+                await foreach (var batch in _etcd.WatchPrefixAsync(_cluster.KeyPrefix, revision + 1, watch.Token).ConfigureAwait(false))
+                {
+                    if (batch.Changes.Count == 0)
+                    {
+                        continue;
+                    }
+
+                    foreach (var change in batch.Changes)
+                    {
+                        keys = change.Value is null ? keys.Remove(change.Key) : keys.SetItem(change.Key, change.Value);
+                    }
+
+                    Publish(ClusterSnapshot.From(Math.Max(batch.Revision, revision), _cluster.KeyPrefix, keys));
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is EtcdException or HttpRequestException or IOException or OperationCanceledException)
+            {
+                _watchConnected = false;
+                ClusterLog.WatchBroken(_logger, ex.Message);
+                try
+                {
+                    await Task.Delay(retryDelay, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                retryDelay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks * 2, MaxRetryDelay.Ticks));
+            }
+        }
+    }
+
+    private void RestartWatch()
+    {
+        lock (_watchLock)
+        {
+            _watchRestart.Cancel();
+        }
+    }
+
+    private void Publish(ClusterSnapshot snapshot)
+    {
+        _current = snapshot;
+        Changed?.Invoke();
+    }
+
+    /// <summary>A call slower than a third of the TTL would let the lease lapse between keepalives.</summary>
+    private static TimeSpan CallTimeout(TimeSpan leaseTtl) => TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(1).Ticks, leaseTtl.Ticks / 3));
+}

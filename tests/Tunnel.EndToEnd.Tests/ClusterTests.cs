@@ -1,0 +1,315 @@
+using System.Net;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Tunnel.EndToEnd.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Tunnel.EndToEnd.Tests;
+
+/// <summary>Several edges as one network: real etcd, real edge processes, one hop between edges.</summary>
+public class ClusterTests(ITestOutputHelper output)
+{
+    private const string Host = "hello.test";
+
+    // A visitor address no edge uses, so the app can tell the visitor from the edges.
+    private static readonly IPAddress VisitorAddress = IPAddress.Parse("127.0.0.7");
+
+    [Fact]
+    public async Task Visitors_at_edges_without_the_tunnel_get_the_apps_answers_through_one_hop_with_their_own_IP()
+    {
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1");
+        var b = await cluster.StartEdgeAsync("edge-b", "r2");
+        var c = await cluster.StartEdgeAsync("edge-c", "r3");
+        await cluster.StartOriginAsync(Host, [a], configureApp: app => app.MapGet("/traceparent", (HttpContext context) => context.Request.Headers["traceparent"].ToString()));
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, a, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "edge A serves the app");
+        foreach (var edge in new[] { b, c })
+        {
+            await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, edge, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(10), $"edge on port {edge.VisitorPort} serves the app through A");
+            var (status, body) = await EdgeCluster.GetAsync(visitor, edge, Host, "/headers");
+            Assert.Equal(HttpStatusCode.OK, status);
+            output.WriteLine(body);
+            using var seen = JsonDocument.Parse(body);
+            Assert.Equal("127.0.0.7", seen.RootElement.GetProperty("remoteIp").GetString());
+            Assert.Equal("http", seen.RootElement.GetProperty("scheme").GetString());
+            Assert.Equal(Host, seen.RootElement.GetProperty("host").GetString());
+            Assert.Equal("edge-a", seen.RootElement.GetProperty("edge").GetString());
+            Assert.Empty(seen.RootElement.GetProperty("forwardedHeaders").EnumerateObject());
+
+            // A body both ways through the hop.
+            var payload = new byte[200_000];
+            Random.Shared.NextBytes(payload);
+            using var post = new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{edge.VisitorPort}/echo") { Content = new ByteArrayContent(payload) };
+            post.Headers.Host = Host;
+            using var echoed = await visitor.SendAsync(post);
+            Assert.Equal(HttpStatusCode.OK, echoed.StatusCode);
+            Assert.Equal(payload, await echoed.Content.ReadAsByteArrayAsync());
+        }
+
+        // The visitor's trace reaches the app through both edges (each edge's span in between).
+        const string TraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+        using (var traced = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{c.VisitorPort}/traceparent"))
+        {
+            traced.Headers.Host = Host;
+            traced.Headers.Add("traceparent", $"00-{TraceId}-00f067aa0ba902b7-01");
+            using var answer = await visitor.SendAsync(traced);
+            var received = await answer.Content.ReadAsStringAsync();
+            output.WriteLine($"the app got traceparent {received}");
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            Assert.StartsWith($"00-{TraceId}-", received, StringComparison.Ordinal);
+            Assert.DoesNotContain("00f067aa0ba902b7", received, StringComparison.Ordinal);
+        }
+
+        // A visitor who sends the hop marker is still a visitor: forwarded as usual.
+        using (var spoofed = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{c.VisitorPort}/"))
+        {
+            spoofed.Headers.Host = Host;
+            spoofed.Headers.Add("X-Tunnel-Edge-Hop", "edge-b");
+            using var answer = await visitor.SendAsync(spoofed);
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        }
+
+        var metricsB = await EdgeCluster.MetricsAsync(b);
+        var metricsA = await EdgeCluster.MetricsAsync(a);
+        Assert.True(EdgeCluster.Series(metricsB, "tunnel_edge_cluster_forwarded_total", ("tunnel_peer_name", "edge-a"), ("outcome", "forwarded")) >= 3, metricsB);
+        Assert.True(EdgeCluster.Series(metricsA, "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-c")) >= 3, metricsA);
+        Assert.NotNull(EdgeCluster.Series(metricsB, "tunnel_edge_cluster_peer_rtt_seconds", ("tunnel_peer_name", "edge-a")));
+        Assert.Equal(2, EdgeCluster.Series(metricsB, "tunnel_edge_cluster_peers"));
+        Assert.Equal(1, EdgeCluster.Series(metricsB, "tunnel_edge_cluster_store_connected"));
+
+        // The status page lists the peers, their round trips, routes and forwarded requests.
+        using (var admin = new HttpClient { Timeout = TimeSpan.FromSeconds(10) })
+        {
+            var page = await admin.GetStringAsync($"http://127.0.0.1:{b.AdminPort}/");
+            Assert.Contains("<h2>Cluster</h2>", page, StringComparison.Ordinal);
+            Assert.Contains("<code>edge-a</code>", page, StringComparison.Ordinal);
+            Assert.Contains("<code>edge-c</code>", page, StringComparison.Ordinal);
+            Assert.Contains("<code>hello.test</code>", page, StringComparison.Ordinal);
+            Assert.Matches(@"<code>edge-a</code></td><td>r1</td><td>127\.0\.0\.1:\d+</td><td class=""n"">\d+\.\d ms</td><td>reachable</td><td><code>hello\.test</code></td><td class=""n"">[1-9]\d*</td>", page);
+        }
+
+        // At most one hop: a forwarded request for a host B has no tunnel for is answered by B, never
+        // sent on to A.
+        using var asEdge = PeerClient(cluster.PeerCertificatePath, cluster.PeerKeyPath);
+        using (var forwarded = new HttpRequestMessage(HttpMethod.Get, $"https://127.0.0.1:{b.PeerPort}/") { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact })
+        {
+            forwarded.Headers.Add("X-Tunnel-Edge-Hop", "edge-c");
+            forwarded.Headers.Add("X-Forwarded-For", "127.0.0.9");
+            forwarded.Headers.Add("X-Forwarded-Proto", "http");
+            forwarded.Headers.Add("X-Forwarded-Host", Host);
+            using var answer = await asEdge.SendAsync(forwarded);
+            Assert.Equal(HttpStatusCode.BadGateway, answer.StatusCode);
+        }
+
+        var receivedFromC = EdgeCluster.Series(await EdgeCluster.MetricsAsync(a), "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-c"));
+        Assert.Equal(EdgeCluster.Series(metricsA, "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-c")), receivedFromC);
+
+        // An origin's certificate (same CA, client use only) does not open the inter-edge port.
+        var (originCertificate, originKey) = cluster.Pki.IssueOrigin(Host);
+        using var asOrigin = PeerClient(originCertificate, originKey);
+        await Assert.ThrowsAsync<HttpRequestException>(() => asOrigin.GetAsync($"https://127.0.0.1:{b.PeerPort}/.tunnel-edge/probe"));
+    }
+
+    [Fact]
+    public async Task When_the_edge_holding_the_tunnel_dies_requests_elsewhere_succeed_again_within_the_lease_TTL_and_its_routes_are_gone()
+    {
+        const double LeaseTtl = 3;
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1", LeaseTtl);
+        var b = await cluster.StartEdgeAsync("edge-b", "r1", LeaseTtl);
+        var c = await cluster.StartEdgeAsync("edge-c", "r2", LeaseTtl);
+
+        // One connection, to whichever of A and B the origin finds nearer; the other is where it redials.
+        await cluster.StartOriginAsync(Host, [a, b], haConnections: 1);
+        EdgeProcess? holder = null;
+        await EdgeCluster.UntilAsync(async () =>
+        {
+            foreach (var edge in new[] { a, b })
+            {
+                if (EdgeCluster.Series(await EdgeCluster.MetricsAsync(edge), "tunnel_edge_tunnels") == 1)
+                {
+                    holder = edge;
+                    return true;
+                }
+            }
+
+            return false;
+        }, TimeSpan.FromSeconds(20), "the origin's connection is registered at A or B");
+        var spare = holder == a ? b : a;
+        var holderName = holder == a ? "edge-a" : "edge-b";
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, c, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(10), "C serves the app through the holder");
+
+        var killedAt = DateTime.UtcNow;
+        holder!.Process.Kill(entireProcessTree: true);
+        var failuresMeanwhile = 0;
+        TimeSpan? servedAgainAfter = null;
+        var bound = TimeSpan.FromSeconds(LeaseTtl + 1);
+        while (DateTime.UtcNow - killedAt < bound + TimeSpan.FromSeconds(10))
+        {
+            var (status, body) = await EdgeCluster.GetAsync(visitor, c, Host, "/headers");
+            if (status == HttpStatusCode.OK)
+            {
+                using var seen = JsonDocument.Parse(body);
+                Assert.NotEqual(holderName, seen.RootElement.GetProperty("edge").GetString());
+                servedAgainAfter = DateTime.UtcNow - killedAt;
+                break;
+            }
+
+            failuresMeanwhile++;
+            await Task.Delay(50);
+        }
+
+        output.WriteLine($"C served again {servedAgainAfter?.TotalMilliseconds:0} ms after the kill ({failuresMeanwhile} failed requests meanwhile); bound {bound.TotalMilliseconds:0} ms");
+        Assert.NotNull(servedAgainAfter);
+        Assert.True(servedAgainAfter <= bound, $"C served again only after {servedAgainAfter.Value.TotalMilliseconds:0} ms, over the lease TTL + 1 s");
+
+        // From then on every request succeeds, through the spare.
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await EdgeCluster.GetAsync(visitor, c, Host, "/")).Status);
+        }
+
+        // And none of the dead edge's keys outlives its lease: not in etcd, not in C's copy.
+        var wait = killedAt + bound - DateTime.UtcNow;
+        if (wait > TimeSpan.Zero)
+        {
+            await Task.Delay(wait);
+        }
+
+        var keys = await cluster.Etcd.RangeAsync("/tunnel/");
+        output.WriteLine(string.Join("\n", keys.Select(k => k.Key)));
+        Assert.DoesNotContain(keys, k => k.Key.EndsWith("/" + holderName, StringComparison.Ordinal));
+        Assert.Contains(keys, k => k.Key == $"/tunnel/routes/{Host}/{(spare == a ? "edge-a" : "edge-b")}");
+        var metricsC = await EdgeCluster.MetricsAsync(c);
+        Assert.Null(EdgeCluster.Series(metricsC, "tunnel_edge_cluster_peer_routes", ("tunnel_peer_name", holderName)));
+        Assert.Equal(1, EdgeCluster.Series(metricsC, "tunnel_edge_cluster_peer_routes", ("tunnel_peer_name", spare == a ? "edge-a" : "edge-b")));
+    }
+
+    [Fact]
+    public async Task With_etcd_down_existing_routes_serve_without_a_failure_and_a_new_origin_is_served_where_it_landed_then_everywhere_once_etcd_is_back()
+    {
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1");
+        var b = await cluster.StartEdgeAsync("edge-b", "r2");
+        var c = await cluster.StartEdgeAsync("edge-c", "r3");
+        await cluster.StartOriginAsync(Host, [a]);
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        foreach (var edge in new[] { a, b, c })
+        {
+            await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, edge, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), $"the edge on {edge.VisitorPort} serves the app");
+        }
+
+        await using var loadAtB = Load.Start(b.VisitorPort, Host, workers: 2, maxDuration: TimeSpan.FromSeconds(90));
+        await using var loadAtC = Load.Start(c.VisitorPort, Host, workers: 2, maxDuration: TimeSpan.FromSeconds(90));
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        await cluster.Etcd.KillAsync();
+        var downAt = DateTime.UtcNow;
+        await EdgeCluster.UntilAsync(async () => EdgeCluster.Series(await EdgeCluster.MetricsAsync(c), "tunnel_edge_cluster_store_connected") == 0, TimeSpan.FromSeconds(10), "C notices etcd is gone");
+
+        // A new app lands on B during the outage: B serves it at once from its own tunnels; C cannot
+        // know of it yet.
+        const string NewHost = "new.test";
+        await cluster.StartOriginAsync(NewHost, [b]);
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, b, NewHost, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "B serves the new app during the outage");
+        Assert.Equal(HttpStatusCode.BadGateway, (await EdgeCluster.GetAsync(visitor, c, NewHost, "/")).Status);
+
+        // Longer than the lease TTL (3 s) without etcd.
+        var outage = TimeSpan.FromSeconds(6) - (DateTime.UtcNow - downAt);
+        if (outage > TimeSpan.Zero)
+        {
+            await Task.Delay(outage);
+        }
+
+        await cluster.Etcd.RestartAsync();
+        cluster.StoreProxy.Target = new IPEndPoint(IPAddress.Loopback, cluster.Etcd.ClientPort);
+        var backAt = DateTime.UtcNow;
+        output.WriteLine($"etcd was down {(backAt - downAt).TotalSeconds:0.0} s");
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, c, NewHost, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(15), "C serves the new app once etcd is back");
+        output.WriteLine($"C served the new app {(DateTime.UtcNow - backAt).TotalMilliseconds:0} ms after etcd came back");
+
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        await loadAtB.StopAsync();
+        await loadAtC.StopAsync();
+        output.WriteLine($"{loadAtB.Succeeded} requests at B and {loadAtC.Succeeded} at C through the outage");
+        Assert.Empty(loadAtB.Failures);
+        Assert.Empty(loadAtC.Failures);
+        Assert.True(loadAtB.Succeeded > 0 && loadAtC.Succeeded > 0);
+    }
+
+    [Fact]
+    public async Task Forwarding_follows_the_measured_round_trip_to_the_peers()
+    {
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+
+        // A and B tell the cluster to reach them through a fault proxy each, so one path can be slowed.
+        var unused = new IPEndPoint(IPAddress.Loopback, 9);
+        await using var toA = FaultProxy.Start(unused);
+        await using var toB = FaultProxy.Start(unused);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1", advertise: $"127.0.0.1:{toA.EndPoint.Port}");
+        var b = await cluster.StartEdgeAsync("edge-b", "r2", advertise: $"127.0.0.1:{toB.EndPoint.Port}");
+        toA.Target = new IPEndPoint(IPAddress.Loopback, a.PeerPort);
+        toB.Target = new IPEndPoint(IPAddress.Loopback, b.PeerPort);
+        var c = await cluster.StartEdgeAsync("edge-c", "r3");
+        await cluster.StartOriginAsync(Host, [a, b]);
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        await EdgeCluster.UntilAsync(async () =>
+        {
+            var metrics = await EdgeCluster.MetricsAsync(c);
+            return EdgeCluster.Series(metrics, "tunnel_edge_cluster_peer_routes", ("tunnel_peer_name", "edge-a")) == 1
+                && EdgeCluster.Series(metrics, "tunnel_edge_cluster_peer_routes", ("tunnel_peer_name", "edge-b")) == 1
+                && EdgeCluster.Series(metrics, "tunnel_edge_cluster_peer_rtt_seconds", ("tunnel_peer_name", "edge-a")) is not null
+                && EdgeCluster.Series(metrics, "tunnel_edge_cluster_peer_rtt_seconds", ("tunnel_peer_name", "edge-b")) is not null;
+        }, TimeSpan.FromSeconds(20), "C knows both routes and has measured both peers");
+
+        // Slow one path, then the other: C's traffic moves each time to the peer with the shorter trip.
+        foreach (var (slowed, slowProxy, fastProxy, expected) in new[] { ("edge-a", toA, toB, "edge-b"), ("edge-b", toB, toA, "edge-a") })
+        {
+            fastProxy.Delay = TimeSpan.Zero;
+            slowProxy.Delay = TimeSpan.FromMilliseconds(100);
+            var slowedAt = DateTime.UtcNow;
+            var inARow = 0;
+            await EdgeCluster.UntilAsync(async () =>
+            {
+                var (status, body) = await EdgeCluster.GetAsync(visitor, c, Host, "/headers");
+                using var seen = JsonDocument.Parse(body);
+                inARow = status == HttpStatusCode.OK && seen.RootElement.GetProperty("edge").GetString() == expected ? inARow + 1 : 0;
+                return inARow >= 10;
+            }, TimeSpan.FromSeconds(30), $"C's requests all go to {expected} once the path to {slowed} is slower");
+            var metrics = await EdgeCluster.MetricsAsync(c);
+            var slowRtt = EdgeCluster.Series(metrics, "tunnel_edge_cluster_peer_rtt_seconds", ("tunnel_peer_name", slowed));
+            var fastRtt = EdgeCluster.Series(metrics, "tunnel_edge_cluster_peer_rtt_seconds", ("tunnel_peer_name", expected));
+            output.WriteLine($"{slowed} slowed: traffic on {expected} after {(DateTime.UtcNow - slowedAt).TotalMilliseconds:0} ms; RTT {slowed} {slowRtt * 1000:0.0} ms, {expected} {fastRtt * 1000:0.0} ms");
+            Assert.True(slowRtt > fastRtt, $"C measures {slowed} at {slowRtt} s, not slower than {expected} at {fastRtt} s");
+        }
+    }
+
+    private static HttpClient PeerClient(string certificatePath, string keyPath)
+    {
+        var certificate = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
+        return new HttpClient(new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                ClientCertificates = [certificate],
+                RemoteCertificateValidationCallback = (_, _, _, _) => true,
+            },
+        })
+        { Timeout = TimeSpan.FromSeconds(15), DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+    }
+
+    /// <summary>Writes the processes' output to the test log at the end, for when it fails.</summary>
+    private sealed class WriteOnDispose(ITestOutputHelper output, Func<string> text) : IDisposable
+    {
+        public void Dispose() => output.WriteLine(text());
+    }
+}

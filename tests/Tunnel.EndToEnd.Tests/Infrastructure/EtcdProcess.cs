@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Tunnel.Edge.Cluster;
+
+namespace Tunnel.EndToEnd.Tests.Infrastructure;
+
+/// <summary>
+/// A single-member etcd (Debian's <c>etcd-server</c>) on loopback ports the OS picked, with its data in
+/// a temporary directory. It can be killed and started again on the same data (on new ports: a
+/// <see cref="FaultProxy"/> in front gives the edges one address throughout). etcd cannot listen on
+/// port 0 itself (its JSON gateway dials the configured address, port 0 included), so the ports are
+/// ones the OS just handed out; a start that loses one to another process is retried on new ones.
+/// </summary>
+public sealed partial class EtcdProcess : IAsyncDisposable
+{
+    private readonly string _dataDirectory;
+    private readonly List<string> _output = [];
+    private Process? _process;
+
+    private EtcdProcess(string dataDirectory)
+    {
+        _dataDirectory = dataDirectory;
+    }
+
+    /// <summary>The client URL, <c>http://127.0.0.1:PORT</c>, of the running process.</summary>
+    public string ClientUrl { get; private set; } = "";
+
+    /// <summary>The client port of the running process.</summary>
+    public int ClientPort { get; private set; }
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return string.Join('\n', _output);
+            }
+        }
+    }
+
+    public static async Task<EtcdProcess> StartAsync()
+    {
+        var etcd = new EtcdProcess(Directory.CreateTempSubdirectory("tunnel-etcd-").FullName);
+        await etcd.RunAsync();
+        return etcd;
+    }
+
+    /// <summary>Kills etcd at once (SIGKILL), as a crash would.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    /// <summary>Starts etcd again on the same data (new ports).</summary>
+    public Task RestartAsync() => RunAsync();
+
+    /// <summary>Every key under a prefix, read through the same JSON gateway the edges use.</summary>
+    public async Task<IReadOnlyList<KeyValuePair<string, string>>> RangeAsync(string prefix)
+    {
+        using var gateway = new EtcdGateway([ClientUrl], TimeSpan.FromSeconds(5));
+        var (_, pairs) = await gateway.RangePrefixAsync(prefix, CancellationToken.None);
+        return pairs;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        _process?.Dispose();
+        try
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await RunOnceAsync();
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 3 && Output.Contains("address already in use", StringComparison.Ordinal))
+            {
+                await KillAsync();
+            }
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        socket.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        return ((System.Net.IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+
+    private async Task RunOnceAsync()
+    {
+        _process?.Dispose();
+        var client = $"http://127.0.0.1:{FreePort()}";
+        var peer = $"http://127.0.0.1:{FreePort()}";
+        var start = new ProcessStartInfo("etcd")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in (string[])["--name", "test", "--data-dir", _dataDirectory,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "test=" + peer])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException("Cannot start etcd (apt-get install etcd-server).");
+        _process = process;
+        var ready = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.EnableRaisingEvents = true;
+        process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException("etcd exited:\n" + Output));
+        DataReceivedEventHandler handler = (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                return;
+            }
+
+            lock (_output)
+            {
+                _output.Add(e.Data);
+            }
+
+            var match = ServingLine().Match(e.Data);
+            if (match.Success)
+            {
+                ready.TrySetResult(int.Parse(match.Groups["port"].Value, CultureInfo.InvariantCulture));
+            }
+        };
+        process.OutputDataReceived += handler;
+        process.ErrorDataReceived += handler;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            ClientPort = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (TimeoutException)
+        {
+            throw new InvalidOperationException("etcd did not start within 30 s:\n" + Output);
+        }
+
+        ClientUrl = $"http://127.0.0.1:{ClientPort}";
+
+        // Serving means the listener is up; wait until a read answers (the member has elected itself).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                await RangeAsync("/");
+                return;
+            }
+            catch (EtcdException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    [GeneratedRegex(@"serving insecure client requests on 127\.0\.0\.1:(?<port>\d+)")]
+    private static partial Regex ServingLine();
+}
