@@ -91,7 +91,10 @@ public sealed class TunnelOptions
     /// <remarks>Defaults to <c>null</c>.</remarks>
     public string? EdgeCaPath { get; set; }
 
-    /// <summary>Edge CA certificates to trust, added to those of <see cref="EdgeCaPath"/>.</summary>
+    /// <summary>
+    /// Edge CA certificates to trust, added to those of <see cref="EdgeCaPath"/>. Either one set replaces
+    /// the credential file's edge CA.
+    /// </summary>
     /// <remarks>Defaults to empty.</remarks>
     public X509Certificate2Collection EdgeCaCertificates { get; } = [];
 
