@@ -270,7 +270,7 @@ public sealed class RequestForwarder
         return body;
     }
 
-    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
+    internal static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
     {
         var source = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
@@ -518,7 +518,7 @@ public sealed class RequestForwarder
     private static bool IsGrpc(HttpRequest request) =>
         request.ContentType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
-    private static void CopyHeaders(System.Net.Http.Headers.HttpHeaders from, IHeaderDictionary to, HashSet<string>? connectionTokens)
+    internal static void CopyHeaders(System.Net.Http.Headers.HttpHeaders from, IHeaderDictionary to, HashSet<string>? connectionTokens)
     {
         foreach (var (name, values) in from.NonValidated)
         {
