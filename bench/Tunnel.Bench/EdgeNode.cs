@@ -6,7 +6,7 @@ namespace Tunnel.Bench;
 /// <summary>A <c>tunnel-edge serve</c> process on loopback with free ports, and its tunnel count from /metrics.</summary>
 internal sealed partial class EdgeNode
 {
-    private static readonly HttpClient Admin = new() { Timeout = TimeSpan.FromSeconds(5) };
+    private static readonly HttpClient Admin = new() { Timeout = TimeSpan.FromSeconds(30) };
 
     private EdgeNode(BenchProcess process)
     {
@@ -45,9 +45,21 @@ internal sealed partial class EdgeNode
     public async Task WaitForTunnelsAsync(int count, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
-        int seen;
-        while ((seen = await TunnelCountAsync().ConfigureAwait(false)) < count)
+        var seen = 0;
+        while (true)
         {
+            try
+            {
+                if ((seen = await TunnelCountAsync().ConfigureAwait(false)) >= count)
+                {
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+            {
+                // A busy edge (a thousand handshakes on two cores) may answer its admin port late.
+            }
+
             if (DateTime.UtcNow > deadline || Process.HasExited)
             {
                 throw new TimeoutException($"{Process.Name} has {seen} of {count} tunnel connections after {timeout.TotalSeconds:0} s.");

@@ -101,15 +101,22 @@ try
             memoryPerTunnel = perConnection.Value;
             edgeRows.Add(("Memory per idle tunnel connection", perConnection.Value is { } bytes ? Kib(bytes) : "n/a", detail));
         }
-        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
         {
             edgeRows.Add(("Memory per idle tunnel connection", "n/a", ex.Message.Split('\n')[0]));
         }
 
         Log("registrations per second");
-        var registrations = await edge.RegistrationsPerSecondAsync(options.Registrations, 32);
-        edgeRows.Add(("Registrations per second", registrations.Value is { } rate ? rate.ToString("#,0", CultureInfo.InvariantCulture) + "/s" : "n/a",
-            $"{options.Registrations} dials (TCP, TLS 1.3 with client certificate, registration) by EdgeDialer, 32 at a time{(registrations.Note is null ? "" : "; " + registrations.Note)}"));
+        try
+        {
+            var registrations = await edge.RegistrationsPerSecondAsync(options.Registrations, 32);
+            edgeRows.Add(("Registrations per second", registrations.Value is { } rate ? rate.ToString("#,0", CultureInfo.InvariantCulture) + "/s" : "n/a",
+                $"{options.Registrations} dials (TCP, TLS 1.3 with client certificate, registration) by EdgeDialer, 32 at a time{(registrations.Note is null ? "" : "; " + registrations.Note)}"));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        {
+            edgeRows.Add(("Registrations per second", "n/a", ex.Message.Split('\n')[0]));
+        }
 
         Log("restore after an edge kill");
         try
@@ -120,7 +127,7 @@ try
             edgeRows.Add(("Restore all connections after an edge kill", Report.Milliseconds(restores[restores.Count / 2]) + " median",
                 $"4 connections over 2 edges, SIGKILL to one, until the other holds 4; rounds: {string.Join(", ", restores.Select(Report.Milliseconds))}"));
         }
-        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
         {
             edgeRows.Add(("Restore all connections after an edge kill", "n/a", ex.Message.Split('\n')[0]));
         }
@@ -173,6 +180,12 @@ async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup,
     {
         foreach (var setup in available)
         {
+            // A setup that failed once (PageKite's upload, say) is not tried again: its row says why.
+            if (samples[setup.Name].Any(f => f.Value is null))
+            {
+                continue;
+            }
+
             Log($"{row.Name}: {setup.Name} ({repeat + 1}/{repeats})");
             samples[setup.Name].Add(await measure(setup));
         }

@@ -124,7 +124,8 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         var http2 = BenchProcesses.FreePort();
         var user = Environment.UserName == "root" ? "user root;" : "";
 
-        // The configuration a relay should match: upstream keep-alive, streamed bodies both ways, no access log.
+        // The configuration a relay should match: upstream keep-alive, streamed bodies both ways, no access log,
+        // connections not closed after a request count.
         await File.WriteAllTextAsync(Path.Combine(directory, "nginx.conf"), $$"""
             {{user}}
             worker_processes auto;
@@ -138,7 +139,9 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
               fastcgi_temp_path {{directory}}/fastcgi;
               uwsgi_temp_path {{directory}}/uwsgi;
               scgi_temp_path {{directory}}/scgi;
-              upstream origin { server 127.0.0.1:{{OriginHttp1Port}}; keepalive 64; }
+              # Load generators reuse connections for far more than nginx's default 1000 requests.
+              keepalive_requests 10000000;
+              upstream origin { server 127.0.0.1:{{OriginHttp1Port}}; keepalive 64; keepalive_requests 10000000; }
               server {
                 listen 127.0.0.1:{{http1}};
                 listen 127.0.0.1:{{http2}} http2;

@@ -56,8 +56,8 @@ internal static partial class Workloads
     {
         var response = Path.Combine(Path.GetDirectoryName(file)!, "upload-response.json");
         string[] arguments = ["-sS", "-X", "POST", "-T", file, "-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-o", response,
-            "-w", "%{http_code} %{time_total}", "--max-time", "120", .. Host(setup), setup.Http1Url("/upload")];
-        var result = await Tool.RunAsync("curl", arguments, TimeSpan.FromSeconds(130)).ConfigureAwait(false);
+            "-w", "%{http_code} %{time_total}", "--max-time", "60", .. Host(setup), setup.Http1Url("/upload")];
+        var result = await Tool.RunAsync("curl", arguments, TimeSpan.FromSeconds(70)).ConfigureAwait(false);
         var parts = result.Output.Trim().Split(' ');
         if (result.ExitCode != 0 || parts.Length != 2 || parts[0] != "200")
         {
@@ -147,7 +147,7 @@ internal static partial class Workloads
         var timeouts = errors.Success ? long.Parse(errors.Groups[4].Value, CultureInfo.InvariantCulture) : 0;
         if (requests - bad <= 0)
         {
-            return "no successful responses";
+            return $"no successful responses: {requests} requests, {bad} non-2xx, socket errors {(errors.Success ? errors.Value["Socket errors: ".Length..] : "none")}";
         }
 
         rate = (requests - bad) / seconds;
