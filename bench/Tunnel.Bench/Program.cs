@@ -15,15 +15,16 @@ var p50 = new Row($"Latency p50 at {options.LatencyRate} req/s (h2load --h1, 4 c
 var p99 = new Row($"Latency p99 at {options.LatencyRate} req/s", Report.Milliseconds, lowerIsBetter: true);
 var rows = new List<Row> { h1, h2, download, upload, p50, p99 };
 var edgeRows = new List<(string, string, string)>();
-List<UnavailableSetup> unavailable;
+List<UnavailableSetup> unavailable = [];
 double? memoryPerTunnel = null;
 double? worstRestore = null;
 var duration = TimeSpan.FromSeconds(options.Seconds);
 
 try
 {
-    await using (var processes = new BenchProcesses())
+    if (!options.EdgeOnly)
     {
+        await using var processes = new BenchProcesses();
         var setups = new Setups(processes, work);
         Log("starting the app and every setup");
         await setups.StartAsync();
@@ -228,6 +229,8 @@ internal sealed record BenchOptions
 
     public bool Serve { get; init; }
 
+    public bool EdgeOnly { get; init; }
+
     public string? Output { get; init; }
 
     public static BenchOptions Parse(string[] args)
@@ -243,6 +246,7 @@ internal sealed record BenchOptions
                 "--repeats" => options with { Repeats = int.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--skip-edge" => options with { SkipEdge = true },
                 "--serve" => options with { Serve = true },
+                "--edge-only" => options with { EdgeOnly = true },
                 "--quick" => options with { Seconds = 2, Repeats = 1, LatencySeconds = 4, MemoryOrigins = 4, Registrations = 100, RestoreRounds = 1 },
                 _ => throw new ArgumentException($"Unknown option {args[i]}; see bench/README.md."),
             };
