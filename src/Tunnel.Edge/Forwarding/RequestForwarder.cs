@@ -171,9 +171,10 @@ public sealed class RequestForwarder
                     response = await connection.Invoker.SendAsync(request, deadline.Token).ConfigureAwait(false);
                     deadline.HeadersReceived();
                 }
-                catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && IsNotProcessed(ex) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
+                catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && (IsNotProcessed(ex) || IsRepeatable(context.Request.Method, ex)) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
                 {
-                    // The origin never saw this request: the visitor need not see the failure.
+                    // The origin never saw this request, or it is idempotent and the tunnel under it was
+                    // lost before any answer: the visitor need not see the failure.
                     connection.MarkDraining();
                     failed = connection;
                     skipped.Add(connection);
@@ -256,6 +257,37 @@ public sealed class RequestForwarder
 
     private static bool IsNotProcessed(HttpRequestException ex) =>
         ex.HttpRequestError == HttpRequestError.ConnectionError;
+
+    /// <summary>
+    /// An idempotent request (RFC 9110 section 9.2.2) whose tunnel connection failed before the response
+    /// headers came may be sent again, as any HTTP client may: the origin may have seen it, but seeing it
+    /// twice has the effect of once. A stream the origin itself reset (an HTTP/2 error code) or an answer
+    /// over the edge's limits is the origin's answer, not a lost tunnel, and is not repeated.
+    /// </summary>
+    private static bool IsRepeatable(string method, HttpRequestException ex)
+    {
+        if (!(HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method) || HttpMethods.IsTrace(method)
+            || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method)))
+        {
+            return false;
+        }
+
+        // A limit the origin's answer broke (huge headers) would break again: not a lost tunnel.
+        if (ex.HttpRequestError is not (HttpRequestError.ResponseEnded or HttpRequestError.Unknown))
+        {
+            return false;
+        }
+
+        for (Exception? current = ex; current is not null; current = current.InnerException)
+        {
+            if (current is HttpProtocolException or BadHttpRequestException)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 
     private static async Task<byte[]?> ReadReplayableBodyAsync(HttpContext context)
     {

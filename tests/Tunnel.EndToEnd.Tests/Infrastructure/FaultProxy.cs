@@ -107,6 +107,7 @@ public sealed class FaultProxy : IAsyncDisposable
         private readonly Socket _client;
         private readonly Socket _server;
         private volatile bool _blackHoled;
+        private volatile bool _closed;
 
         internal Link(FaultProxy proxy, Socket client, Socket server)
         {
@@ -116,6 +117,9 @@ public sealed class FaultProxy : IAsyncDisposable
         }
 
         public bool IsBlackHoled => _blackHoled;
+
+        /// <summary>Closed by a fault, by either end or by the proxy.</summary>
+        public bool IsClosed => _closed;
 
         /// <summary>From now on every byte either way is dropped; both sockets stay open.</summary>
         public void BlackHole() => _blackHoled = true;
@@ -139,6 +143,7 @@ public sealed class FaultProxy : IAsyncDisposable
 
         internal void Close()
         {
+            _closed = true;
             _client.Dispose();
             _server.Dispose();
         }
@@ -162,6 +167,9 @@ public sealed class FaultProxy : IAsyncDisposable
                         if (!_blackHoled)
                         {
                             to.Shutdown(SocketShutdown.Send);
+
+                            // One end is done with it: a tunnel does not live on half closed.
+                            _closed = true;
                         }
 
                         return;
