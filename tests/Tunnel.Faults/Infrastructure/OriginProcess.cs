@@ -6,7 +6,7 @@ namespace Tunnel.Faults.Infrastructure;
 /// <summary>HelloOrigin as its own process (configured through environment variables, as an operator would), dialing the given edges.</summary>
 public static partial class OriginProcess
 {
-    public static ServiceProcess Start(TestPki pki, string hostname, IEnumerable<IPEndPoint> edges, string name = "origin", int haConnections = 4, NetworkNamespace? inNamespace = null)
+    public static ServiceProcess Start(TestPki pki, string hostname, IEnumerable<IPEndPoint> edges, string name = "origin", int haConnections = 4, NetworkNamespace? inNamespace = null, IReadOnlyDictionary<string, string>? extraEnvironment = null)
     {
         var (certificate, key) = pki.IssueOrigin(hostname);
         var environment = new Dictionary<string, string>
@@ -22,6 +22,11 @@ public static partial class OriginProcess
             ["Logging__Console__FormatterName"] = "simple",
             ["Logging__Console__FormatterOptions__SingleLine"] = "true",
         };
+        foreach (var (variable, value) in extraEnvironment ?? new Dictionary<string, string>())
+        {
+            environment[variable] = value;
+        }
+
         var i = 0;
         foreach (var edge in edges)
         {
