@@ -95,7 +95,7 @@ public class SoakTests(ITestOutputHelper output)
         var baseline = samples.First(s => s.At >= baselineAt);
         var last = samples[^1];
         var report = new StringBuilder();
-        report.AppendLine(CultureInfo.InvariantCulture, $"soak {Duration.TotalMinutes:0.#} min, {resets} tunnel resets");
+        report.AppendLine(CultureInfo.InvariantCulture, $"soak {Duration.TotalMinutes:0.#} min, {resets} tunnel resets, {origin.CountLines(OriginProcess.Registered())} tunnel registrations");
         report.AppendLine(counters.ToString());
         report.AppendLine(CultureInfo.InvariantCulture, $"edge   at {baseline.At.TotalMinutes:0.0} min: {baseline.Edge}; at {last.At.TotalMinutes:0.0} min: {last.Edge}");
         report.AppendLine(CultureInfo.InvariantCulture, $"origin at {baseline.At.TotalMinutes:0.0} min: {baseline.Origin}; at {last.At.TotalMinutes:0.0} min: {last.Origin}");
@@ -139,12 +139,14 @@ public class SoakTests(ITestOutputHelper output)
                     continue;
                 }
 
-                counters.Fail(ref counters.GetFailed, $"GET {path} -> {(int)response.StatusCode} {body[..Math.Min(200, body.Length)]}");
+                counters.Fail(ref counters.GetFailed, $"GET {path} -> {(int)response.StatusCode} {Detail(body)}");
             }
             catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
             {
                 counters.Fail(ref counters.GetFailed, $"GET {path} -> {ex.GetType().Name}: {ex.Message}");
             }
+
+            await Task.Delay(Pace, CancellationToken.None);
         }
     }
 
@@ -174,6 +176,8 @@ public class SoakTests(ITestOutputHelper output)
             {
                 counters.Fail(ref counters.PostFailed, $"POST -> {ex.GetType().Name}: {ex.Message}");
             }
+
+            await Task.Delay(Pace, CancellationToken.None);
         }
     }
 
@@ -193,12 +197,14 @@ public class SoakTests(ITestOutputHelper output)
                 else
                 {
                     counters.Fail(ref counters.StreamsCut, $"stream -> {(int)response.StatusCode}, {events} events");
+                    await Task.Delay(Pace, CancellationToken.None);
                 }
             }
             catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
             {
                 // An event stream is not repeatable once begun: a reset under it cuts it.
                 counters.Fail(ref counters.StreamsCut, $"stream -> {ex.GetType().Name}: {ex.Message}");
+                await Task.Delay(Pace, CancellationToken.None);
             }
         }
     }
@@ -229,8 +235,16 @@ public class SoakTests(ITestOutputHelper output)
             catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or HttpRequestException)
             {
                 counters.Fail(ref counters.WebSocketsCut, $"websocket -> {ex.GetType().Name}: {ex.Message}");
+                await Task.Delay(Pace, CancellationToken.None);
             }
         }
+    }
+
+    /// <summary>The edge's error page says why in its paragraph; the rest is style.</summary>
+    private static string Detail(string body)
+    {
+        var paragraph = System.Text.RegularExpressions.Regex.Match(body, "<p>(.*?)</p>");
+        return paragraph.Success ? paragraph.Groups[1].Value : body[..Math.Min(200, body.Length)];
     }
 
     private sealed class Counters
