@@ -151,7 +151,8 @@ public class TunnelFaultTests(ITestOutputHelper output)
         await Task.Delay(TimeSpan.FromMilliseconds(500));
         await load.StopAsync();
 
-        output.WriteLine($"{load.Succeeded} requests, failures: {string.Join("; ", load.Failures)}");
+        output.WriteLine($"{load.Succeeded} requests, failures: {string.Join("; ", load.Failures.Select(f => f[..Math.Min(f.Length, 40)]))}");
+        output.WriteLine(string.Join("\n", harness.EdgeLogs.Entries.Where(e => e.EventId.Name is "RequestFailed" or "RequestRetried").Select(e => $"{e.At:HH:mm:ss.fff} {e.EventId.Name} {e.Message}")));
         Assert.True(load.Succeeded > 0);
         Assert.DoesNotContain(load.Failures, f => f.Contains("GET", StringComparison.Ordinal));
     }
