@@ -93,7 +93,7 @@ public partial class NetworkFaultTests(ITestOutputHelper output)
     }
 
     [FullFact]
-    public async Task An_edge_restarted_under_load_costs_the_other_edges_visitors_nothing_and_its_origin_comes_back()
+    public async Task An_edge_restarted_under_load_costs_the_other_edges_visitors_nothing()
     {
         await using var harness = await TunnelHarness.StartAsync();
         var restarting = await EdgeHost.StartAsync(harness.Pki, "restarting");

@@ -96,6 +96,7 @@ public class TunnelFaultTests(ITestOutputHelper output)
         }
 
         output.WriteLine($"{tried.Length} connections to the silent edge; all 4 tunnels up after {allUp.TotalSeconds:0.0} s");
+        FiguresFile.Append("TLS-silent edge", $"{tried.Length} connections to the silent edge; all 4 tunnels on the answering edge after {allUp.TotalSeconds:0.0} s");
         Assert.NotEmpty(tried);
         Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "DialFailed" && e.Message.Contains(port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
 
