@@ -125,7 +125,7 @@ public sealed class TunnelOptions
     public TimeSpan EdgeCoolDown { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The redial schedule: exponential backoff with full jitter, capped, reset after a stable period.</summary>
-    /// <remarks>Defaults to 1 s base, 30 s cap, 30 s stable period.</remarks>
+    /// <remarks>Defaults to 1 s base, 30 s cap, 5 s stable period.</remarks>
     public RedialBackoffOptions Redial { get; set; } = new();
 
     /// <summary>
