@@ -131,6 +131,12 @@ public sealed class EdgeDirectory
     /// </summary>
     public X509Certificate2 RotateCa(string caName, TimeSpan validity)
     {
+        if (!System.IO.File.Exists(File(TrustedCasFile)))
+        {
+            // An edge started on such a directory trusts ca.pem itself, which is about to hold only the new CA.
+            throw new InvalidOperationException($"{Path} has no {TrustedCasFile} (it predates CA rotation): copy {CaCertificateFile} to {TrustedCasFile}, restart the edge so it trusts that file, then rotate.");
+        }
+
         using var previous = LoadIssuingCa();
         var trusted = LoadTrustedCas();
         var next = CertificateIssuer.CreateCertificateAuthority(caName, validity);
