@@ -119,6 +119,35 @@ public class CredentialTests
     }
 
     [Fact]
+    public async Task The_periodic_check_catches_a_change_the_file_watcher_does_not_see()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        var first = harness.Pki.CreateCredential([TunnelHarness.Hostname], [EdgeAddress(harness)]);
+        var path = WriteCredential(harness, first);
+
+        // A hard link in another directory: writing through it changes the watched file's content, but
+        // inotify reports the write only to watchers of the directory the link is in.
+        var elsewhere = Directory.CreateDirectory(Path.Combine(harness.Pki.Directory, "elsewhere")).FullName;
+        var link = Path.Combine(elsewhere, "same-inode.json");
+        var ln = await Cli.RunAsync("ln", [path, link], CurlTimeout);
+        Assert.True(ln.ExitCode == 0, Cli.Describe(ln));
+
+        var origin = await harness.StartBareOriginAsync(
+            tunnel =>
+            {
+                tunnel.CredentialPath = path;
+                tunnel.CredentialCheckInterval = TimeSpan.FromSeconds(2);
+            },
+            waitForConnections: HaConnections);
+        var oldIds = harness.Edge.Routes.Connections().Select(c => c.Id).ToHashSet();
+
+        var renewed = harness.Pki.CreateCredential([TunnelHarness.Hostname], [EdgeAddress(harness)]);
+        await File.WriteAllTextAsync(link, renewed.ToJson());
+
+        await WaitForRenewalAsync(harness, origin, oldIds, renewed.Id);
+    }
+
+    [Fact]
     public async Task Renewed_certificate_and_key_PEM_files_replace_every_connection()
     {
         await using var harness = await TunnelHarness.StartAsync();
