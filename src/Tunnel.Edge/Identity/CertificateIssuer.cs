@@ -28,23 +28,7 @@ public static class CertificateIssuer
 
     /// <summary>Issues the edge's TLS server certificate for its DNS names and IP addresses.</summary>
     public static X509Certificate2 IssueServerCertificate(X509Certificate2 ca, IEnumerable<string> dnsNames, IEnumerable<IPAddress> ipAddresses, TimeSpan validity)
-    {
-        ArgumentNullException.ThrowIfNull(dnsNames);
-        ArgumentNullException.ThrowIfNull(ipAddresses);
-        var names = dnsNames.ToArray();
-        var san = new SubjectAlternativeNameBuilder();
-        foreach (var dns in names)
-        {
-            san.AddDnsName(dns);
-        }
-
-        foreach (var ip in ipAddresses)
-        {
-            san.AddIpAddress(ip);
-        }
-
-        return Issue(ca, names.FirstOrDefault() ?? "tunnel-edge", san, ServerAuthOid, validity);
-    }
+        => IssueForAddresses(ca, dnsNames, ipAddresses, [ServerAuthOid], validity);
 
     /// <summary>
     /// Issues an edge's certificate valid both as TLS server and as client: the tunnel port's server
@@ -52,6 +36,9 @@ public static class CertificateIssuer
     /// where it dials as well as accepts. <c>tunnel-edge init</c> and <c>issue-edge</c> write one.
     /// </summary>
     public static X509Certificate2 IssueEdgeCertificate(X509Certificate2 ca, IEnumerable<string> dnsNames, IEnumerable<IPAddress> ipAddresses, TimeSpan validity)
+        => IssueForAddresses(ca, dnsNames, ipAddresses, [ServerAuthOid, ClientAuthOid], validity);
+
+    private static X509Certificate2 IssueForAddresses(X509Certificate2 ca, IEnumerable<string> dnsNames, IEnumerable<IPAddress> ipAddresses, string[] usages, TimeSpan validity)
     {
         ArgumentNullException.ThrowIfNull(dnsNames);
         ArgumentNullException.ThrowIfNull(ipAddresses);
@@ -67,7 +54,7 @@ public static class CertificateIssuer
             san.AddIpAddress(ip);
         }
 
-        return Issue(ca, names.FirstOrDefault() ?? "tunnel-edge", san, [ServerAuthOid, ClientAuthOid], validity);
+        return Issue(ca, names.FirstOrDefault() ?? "tunnel-edge", san, usages, validity);
     }
 
     /// <summary>
