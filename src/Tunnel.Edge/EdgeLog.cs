@@ -76,9 +76,25 @@ internal static partial class EdgeLog
     public static partial void VisitorCertificateCheckFault(ILogger logger, Exception exception);
 
     // Admin listener and telemetry: ids 60-69.
-    [LoggerMessage(60, LogLevel.Information, "Admin listener on http://{EndPoint}: the status page at / and Prometheus metrics at /metrics.", EventName = "AdminListening")]
+    [LoggerMessage(60, LogLevel.Information, "Admin listener on http://{EndPoint}: the status page at /, Prometheus metrics at /metrics and the admin API under /api/v1/.", EventName = "AdminListening")]
     public static partial void AdminListening(ILogger logger, string endPoint);
 
     [LoggerMessage(61, LogLevel.Warning, "The admin listener on {EndPoint} is not on loopback: whoever reaches it sees the routes, the origins' addresses and the metrics.", EventName = "AdminNotLoopback")]
     public static partial void AdminNotLoopback(ILogger logger, string endPoint);
+
+    // Identity: credential files, revocation, admin API: ids 70-79.
+    [LoggerMessage(70, LogLevel.Information, "Reloaded '{Path}': {Detail}.", EventName = "CredentialFileReloaded")]
+    public static partial void CredentialFileReloaded(ILogger logger, string path, string detail);
+
+    [LoggerMessage(71, LogLevel.Error, "Reloading '{Path}' failed; the edge keeps what it loaded before and tries again: {Reason}", EventName = "CredentialFileReloadFailed")]
+    public static partial void CredentialFileReloadFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(72, LogLevel.Warning, "Closing tunnel {ConnectionId} of connector {ConnectorId} within {GraceSeconds:0.#} s: {Reason}", EventName = "TunnelCredentialWithdrawn")]
+    public static partial void TunnelCredentialWithdrawn(ILogger logger, string connectionId, string connectorId, double graceSeconds, string reason);
+
+    [LoggerMessage(73, LogLevel.Warning, "Admin API request {Method} {Path} from {Remote} refused ({Status}): {Reason}", EventName = "AdminRequestRefused")]
+    public static partial void AdminRequestRefused(ILogger logger, string method, string path, string remote, int status, string reason);
+
+    [LoggerMessage(74, LogLevel.Information, "Admin API: {Action}.", EventName = "AdminAction")]
+    public static partial void AdminAction(ILogger logger, string action);
 }

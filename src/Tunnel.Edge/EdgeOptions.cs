@@ -48,6 +48,30 @@ public sealed class EdgeOptions
     /// <remarks>Required. <c>tunnel-edge init</c> writes <c>edge.key</c>.</remarks>
     public string? ServerKeyPath { get; set; }
 
+    /// <summary>
+    /// The revocation list (<c>revoked.json</c>, written by <c>tunnel-edge revoke</c> and the admin API):
+    /// credentials refused at registration, whose live connections are closed.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <c>null</c>: nothing can be revoked. <c>serve --dir</c> sets it to the directory's
+    /// <c>revoked.json</c>; a missing file is an empty list, a corrupt one stops the edge at start.
+    /// </remarks>
+    public string? RevocationListPath { get; set; }
+
+    /// <summary>
+    /// How often the edge looks at its server certificate, CA bundle and revocation list for changes.
+    /// A revoked credential's connections close within this plus <see cref="RevokedConnectionGrace"/>.
+    /// </summary>
+    /// <remarks>Defaults to 1 second: a revocation must take effect within 5 s, and a look costs three file stats.</remarks>
+    public TimeSpan CredentialCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// How long a connection whose credential was revoked (or whose CA was retired) may finish the requests
+    /// it has in flight; it takes no new ones from the moment the change is seen, then it is closed.
+    /// </summary>
+    /// <remarks>Defaults to 2 seconds, so with the 1 s check the connection is gone within 3 s of the revocation.</remarks>
+    public TimeSpan RevokedConnectionGrace { get; set; } = TimeSpan.FromSeconds(2);
+
     // ---- Visitor limits and per-hostname access rules (validated by Access.HostPolicies) ----
 
     /// <summary>Limits on visitors' requests: header size and count, body size, timeouts, concurrency, data rates.</summary>
@@ -154,6 +178,24 @@ public sealed class EdgeOptions
     /// <summary>The admin port: the status page at <c>/</c> and Prometheus metrics at <c>/metrics</c>.</summary>
     /// <remarks>Defaults to 9844. 0 picks a free port (tests); -1 disables the admin listener.</remarks>
     public int AdminPort { get; set; } = 9844;
+
+    /// <summary>
+    /// The file holding the admin API's bearer token (<c>tunnel-edge init</c> writes <c>admin.token</c>, mode 0600).
+    /// The API (<c>/api/v1/</c>) answers 401 to a request without <c>Authorization: Bearer TOKEN</c>.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <c>null</c>: the API answers 404 (the status page and <c>/metrics</c> still work).
+    /// <c>serve --dir</c> sets it to the directory's <c>admin.token</c> when that file exists. An unreadable
+    /// or corrupt token file stops the edge at start.
+    /// </remarks>
+    public string? AdminTokenPath { get; set; }
+
+    /// <summary>
+    /// The networks (CIDR) the admin API accepts requests from, whatever <see cref="AdminAddress"/> is;
+    /// other addresses get 403 even with the token. The status page and <c>/metrics</c> are not limited by it.
+    /// </summary>
+    /// <remarks>Defaults to loopback only: <c>127.0.0.0/8</c> and <c>::1/128</c>.</remarks>
+    public List<string> AdminAllowedNetworks { get; set; } = ["127.0.0.0/8", "::1/128"];
 
     // ---- Cluster (routes shared through etcd, one hop between edges) ----
 

@@ -23,4 +23,10 @@ public interface ITunnelConnectionFeature
 
     /// <summary>When the connection registered.</summary>
     DateTimeOffset RegisteredAt { get; }
+
+    /// <summary>
+    /// The id of the credential the connection was dialed with: its certificate's serial number,
+    /// upper-case hex, as the edge lists it.
+    /// </summary>
+    string CredentialId { get; }
 }

@@ -19,6 +19,39 @@ public interface ITunnelStatus
 
     /// <summary>The most recent events, oldest first (at most 100).</summary>
     IReadOnlyList<TunnelConnectionEvent> RecentEvents { get; }
+
+    /// <summary>The origin credential in use and any problem with it; <c>null</c> before the tunnel starts.</summary>
+    TunnelCredentialStatus? Credential { get; }
+}
+
+/// <summary>The origin credential in use, and what went wrong with it lately.</summary>
+/// <param name="CredentialId">The certificate's serial number, upper-case hex (the id the edge lists and revokes).</param>
+/// <param name="Source">Where it was loaded from: the credential or certificate file, or <c>Tunnel:Certificate</c>.</param>
+/// <param name="Subject">The certificate's subject.</param>
+/// <param name="NotAfter">When the certificate expires.</param>
+/// <param name="LoadedAt">When it was loaded.</param>
+public sealed record TunnelCredentialStatus(string CredentialId, string Source, string Subject, DateTimeOffset NotAfter, DateTimeOffset LoadedAt)
+{
+    /// <summary>
+    /// Why the last change to the credential files could not be used (the credential above stays in
+    /// use), or <c>null</c> when the files as they are now were loaded.
+    /// </summary>
+    public string? ReloadProblem { get; init; }
+
+    /// <summary>
+    /// Set when the certificate expires within <see cref="TunnelOptions.CertificateExpiryWarning"/> or has
+    /// expired; <c>null</c> otherwise.
+    /// </summary>
+    public string? ExpiryProblem { get; init; }
+
+    /// <summary>The problems above in one sentence, or <c>null</c> when there is none.</summary>
+    public string? Problem => (ReloadProblem, ExpiryProblem) switch
+    {
+        (null, null) => null,
+        ({ } reload, null) => reload,
+        (null, { } expiry) => expiry,
+        ({ } reload, { } expiry) => expiry + " " + reload,
+    };
 }
 
 /// <summary>One connection slot's state.</summary>
@@ -38,4 +71,8 @@ public sealed record TunnelSlotStatus(
     string? EdgeAddress,
     string? TunnelConnectionId,
     DateTimeOffset Since,
-    TunnelConnectionEvent? LastError);
+    TunnelConnectionEvent? LastError)
+{
+    /// <summary>The credential the slot's connection was dialed with (certificate serial, upper-case hex), or <c>null</c>.</summary>
+    public string? CredentialId { get; init; }
+}

@@ -22,6 +22,12 @@ public enum TunnelConnectionEventKind
 
     /// <summary>The plugin dropped a connection whose edge fell silent (black-holed path).</summary>
     Dropped,
+
+    /// <summary>
+    /// The credential was renewed: a replacement is being dialed with the new certificate, and this
+    /// connection keeps serving until the replacement is registered.
+    /// </summary>
+    Renewing,
 }
 
 /// <summary>
@@ -35,6 +41,12 @@ public sealed record TunnelConnectionEvent(TunnelConnectionEventKind Kind, int C
 {
     /// <summary>The edge address dialed (<c>host:port</c>), when known.</summary>
     public string? EdgeAddress { get; init; }
+
+    /// <summary>
+    /// The credential the connection was dialed with (the certificate's serial number, upper-case hex),
+    /// when registered.
+    /// </summary>
+    public string? CredentialId { get; init; }
 
     /// <summary>The edge's name from its registration reply, when registered.</summary>
     public string? EdgeName { get; init; }

@@ -13,9 +13,41 @@ public sealed class TunnelOptions
     public const string SectionName = "Tunnel";
 
     /// <summary>
+    /// Path of the credential file that <c>tunnel-edge issue</c> writes: the origin certificate and key,
+    /// the edge CA to pin, where the edges are and the hostnames the credential covers. With it, no other
+    /// option is needed. Options set explicitly win over what the file holds: <see cref="Edges"/>,
+    /// <see cref="Hostnames"/>, <see cref="EdgeServerName"/>, the certificate
+    /// (<see cref="Certificate"/>, <see cref="CertificatePath"/>) and the edge CAs
+    /// (<see cref="EdgeCaPath"/>, <see cref="EdgeCaCertificates"/>) each replace the file's.
+    /// The file is watched: a renewed credential is used for new dials and replaces the open tunnel
+    /// connections one at a time, without dropping a request.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>. Bound from <c>Tunnel:CredentialPath</c> (environment <c>Tunnel__CredentialPath</c>).</remarks>
+    public string? CredentialPath { get; set; }
+
+    /// <summary>
+    /// How often the credential files (<see cref="CredentialPath"/>, or <see cref="CertificatePath"/>,
+    /// <see cref="CertificateKeyPath"/> and <see cref="EdgeCaPath"/>) are read to catch a change that the
+    /// file system watcher missed, and the certificate's expiry is checked. A change the watcher sees is
+    /// picked up within a fraction of a second.
+    /// </summary>
+    /// <remarks>Defaults to 1 minute.</remarks>
+    public TimeSpan CredentialCheckInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// How long before the origin certificate expires the plugin starts warning (a log warning and a
+    /// Degraded health check), so that a renewal that did not happen is noticed while the tunnel still works.
+    /// A certificate valid for less than three times this long is warned about in the last third of its
+    /// lifetime instead, so that short-lived, automatically renewed certificates do not warn from the start.
+    /// </summary>
+    /// <remarks>Defaults to 7 days.</remarks>
+    public TimeSpan CertificateExpiryWarning { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>
     /// The edges to dial, as <c>host:port</c> (the port defaults to 7844), or one SRV name as
     /// <c>srv:_tunnel._tcp.example.com</c>. With an SRV name, any <c>host:port</c> entries are the
-    /// fallback used while DNS has never answered. Required, at least one entry.
+    /// fallback used while DNS has never answered. Required, at least one entry, unless the
+    /// credential file (<see cref="CredentialPath"/>) names the edges.
     /// </summary>
     /// <remarks>Defaults to empty.</remarks>
     public List<string> Edges { get; set; } = [];
@@ -27,7 +59,11 @@ public sealed class TunnelOptions
     /// <remarks>Defaults to empty: the nameservers of /etc/resolv.conf.</remarks>
     public List<string> DnsServers { get; set; } = [];
 
-    /// <summary>The hostnames this app serves; the origin certificate must cover each. Required, at least one.</summary>
+    /// <summary>
+    /// The hostnames this app serves; the origin certificate must cover each. Required, at least one,
+    /// unless the credential file (<see cref="CredentialPath"/>) names them: then every name it covers is
+    /// registered, a <c>*.example.com</c> entry as a wildcard route.
+    /// </summary>
     /// <remarks>Defaults to empty.</remarks>
     public List<string> Hostnames { get; set; } = [];
 
@@ -36,7 +72,7 @@ public sealed class TunnelOptions
     public int HaConnections { get; set; } = 4;
 
     /// <summary>Path of the origin certificate (PEM), issued by the edge's CA. Its key may be in the same file.</summary>
-    /// <remarks>Defaults to <c>null</c>; either this or <see cref="Certificate"/> is required.</remarks>
+    /// <remarks>Defaults to <c>null</c>; this, <see cref="Certificate"/> or <see cref="CredentialPath"/> is required. Watched like the credential file.</remarks>
     public string? CertificatePath { get; set; }
 
     /// <summary>Path of the origin certificate's private key (PEM), when it is not in <see cref="CertificatePath"/>.</summary>
@@ -49,12 +85,16 @@ public sealed class TunnelOptions
 
     /// <summary>
     /// Path of a PEM bundle with the edge CA certificate(s) the edges' server certificates must chain to.
-    /// When neither this nor <see cref="EdgeCaCertificates"/> is set, the system's trusted roots are used.
+    /// When neither this nor <see cref="EdgeCaCertificates"/> is set, the credential file's edge CA is pinned,
+    /// or without one the system's trusted roots are used.
     /// </summary>
     /// <remarks>Defaults to <c>null</c>.</remarks>
     public string? EdgeCaPath { get; set; }
 
-    /// <summary>Edge CA certificates to trust, added to those of <see cref="EdgeCaPath"/>.</summary>
+    /// <summary>
+    /// Edge CA certificates to trust, added to those of <see cref="EdgeCaPath"/>. Either one set replaces
+    /// the credential file's edge CA.
+    /// </summary>
     /// <remarks>Defaults to empty.</remarks>
     public X509Certificate2Collection EdgeCaCertificates { get; } = [];
 
@@ -62,7 +102,7 @@ public sealed class TunnelOptions
     /// The TLS server name sent to every edge and checked in its certificate, when the edge addresses
     /// are IP addresses or differ from the certificate's name.
     /// </summary>
-    /// <remarks>Defaults to <c>null</c>: each edge address's host.</remarks>
+    /// <remarks>Defaults to <c>null</c>: the credential file's, else each edge address's host.</remarks>
     public string? EdgeServerName { get; set; }
 
     /// <summary>
@@ -85,7 +125,7 @@ public sealed class TunnelOptions
     public TimeSpan EdgeCoolDown { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The redial schedule: exponential backoff with full jitter, capped, reset after a stable period.</summary>
-    /// <remarks>Defaults to 1 s base, 30 s cap, 30 s stable period.</remarks>
+    /// <remarks>Defaults to 1 s base, 30 s cap, 5 s stable period.</remarks>
     public RedialBackoffOptions Redial { get; set; } = new();
 
     /// <summary>

@@ -1,9 +1,11 @@
 using System.Globalization;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using HelloOrigin;
 using Tunnel.Edge;
 using Tunnel.Edge.Hosting;
 using Tunnel.Edge.Identity;
+using Tunnel.Protocol.Credentials;
 
 // Runs an edge and HelloOrigin together on loopback with fresh development certificates, waits until
 // the tunnel is registered, and prints the URL to curl. Ctrl+C stops both.
@@ -20,7 +22,6 @@ using var edgeCertificate = CertificateIssuer.IssueServerCertificate(ca, ["local
 using var originCertificate = CertificateIssuer.IssueOriginCertificate(ca, [hostname], TimeSpan.FromDays(1));
 CertificateIssuer.WritePem(ca, Path.Combine(directory, "ca.pem"), Path.Combine(directory, "ca.key"));
 CertificateIssuer.WritePem(edgeCertificate, Path.Combine(directory, "edge.pem"), Path.Combine(directory, "edge.key"));
-CertificateIssuer.WritePem(originCertificate, Path.Combine(directory, "origin.pem"), Path.Combine(directory, "origin.key"));
 
 var edge = EdgeServer.Create(new EdgeOptions
 {
@@ -37,16 +38,40 @@ var edge = EdgeServer.Create(new EdgeOptions
 });
 await edge.StartAsync();
 
+// The origin's credential as one file, what `tunnel-edge issue` writes: certificate and key, the edge
+// CA to pin, where the edge is and the hostname. The origin needs nothing else.
+var credentialPath = Path.Combine(directory, "origin.credential.json");
+using (var originKey = originCertificate.GetECDsaPrivateKey()!)
+{
+    var credential = new TunnelCredential
+    {
+        Id = TunnelCredential.IdOf(originCertificate),
+        Hostnames = [hostname],
+        Certificate = originCertificate.ExportCertificatePem(),
+        Key = originKey.ExportPkcs8PrivateKeyPem(),
+        EdgeCa = ca.ExportCertificatePem(),
+        Edges = [$"127.0.0.1:{edge.TunnelEndPoint.Port}"],
+        EdgeServerName = "localhost",
+        NotBefore = originCertificate.NotBefore,
+        NotAfter = originCertificate.NotAfter,
+    };
+
+    // It holds a private key: owner-only from the moment it exists.
+    var fileOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+    if (!OperatingSystem.IsWindows())
+    {
+        fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+    }
+
+    using var writer = new StreamWriter(credentialPath, fileOptions);
+    writer.Write(credential.ToJson());
+}
+
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseTunnelTransport(tunnel =>
 {
-    tunnel.Edges = [$"127.0.0.1:{edge.TunnelEndPoint.Port}"];
-    tunnel.Hostnames = [hostname];
+    tunnel.CredentialPath = credentialPath;
     tunnel.HaConnections = HaConnections;
-    tunnel.CertificatePath = Path.Combine(directory, "origin.pem");
-    tunnel.CertificateKeyPath = Path.Combine(directory, "origin.key");
-    tunnel.EdgeCaPath = Path.Combine(directory, "ca.pem");
-    tunnel.EdgeServerName = "localhost";
 });
 var origin = builder.Build();
 origin.MapHelloEndpoints();
@@ -80,7 +105,7 @@ if (edge.AdminEndPoint is { } admin)
     Console.WriteLine($"Edge status page: http://{admin}/ and Prometheus metrics: http://{admin}/metrics");
 }
 
-Console.WriteLine($"Certificates in {directory}. Ctrl+C stops.");
+Console.WriteLine($"Certificates in {directory}; the origin's credential is {credentialPath}. Ctrl+C stops.");
 Console.WriteLine();
 
 await origin.WaitForShutdownAsync();

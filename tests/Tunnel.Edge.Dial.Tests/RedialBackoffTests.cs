@@ -71,6 +71,22 @@ public class RedialBackoffTests
     }
 
     [Fact]
+    public void By_default_a_tunnel_cut_after_serving_a_few_seconds_is_redialed_at_once_however_often_it_happens()
+    {
+        // A network that cuts the tunnel every 6 s, again and again (the fault suite's soak cuts one
+        // every few seconds): each was up long enough to count, so no wait grows.
+        var time = new ManualTime();
+        var backoff = new RedialBackoff(new RedialBackoffOptions(), time, new Random(4));
+        for (var cut = 0; cut < 20; cut++)
+        {
+            backoff.OnConnected();
+            time.Advance(TimeSpan.FromSeconds(6));
+            backoff.OnDisconnected();
+            Assert.InRange(backoff.NextDelay(null), TimeSpan.Zero, TimeSpan.FromMilliseconds(250));
+        }
+    }
+
+    [Fact]
     public void A_non_retryable_refusal_waits_near_the_cap()
     {
         var backoff = new RedialBackoff(Options, new ManualTime(), new Random(3));

@@ -18,8 +18,13 @@ public sealed class RedialBackoffOptions
     /// A connection that stayed registered this long counts as healthy: the next failure starts the
     /// schedule from the beginning.
     /// </summary>
-    /// <remarks>Defaults to 30 seconds.</remarks>
-    public TimeSpan StablePeriod { get; set; } = TimeSpan.FromSeconds(30);
+    /// <remarks>
+    /// Defaults to 5 seconds: longer than the handshake and a few heartbeats, so an edge that drops
+    /// every connection at once still meets a growing backoff; short enough that a network cutting
+    /// tunnels every few seconds gets each one redialed at once. (At 30 s, cuts every few seconds grew
+    /// every slot's wait towards the 30 s cap until all four were down together, and the app with them.)
+    /// </remarks>
+    public TimeSpan StablePeriod { get; set; } = TimeSpan.FromSeconds(5);
 
     internal void Validate()
     {

@@ -12,7 +12,8 @@ namespace Tunnel.Edge.Admin;
 
 /// <summary>
 /// The admin listener (<see cref="EdgeOptions.AdminAddress"/>, <see cref="EdgeOptions.AdminPort"/>):
-/// <c>/metrics</c> in the Prometheus text format and the status page at <c>/</c>. It is one more
+/// <c>/metrics</c> in the Prometheus text format, the status page at <c>/</c> and the authenticated admin
+/// API under <c>/api/v1/</c> (see <see cref="AdminApi"/>). It is one more
 /// Kestrel endpoint of the edge's host, whose connections carry a marker feature; the pipeline sends
 /// requests with that marker here before any visitor middleware, so a visitor can never reach these
 /// pages, and admin requests never count as visitor traffic.
@@ -27,6 +28,7 @@ internal static class EdgeAdmin
         services.AddSingleton<EdgeConnectionEvents>();
         services.AddSingleton<RecentRequests>();
         services.AddSingleton<StatusPage>();
+        services.AddSingleton<AdminApi>();
         services.AddSingleton(sp => new PrometheusCollector(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), EdgeMetrics.MeterName));
     }
 
@@ -63,7 +65,10 @@ internal static class EdgeAdmin
         // Created now, so the counters hold everything from the edge's start.
         var collector = app.Services.GetRequiredService<PrometheusCollector>();
         var page = app.Services.GetRequiredService<StatusPage>();
-        app.MapWhen(context => context.Features.Get<AdminConnectionFeature>() is not null, admin => admin.Run(context => ServeAsync(context, collector, page)));
+
+        // Created now, so an unreadable token file or a bad network stops the edge at start.
+        var api = app.Services.GetRequiredService<AdminApi>();
+        app.MapWhen(context => context.Features.Get<AdminConnectionFeature>() is not null, admin => admin.Run(context => ServeAsync(context, collector, page, api)));
     }
 
     /// <summary>Logs where the admin listener is, warning when it is reachable from other machines.</summary>
@@ -76,10 +81,15 @@ internal static class EdgeAdmin
         }
     }
 
-    private static Task ServeAsync(HttpContext context, PrometheusCollector collector, StatusPage page)
+    private static Task ServeAsync(HttpContext context, PrometheusCollector collector, StatusPage page, AdminApi api)
     {
         var response = context.Response;
         response.Headers.CacheControl = "no-store";
+        if (context.Request.Path.StartsWithSegments(AdminApi.Prefix.TrimEnd('/'), StringComparison.Ordinal))
+        {
+            return api.HandleAsync(context);
+        }
+
         if (!HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method))
         {
             response.StatusCode = StatusCodes.Status405MethodNotAllowed;
@@ -98,7 +108,7 @@ internal static class EdgeAdmin
             default:
                 response.StatusCode = StatusCodes.Status404NotFound;
                 response.ContentType = "text/plain; charset=utf-8";
-                return response.WriteAsync("Not found. The admin port serves / (status) and /metrics.\n", context.RequestAborted);
+                return response.WriteAsync("Not found. The admin port serves / (status), /metrics and the admin API under /api/v1/.\n", context.RequestAborted);
         }
     }
 

@@ -183,9 +183,10 @@ public sealed partial class RequestForwarder
                     response = await connection.Invoker.SendAsync(request, deadline.Token).ConfigureAwait(false);
                     deadline.HeadersReceived();
                 }
-                catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && IsNotProcessed(ex) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
+                catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && (IsNotProcessed(ex) || IsRepeatable(context.Request.Method, ex, connection)) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
                 {
-                    // The origin never saw this request: the visitor need not see the failure.
+                    // The origin never saw this request, or it is idempotent and the tunnel under it was
+                    // lost before any answer: the visitor need not see the failure.
                     connection.MarkDraining();
                     failed = connection;
                     skipped.Add(connection);
@@ -269,6 +270,48 @@ public sealed partial class RequestForwarder
     private static bool IsNotProcessed(HttpRequestException ex) =>
         ex.HttpRequestError == HttpRequestError.ConnectionError;
 
+    /// <summary>
+    /// An idempotent request (RFC 9110 section 9.2.2) whose tunnel connection was lost before the response
+    /// headers came may be sent again, as any HTTP client may: the origin may have seen it, but seeing it
+    /// twice has the effect of once. Lost means the connection broke under it (reset, ended) or the edge
+    /// has given it up (silent, draining, closed: a black-holed tunnel fails its requests with a PING
+    /// timeout). A stream the origin itself reset, or an answer over the edge's limits, on a connection
+    /// still in use is the origin's answer, not a lost tunnel, and is not repeated.
+    /// </summary>
+    private static bool IsRepeatable(string method, HttpRequestException ex, TunnelConnection connection)
+    {
+        if (!(HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method) || HttpMethods.IsTrace(method)
+            || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method)))
+        {
+            return false;
+        }
+
+        if (FindVisitorError(ex) is not null)
+        {
+            return false;
+        }
+
+        if (!connection.IsUsable)
+        {
+            return true;
+        }
+
+        if (ex.HttpRequestError is not (HttpRequestError.ResponseEnded or HttpRequestError.Unknown))
+        {
+            return false;
+        }
+
+        for (Exception? current = ex; current is not null; current = current.InnerException)
+        {
+            if (current is HttpProtocolException)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     private static async Task<byte[]?> ReadReplayableBodyAsync(HttpContext context)
     {
         var request = context.Request;
@@ -282,7 +325,7 @@ public sealed partial class RequestForwarder
         return body;
     }
 
-    private static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
+    internal static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
     {
         var source = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
@@ -298,7 +341,7 @@ public sealed partial class RequestForwarder
 
         // Either WebSocket handshake becomes an RFC 8441 extended CONNECT, which Kestrel on the origin
         // hands to the app's WebSocket middleware like any HTTP/2 WebSocket.
-        var method = webSocket is null ? new HttpMethod(source.Method) : HttpMethod.Connect;
+        var method = webSocket is null ? HttpMethod.Parse(source.Method) : HttpMethod.Connect;
         var request = new HttpRequestMessage(method, new Uri(TunnelConnection.RequestUriPrefix + target, UriKind.Absolute))
         {
             Version = HttpVersion.Version20,
@@ -333,9 +376,15 @@ public sealed partial class RequestForwarder
                 continue;
             }
 
-            if (!request.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!))
+            // One value is the common case: added as a string, without boxing the values to enumerate them.
+            var added = values.Count == 1
+                ? request.Headers.TryAddWithoutValidation(name, values[0])
+                : request.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!);
+            if (!added && request.Content is not null)
             {
-                request.Content?.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!);
+                _ = values.Count == 1
+                    ? request.Content.Headers.TryAddWithoutValidation(name, values[0])
+                    : request.Content.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!);
             }
         }
 
@@ -385,14 +434,35 @@ public sealed partial class RequestForwarder
 
             await using (body.ConfigureAwait(false))
             {
+                // Bytes [start, end) of the buffer are read and not yet sent. What the tunnel already
+                // delivered is gathered into one write; whatever is held is sent before waiting for more,
+                // so a stream still reaches the visitor as the origin writes it.
                 var headersFlushed = false;
+                int start = 0, end = 0;
                 while (true)
                 {
+                    if (start == end)
+                    {
+                        start = end = 0;
+                    }
+                    else if (end == buffer.Length)
+                    {
+                        await WriteBodyAsync(response, buffer.AsMemory(start, end - start), context.RequestAborted).ConfigureAwait(false);
+                        start = end = 0;
+                    }
+
                     int read;
                     try
                     {
-                        var reading = body.ReadAsync(buffer, context.RequestAborted);
-                        if (!headersFlushed && !reading.IsCompleted)
+                        var reading = body.ReadAsync(buffer.AsMemory(end), context.RequestAborted);
+                        if (!reading.IsCompleted && end > start)
+                        {
+                            // The read fills the buffer after end; what is held before it goes out now.
+                            headersFlushed = true;
+                            await WriteBodyAsync(response, buffer.AsMemory(start, end - start), context.RequestAborted).ConfigureAwait(false);
+                            start = end;
+                        }
+                        else if (!headersFlushed && !reading.IsCompleted)
                         {
                             // Starting the response only queues its headers. The origin answered but has
                             // no body yet (a full-duplex call waiting for the visitor's next message, a
@@ -417,8 +487,12 @@ public sealed partial class RequestForwarder
                         break;
                     }
 
-                    await response.Body.WriteAsync(buffer.AsMemory(0, read), context.RequestAborted).ConfigureAwait(false);
-                    await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+                    end += read;
+                }
+
+                if (end > start)
+                {
+                    await WriteBodyAsync(response, buffer.AsMemory(start, end - start), context.RequestAborted).ConfigureAwait(false);
                 }
             }
 
@@ -441,6 +515,12 @@ public sealed partial class RequestForwarder
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    private static async ValueTask WriteBodyAsync(HttpResponse response, ReadOnlyMemory<byte> chunk, CancellationToken cancellationToken)
+    {
+        await response.Body.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
+        await response.Body.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -530,7 +610,7 @@ public sealed partial class RequestForwarder
     private static bool IsGrpc(HttpRequest request) =>
         request.ContentType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
-    private static void CopyHeaders(System.Net.Http.Headers.HttpHeaders from, IHeaderDictionary to, HashSet<string>? connectionTokens)
+    internal static void CopyHeaders(System.Net.Http.Headers.HttpHeaders from, IHeaderDictionary to, HashSet<string>? connectionTokens)
     {
         foreach (var (name, values) in from.NonValidated)
         {

@@ -95,7 +95,7 @@ public sealed class EdgeServer : IAsyncDisposable
         var services = builder.Services;
         services.AddSingleton(options);
         Telemetry.EdgeOtlpExport.AddIfConfigured(services, options);
-        services.AddSingleton(credentials);
+        services.AddSingleton(_ => credentials); // A factory, so the container disposes it (its file watch) with the host.
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(policies);
         services.AddSingleton<RouteTable>();

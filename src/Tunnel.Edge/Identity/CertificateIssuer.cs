@@ -147,12 +147,12 @@ public static class CertificateIssuer
     public static void WritePem(X509Certificate2 certificate, string certificatePath, string keyPath)
     {
         ArgumentNullException.ThrowIfNull(certificate);
-        WriteAtomically(certificatePath, certificate.ExportCertificatePem() + "\n", secret: false);
+        SecureFile.WriteAtomically(certificatePath, certificate.ExportCertificatePem() + "\n", secret: false);
         var key = (AsymmetricAlgorithm?)certificate.GetECDsaPrivateKey() ?? certificate.GetRSAPrivateKey()
             ?? throw new InvalidOperationException("The certificate has no exportable private key.");
         using (key)
         {
-            WriteAtomically(keyPath, key.ExportPkcs8PrivateKeyPem() + "\n", secret: true);
+            SecureFile.WriteAtomically(keyPath, key.ExportPkcs8PrivateKeyPem() + "\n", secret: true);
         }
     }
 
@@ -202,26 +202,6 @@ public static class CertificateIssuer
         serial[0] &= 0x7F;
         using var issued = request.Create(ca, now.AddMinutes(-5), notAfter, serial);
         return issued.CopyWithPrivateKey(key);
-    }
-
-    private static void WriteAtomically(string path, string content, bool secret)
-    {
-        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(directory);
-        var temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = secret ? UnixFileMode.UserRead | UnixFileMode.UserWrite : UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
-        }
-
-        using (var stream = new FileStream(temporary, options))
-        using (var writer = new StreamWriter(stream))
-        {
-            writer.Write(content);
-        }
-
-        File.Move(temporary, path, overwrite: true);
     }
 
     private static string Escape(string value) => value.Replace(",", "\\,", StringComparison.Ordinal).Replace("=", "\\=", StringComparison.Ordinal);

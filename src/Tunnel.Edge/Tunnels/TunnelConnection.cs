@@ -10,14 +10,21 @@ namespace Tunnel.Edge.Tunnels;
 /// </summary>
 public sealed class TunnelConnection : IAsyncDisposable
 {
+    // How much of each response the origin may send before the edge grants more. The HTTP client's
+    // default, 64 KiB, grows with its RTT estimate only after a download has stalled on it a few times;
+    // 1 MiB lets a response of that size flow without waiting for a WINDOW_UPDATE. Memory is taken only
+    // for bytes the visitor has not read yet, as with any window.
+    private const int ResponseStreamWindowSize = 1024 * 1024;
+
     private readonly ObservedStream _stream;
     private readonly SocketsHttpHandler _handler;
     private int _streamTaken;
     private int _inFlight;
     private long _requests;
 
-    internal TunnelConnection(string id, string connectorId, int connectionIndex, IReadOnlyList<string> hostnames, EndPoint? remote, SslStream stream, EdgeOptions options, TimeProvider time)
+    internal TunnelConnection(string id, string connectorId, int connectionIndex, IReadOnlyList<string> hostnames, EndPoint? remote, SslStream stream, EdgeOptions options, TimeProvider time, string credentialId = "")
     {
+        CredentialId = credentialId;
         Id = id;
         ConnectorId = connectorId;
         ConnectionIndex = connectionIndex;
@@ -35,6 +42,7 @@ public sealed class TunnelConnection : IAsyncDisposable
             PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             EnableMultipleHttp2Connections = false,
+            InitialHttp2StreamWindowSize = ResponseStreamWindowSize,
             KeepAlivePingDelay = options.KeepAlivePingDelay,
             KeepAlivePingTimeout = options.KeepAlivePingTimeout,
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
@@ -68,6 +76,9 @@ public sealed class TunnelConnection : IAsyncDisposable
 
     /// <summary>The origin's slot index for this connection.</summary>
     public int ConnectionIndex { get; }
+
+    /// <summary>The id of the credential it registered with: its client certificate's serial, upper-case hex.</summary>
+    public string CredentialId { get; }
 
     /// <summary>The hostnames registered on it.</summary>
     public IReadOnlyList<string> Hostnames { get; }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -10,6 +11,7 @@ using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
 using Tunnel.Protocol;
+using Tunnel.Protocol.Credentials;
 using Tunnel.Protocol.Registration;
 
 namespace Tunnel.Edge.Tunnels;
@@ -21,15 +23,13 @@ namespace Tunnel.Edge.Tunnels;
 /// </summary>
 public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 {
-    private static readonly Oid ClientAuthOid = new("1.3.6.1.5.5.7.3.2");
-
     private readonly EdgeOptions _options;
     private readonly RouteTable _routes;
     private readonly EdgeConnectionEvents _events;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
-    private readonly SslStreamCertificateContext _serverCertificate;
-    private readonly X509Certificate2Collection _trustedCas;
+    private readonly EdgeCredentials _credentials;
+    private readonly ConcurrentDictionary<TunnelConnection, X509Certificate2> _certificates = new();
     private readonly Socket _socket;
     private volatile bool _draining;
     private long _nextConnectionNumber;
@@ -48,8 +48,8 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         _events = events;
         _logger = logger;
         _time = time;
-        _serverCertificate = SslStreamCertificateContext.Create(credentials.ServerCertificate, additionalCertificates: null, offline: true);
-        _trustedCas = credentials.TrustedCas;
+        _credentials = credentials;
+        _credentials.TrustChanged += CheckLiveCredentials;
 
         var address = IPAddress.Parse(options.TunnelAddress);
         _socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -66,6 +66,9 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     /// <summary>The bound tunnel endpoint (with the real port when 0 was asked).</summary>
     public IPEndPoint EndPoint { get; }
 
+    /// <summary>Tunnel connections holding a place: registered, or accepted and about to be (tests check none leak).</summary>
+    internal int TunnelPlaces => Volatile.Read(ref _tunnelPlaces);
+
     /// <summary>Refuse new registrations from now on (the edge is shutting down).</summary>
     public void StartDraining() => _draining = true;
 
@@ -73,6 +76,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         EdgeLog.TunnelListening(_logger, EndPoint.ToString());
+        _credentials.StartWatching(_logger, _time);
         var heartbeats = WatchHeartbeatsAsync(stoppingToken);
         using var registration = stoppingToken.Register(() => _socket.Dispose());
         while (!stoppingToken.IsCancellationRequested)
@@ -170,6 +174,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     /// <inheritdoc />
     public override void Dispose()
     {
+        _credentials.TrustChanged -= CheckLiveCredentials;
         _socket.Dispose();
         base.Dispose();
     }
@@ -184,21 +189,31 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
             var authOptions = new SslServerAuthenticationOptions
             {
-                ServerCertificateContext = _serverCertificate,
+                // Read per handshake: a renewed server certificate or CA bundle applies from the next one on.
+                ServerCertificateContext = _credentials.ServerCertificateContext,
                 ClientCertificateRequired = true,
                 ApplicationProtocols = [new SslApplicationProtocol(TunnelProtocol.Alpn)],
                 EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                CertificateChainPolicy = CreateClientChainPolicy(),
+                CertificateChainPolicy = _credentials.CreateClientChainPolicy(),
                 RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
                 {
-                    if (errors == SslPolicyErrors.None)
+                    if (errors != SslPolicyErrors.None)
                     {
-                        return true;
+                        certificateProblem = DescribeCertificateProblem(certificate, chain, errors);
+                    }
+                    else if (certificate is X509Certificate2 presented && IsEdgeCertificate(presented))
+                    {
+                        // Edges' certificates carry client authentication too (they dial their peers in
+                        // a cluster); an edge never registers as an origin, so its names never route here.
+                        certificateProblem = $"the certificate ({presented.Subject}) is an edge's certificate (issued for server authentication); only origin certificates can register";
                     }
 
-                    certificateProblem = DescribeCertificateProblem(certificate, chain, errors);
-                    return false;
+                    // A TLS alert would reach the origin only as "connection closed" (with TLS 1.3 the
+                    // client's side of the handshake is done before the edge checks its certificate),
+                    // so the handshake completes and the refusal travels as a registration rejection
+                    // the origin can log. Nothing but that rejection is ever sent on such a connection.
+                    return true;
                 },
             };
 
@@ -216,7 +231,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                 }
                 catch (Exception ex) when (ex is AuthenticationException or IOException)
                 {
-                    EdgeLog.HandshakeFailed(_logger, remote, certificateProblem ?? ex.Message);
+                    EdgeLog.HandshakeFailed(_logger, remote, certificateProblem ?? DescribeHandshakeFailure(ex));
                     return;
                 }
             }
@@ -228,9 +243,9 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             }
 
             using var clientCertificate = ssl.RemoteCertificate is { } presented ? new X509Certificate2(presented) : null;
-            if (clientCertificate is null)
+            if (certificateProblem is not null || clientCertificate is null)
             {
-                EdgeLog.HandshakeFailed(_logger, remote, "no client certificate");
+                await RefuseCertificateAsync(ssl, remote, certificateProblem ?? "the origin presented no client certificate", stoppingToken).ConfigureAwait(false);
                 return;
             }
 
@@ -241,7 +256,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             }
 
             ssl = null; // The connection owns the stream now.
-            await ServeAsync(connection).ConfigureAwait(false);
+            await ServeAsync(connection, clientCertificate).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException)
         {
@@ -305,7 +320,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
 
         var connectionId = $"{_options.Name}-{Interlocked.Increment(ref _nextConnectionNumber)}";
-        var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time);
+        var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time, TunnelCredential.IdOf(clientCertificate));
         var accepted = new RegistrationAccepted { ConnectionId = connectionId, EdgeName = _options.Name, Region = _options.Region };
         try
         {
@@ -324,6 +339,28 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         return connection;
     }
 
+    /// <summary>
+    /// Refuses a connection whose client certificate failed validation: reads its registration (so the
+    /// origin is not reset before it reads the answer), then answers with the reason and closes.
+    /// </summary>
+    private async Task RefuseCertificateAsync(SslStream ssl, string remote, string problem, CancellationToken stoppingToken)
+    {
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken))
+        {
+            timeout.CancelAfter(_options.RegistrationTimeout);
+            try
+            {
+                _ = await RegistrationCodec.ReadRequestAsync(ssl, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is RegistrationProtocolException or IOException or OperationCanceledException)
+            {
+                // Whatever it sent, the certificate is the reason.
+            }
+        }
+
+        await RejectAsync(ssl, remote, new RegistrationRejected { Code = RejectionCodes.CertificateRefused, Message = problem }, stoppingToken).ConfigureAwait(false);
+    }
+
     private RegistrationRejected? Authorize(RegistrationRequest request, X509Certificate2 certificate, out IReadOnlyList<string> hostnames)
     {
         hostnames = [];
@@ -335,6 +372,15 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         if (_draining)
         {
             return new RegistrationRejected { Code = RejectionCodes.EdgeDraining, Message = $"Edge {_options.Name} is shutting down; use another edge.", Retryable = true };
+        }
+
+        if (_credentials.Revocations.Find(TunnelCredential.IdOf(certificate)) is { } revoked)
+        {
+            return new RegistrationRejected
+            {
+                Code = RejectionCodes.CredentialRevoked,
+                Message = $"The credential {revoked.Id} ({certificate.Subject}) was revoked on {revoked.RevokedAt:u}{(revoked.Reason.Length > 0 ? ": " + revoked.Reason : "")}; ask the edge's operator for a new one.",
+            };
         }
 
         var names = new List<string>();
@@ -382,11 +428,18 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
     }
 
-    private async Task ServeAsync(TunnelConnection connection)
+    private async Task ServeAsync(TunnelConnection connection, X509Certificate2 clientCertificate)
     {
         _routes.Add(connection);
+        _certificates[connection] = clientCertificate;
         try
         {
+            // A revocation seen between Authorize and now found no connection to close; look again.
+            if (_credentials.Check(clientCertificate) is { } problem)
+            {
+                Withdraw(connection, problem);
+            }
+
             // Open HTTP/2 now rather than on the first visitor's request, so keepalive PINGs watch the
             // tunnel from the start and a dead origin is found before a visitor is sent to it.
             await ProbeAsync(connection).ConfigureAwait(false);
@@ -394,6 +447,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
         finally
         {
+            _certificates.TryRemove(connection, out _);
             _routes.Remove(connection);
             Interlocked.Decrement(ref _tunnelPlaces);
             await connection.DisposeAsync().ConfigureAwait(false);
@@ -490,17 +544,71 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     // Checking twice per heartbeat keeps the reaction to silence within half a beat of the limit.
     private static readonly TimeSpan HeartbeatCheckInterval = TunnelLimits.AnchorHeartbeatInterval / 2;
 
-    private X509ChainPolicy CreateClientChainPolicy()
+    /// <summary>
+    /// After the revocation list or the CA bundle changed: every live connection whose credential may no
+    /// longer serve takes no new request from now on, is asked to move, and is closed after
+    /// <see cref="EdgeOptions.RevokedConnectionGrace"/> (its in-flight requests finish meanwhile).
+    /// </summary>
+    private void CheckLiveCredentials()
     {
-        var policy = new X509ChainPolicy
+        foreach (var (connection, certificate) in _certificates)
         {
-            TrustMode = X509ChainTrustMode.CustomRootTrust,
-            RevocationMode = X509RevocationMode.NoCheck,
-        };
-        policy.CustomTrustStore.AddRange(_trustedCas);
-        policy.ApplicationPolicy.Add(ClientAuthOid);
-        return policy;
+            if (_credentials.Check(certificate) is { } problem)
+            {
+                Withdraw(connection, problem);
+            }
+        }
     }
+
+    private void Withdraw(TunnelConnection connection, CredentialProblem problem)
+    {
+        // Removing the certificate is the claim: a connection is withdrawn once, however many checks see it.
+        if (!_certificates.TryRemove(connection, out _))
+        {
+            return;
+        }
+
+        EdgeLog.TunnelCredentialWithdrawn(_logger, connection.Id, connection.ConnectorId, _options.RevokedConnectionGrace.TotalSeconds, problem.Message);
+        connection.MarkDraining();
+        connection.RequestMove();
+        _ = CloseAfterGraceAsync(connection);
+    }
+
+    private async Task CloseAfterGraceAsync(TunnelConnection connection)
+    {
+        await Task.WhenAny(connection.Closed, Task.Delay(_options.RevokedConnectionGrace, _time)).ConfigureAwait(false);
+        if (!connection.Closed.IsCompleted)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The TLS stack's own words: the outer exception says only "authentication failed", the innermost
+    /// one names the alert (no application protocol, unsupported protocol version, ...).
+    /// </summary>
+    private static string DescribeHandshakeFailure(Exception exception)
+    {
+        var innermost = exception;
+        while (innermost.InnerException is { } inner)
+        {
+            innermost = inner;
+        }
+
+        var detail = innermost.Message;
+        if (detail.Contains("application protocol", StringComparison.OrdinalIgnoreCase))
+        {
+            detail += $" (the client did not offer ALPN '{TunnelProtocol.Alpn}')";
+        }
+
+        return ReferenceEquals(innermost, exception) ? detail : $"{exception.Message} {detail}";
+    }
+
+    private static bool IsEdgeCertificate(X509Certificate2 certificate) =>
+        certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>()
+            .Any(usage => usage.EnhancedKeyUsages.Cast<Oid>().Any(oid => oid.Value == ServerAuthOid));
+
+    private const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
 
     private static string DescribeCertificateProblem(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
@@ -511,6 +619,17 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
         var statuses = chain?.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0).Distinct().ToArray() ?? [];
         var detail = statuses.Length > 0 ? string.Join("; ", statuses) : errors.ToString();
+        if (chain?.ChainStatus.Any(s => (s.Status & (X509ChainStatusFlags.NotValidForUsage | X509ChainStatusFlags.InvalidPolicyConstraints | X509ChainStatusFlags.NoIssuanceChainPolicy)) != 0) == true)
+        {
+            // OpenSSL's words for a missing client-auth usage are only "invalid policy".
+            detail += " (it is not issued for client authentication; a server certificate cannot register)";
+        }
+
+        if (chain?.ChainStatus.Any(s => (s.Status & (X509ChainStatusFlags.PartialChain | X509ChainStatusFlags.UntrustedRoot)) != 0) == true)
+        {
+            detail += " (it is not issued by a CA this edge trusts)";
+        }
+
         return $"the origin certificate ({certificate.Subject}) was refused: {detail}";
     }
 }

@@ -23,4 +23,10 @@ public static class RejectionCodes
 
     /// <summary>The origin's credential was revoked. Not retryable.</summary>
     public const string CredentialRevoked = "credential_revoked";
+
+    /// <summary>
+    /// The origin's client certificate failed validation: expired, from another CA, not for client
+    /// authentication, or missing. The message says which. Not retryable.
+    /// </summary>
+    public const string CertificateRefused = "certificate_refused";
 }

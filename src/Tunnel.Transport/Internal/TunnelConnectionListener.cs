@@ -32,6 +32,10 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     private static readonly TimeSpan BrokenAnchorGrace = TimeSpan.FromMilliseconds(200);
 
     private readonly TunnelEvents _events;
+    private readonly SlotState[] _slotStates;
+    private readonly SemaphoreSlim _renewed = new(0);
+    private TunnelCredentialWatcher? _watcher;
+    private Task _renewal = Task.CompletedTask;
 
     public TunnelConnectionListener(TunnelEndPoint endPoint, TunnelSettings settings, TunnelEvents events, ILogger logger, TimeProvider time)
     {
@@ -40,6 +44,8 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         _events = events;
         _logger = logger;
         _time = time;
+
+        _slotStates = Enumerable.Range(0, settings.HaConnections).Select(_ => new SlotState()).ToArray();
 
         // One place per slot: a slot queues at most one connection at a time.
         _ready = Channel.CreateBounded<StreamTransportConnection>(new BoundedChannelOptions(settings.HaConnections)
@@ -53,11 +59,82 @@ internal sealed class TunnelConnectionListener : IConnectionListener
 
     public void Start()
     {
-        TunnelLog.Starting(_logger, _settings.HaConnections, string.Join(", ", _settings.Edges), string.Join(", ", _settings.DialOptions.Hostnames));
+        var state = _settings.Current;
+        TunnelLog.Starting(_logger, _settings.HaConnections, string.Join(", ", state.Edges), string.Join(", ", state.DialOptions.Hostnames));
         _events.Status.Start(_settings.HaConnections);
         _slots = Enumerable.Range(0, _settings.HaConnections)
             .Select(index => Task.Run(() => SuperviseSlotAsync(index)))
             .ToArray();
+        _watcher = new TunnelCredentialWatcher(_settings, _events.Status, _logger, _time, OnCredentialRenewed);
+        _watcher.Start();
+        _renewal = Task.Run(RenewConnectionsAsync);
+    }
+
+    private void OnCredentialRenewed(TunnelDialState state) => RequestRenewalPass();
+
+    private void RequestRenewalPass()
+    {
+        try
+        {
+            _renewed.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Unbound: nothing left to renew.
+        }
+    }
+
+    /// <summary>
+    /// After a renewal, replaces the connections dialed with an older credential one at a time: the slot
+    /// dials a replacement with the new one, and only once it is registered does the old connection
+    /// close (gracefully) and the next slot begin. A new credential the edge refuses thus never takes
+    /// down more than one connection's worth of dials, and the old connections keep serving meanwhile.
+    /// </summary>
+    private async Task RenewConnectionsAsync()
+    {
+        var stopping = _stopping.Token;
+        try
+        {
+            while (true)
+            {
+                await _renewed.WaitAsync(stopping).ConfigureAwait(false);
+                while (NextSlotToRenew() is { } renewal)
+                {
+                    // A newer credential meanwhile needs no restart: the slot dials with whatever is current.
+                    await renewal.WaitAsync(stopping).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            TunnelLog.RenewalFault(_logger, ex);
+        }
+    }
+
+    /// <summary>Asks the first slot whose connection is older than the current credential to replace it; returns when that slot next registers.</summary>
+    private Task? NextSlotToRenew()
+    {
+        var generation = _settings.Current.Generation;
+        for (var index = 0; index < _slotStates.Length; index++)
+        {
+            var slot = _slotStates[index];
+            lock (slot)
+            {
+                if (slot.Generation < 0 || slot.Generation >= generation)
+                {
+                    continue;
+                }
+
+                var registered = slot.Registered.Task;
+                slot.RenewRequested.TrySetResult();
+                return registered;
+            }
+        }
+
+        return null;
     }
 
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
@@ -89,6 +166,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
 
         TunnelLog.Stopping(_logger);
         _events.Status.Stop();
+        _watcher?.Dispose();
         await _stopping.CancelAsync().ConfigureAwait(false);
         _ready.Writer.TryComplete();
         while (_ready.Reader.TryRead(out var queued))
@@ -97,12 +175,14 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         }
 
         await Task.WhenAll(_slots).ConfigureAwait(false);
+        await _renewal.ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()
     {
         await UnbindAsync().ConfigureAwait(false);
         _stopping.Dispose();
+        _renewed.Dispose();
     }
 
     private async Task SuperviseSlotAsync(int index)
@@ -137,15 +217,19 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     private async Task RunSlotAsync(int index, CancellationToken stopping)
     {
         var backoff = new RedialBackoff(_settings.Redial, _time);
-        var selector = _settings.Selector;
         EdgeAddress? lastEdge = null;
         var pipeline = RedialPipeline.Create(backoff, (failure, delay) => PublishFailure(index, lastEdge, failure, delay), _time);
         StreamTransportConnection? retiring = null;
+        var slot = _slotStates[index];
 
         while (!stopping.IsCancellationRequested)
         {
+            // Each attempt dials with the credential current then: a renewal takes effect at the next dial.
+            TunnelDialState state = _settings.Current;
             var edgeConnection = await pipeline.ExecuteAsync(async token =>
             {
+                state = _settings.Current;
+                var selector = state.Selector;
                 var choice = await selector.SelectAsync(index, token).ConfigureAwait(false);
                 lastEdge = choice.Edge;
                 if (choice.Wait > TimeSpan.Zero)
@@ -162,7 +246,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 activity?.SetTag("server.port", choice.Edge.Port);
                 try
                 {
-                    var dialed = await _settings.Dialer.DialAsync(choice.Edge, index, backoff.ConsecutiveFailures, token).ConfigureAwait(false);
+                    var dialed = await state.Dialer.DialAsync(choice.Edge, index, backoff.ConsecutiveFailures, token).ConfigureAwait(false);
                     activity?.SetTag("tunnel.edge.name", dialed.Registration.EdgeName);
                     activity?.SetTag("tunnel.edge.region", dialed.Registration.Region);
                     activity?.SetTag("tunnel.connection.id", dialed.Registration.ConnectionId);
@@ -186,6 +270,8 @@ internal sealed class TunnelConnectionListener : IConnectionListener
             }, stopping).ConfigureAwait(false);
 
             var registration = edgeConnection.Registration;
+            var dialedWith = state;
+            var selector = dialedWith.Selector;
             selector.ReportConnected(index, edgeConnection.Edge, registration.Region, edgeConnection.Timings.Tcp);
             backoff.OnConnected();
             var registeredAt = _time.GetUtcNow();
@@ -195,6 +281,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 EdgeName = registration.EdgeName,
                 EdgeRegion = registration.Region,
                 TunnelConnectionId = registration.ConnectionId,
+                CredentialId = dialedWith.CredentialId,
                 Timings = edgeConnection.Timings,
             };
             _events.Publish(registered);
@@ -209,6 +296,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 TunnelConnectionId = registration.ConnectionId,
                 ConnectionIndex = index,
                 RegisteredAt = registeredAt,
+                CredentialId = dialedWith.CredentialId,
             };
             feature.AbortConnection = reason =>
             {
@@ -232,15 +320,58 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                 retiring = null;
             }
 
+            Task renewRequested;
+            lock (slot)
+            {
+                slot.Generation = dialedWith.Generation;
+
+                // A request meant for the connection this one replaces is spent.
+                if (slot.RenewRequested.Task.IsCompleted)
+                {
+                    slot.RenewRequested = NewSignal();
+                }
+
+                renewRequested = slot.RenewRequested.Task;
+                var registeredSignal = slot.Registered;
+                slot.Registered = NewSignal();
+                registeredSignal.TrySetResult();
+            }
+
+            if (dialedWith.Generation < _settings.Current.Generation)
+            {
+                // Dialed with the old credential while it was being renewed: this one is replaced too.
+                RequestRenewalPass();
+            }
+
             Task outcome;
             try
             {
-                outcome = await Task.WhenAny(connection.Disposed, feature.MoveRequested).WaitAsync(stopping).ConfigureAwait(false);
+                outcome = await Task.WhenAny(connection.Disposed, feature.MoveRequested, renewRequested).WaitAsync(stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
                 // Stopping: Kestrel owns the connection now and closes it gracefully.
                 return;
+            }
+
+            lock (slot)
+            {
+                slot.Generation = -1;
+                if (outcome == renewRequested)
+                {
+                    slot.RenewRequested = NewSignal();
+                }
+            }
+
+            if (outcome == renewRequested && !connection.Disposed.IsCompleted)
+            {
+                // A renewed credential: dial the replacement at once (no backoff, the edge did nothing
+                // wrong); this connection keeps serving until the replacement is registered.
+                var renewingAt = _time.GetUtcNow();
+                _events.Publish(registered with { Kind = TunnelConnectionEventKind.Renewing, Timestamp = renewingAt, Timings = null, Uptime = renewingAt - registeredAt });
+                selector.ReportDisconnected(index);
+                retiring = connection;
+                continue;
             }
 
             if (outcome == feature.MoveRequested)
@@ -278,9 +409,26 @@ internal sealed class TunnelConnectionListener : IConnectionListener
 
     private static void RequestGracefulClose(StreamTransportConnection connection)
     {
-        // Kestrel puts this feature on every connection it serves; asking it to close sends GOAWAY and
-        // lets the open streams finish.
+        // Ending the anchor first tells the edge to choose this connection no more (a no-op when the
+        // edge already ended it). Kestrel puts the lifetime feature on every connection it serves;
+        // asking it to close sends GOAWAY and lets the open streams finish.
+        (connection.Features.Get<ITunnelConnectionFeature>() as TunnelConnectionFeature)?.ReleaseAnchor();
         connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.RequestClose();
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>What the renewal needs to know of a slot, and the signals between the two. Locked on itself.</summary>
+    private sealed class SlotState
+    {
+        /// <summary>The credential generation of the slot's registered connection; -1 while it has none.</summary>
+        public int Generation { get; set; } = -1;
+
+        /// <summary>Completed by the renewal to make the slot replace its connection.</summary>
+        public TaskCompletionSource RenewRequested { get; set; } = NewSignal();
+
+        /// <summary>Completed when the slot next registers a connection.</summary>
+        public TaskCompletionSource Registered { get; set; } = NewSignal();
     }
 
     private void WarnAboutFewEdges(int knownEdges)

@@ -40,6 +40,9 @@ internal sealed class TunnelEvents(ILoggerFactory loggerFactory, TunnelStatus st
             case TunnelConnectionEventKind.Moving:
                 TunnelLog.MoveRequested(_logger, e.ConnectionIndex, e.EdgeName ?? "", e.TunnelConnectionId ?? "");
                 break;
+            case TunnelConnectionEventKind.Renewing:
+                TunnelLog.Renewing(_logger, e.ConnectionIndex, e.TunnelConnectionId ?? "");
+                break;
             case TunnelConnectionEventKind.Dropped:
                 TunnelLog.TunnelSilent(_logger, e.ConnectionIndex, e.TunnelConnectionId ?? "", e.Reason ?? "");
                 break;

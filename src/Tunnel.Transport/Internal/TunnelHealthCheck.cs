@@ -21,8 +21,27 @@ internal sealed class TunnelHealthCheck(ITunnelStatus status) : IHealthCheck
             data["lastError"] = $"{lastError.ErrorType}: {lastError.Reason}";
         }
 
+        var credential = status.Credential;
+        var credentialProblem = credential?.Problem;
+        if (credential is not null)
+        {
+            data["credential"] = credential.CredentialId;
+            data["credentialNotAfter"] = credential.NotAfter.ToString("u", System.Globalization.CultureInfo.InvariantCulture);
+            if (credentialProblem is not null)
+            {
+                data["credentialProblem"] = credentialProblem;
+            }
+        }
+
         var description = $"{registered} of {desired} tunnel connections registered.{error}";
-        var result = desired > 0 && registered == desired
+        if (credentialProblem is not null)
+        {
+            description += $" Credential: {credentialProblem}";
+        }
+
+        // A credential problem does not stop the open connections, so it degrades rather than fails;
+        // it needs a person before the certificate runs out or the next reconnect fails.
+        var result = desired > 0 && registered == desired && credentialProblem is null
             ? HealthCheckResult.Healthy(description, data)
             : registered > 0
                 ? HealthCheckResult.Degraded(description, data: data)

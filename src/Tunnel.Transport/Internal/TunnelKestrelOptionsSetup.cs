@@ -20,7 +20,8 @@ internal sealed class TunnelKestrelOptionsSetup(
     public void PostConfigure(string? name, KestrelServerOptions options)
     {
         var tunnel = tunnelOptions.CurrentValue;
-        var hostnames = string.Join(",", tunnel.Hostnames);
+        // The endpoint's name only shows in Kestrel's logs; with a credential file the hostnames come from it.
+        var hostnames = tunnel.Hostnames.Count > 0 || string.IsNullOrEmpty(tunnel.CredentialPath) ? string.Join(",", tunnel.Hostnames) : Path.GetFileName(tunnel.CredentialPath);
         options.Listen(new TunnelEndPoint($"tunnel://{hostnames}"), listen => listen.Protocols = HttpProtocols.Http2);
 
         // The edge cannot speak TLS to Kestrel inside the tunnel, so requests carry the visitor's scheme.

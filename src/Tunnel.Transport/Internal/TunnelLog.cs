@@ -42,4 +42,31 @@ internal static partial class TunnelLog
 
     [LoggerMessage(9, LogLevel.Information, "Keeping the app's URL listeners {Urls} beside the tunnel.", EventName = "KeepingUrls")]
     public static partial void KeepingUrls(ILogger logger, string urls);
+
+    [LoggerMessage(14, LogLevel.Information, "Tunnel connection {ConnectionIndex} ({TunnelConnectionId}) is replaced because the credential was renewed; it serves until the replacement is registered.", EventName = "Renewing")]
+    public static partial void Renewing(ILogger logger, int connectionIndex, string tunnelConnectionId);
+
+    [LoggerMessage(15, LogLevel.Information, "Credential {CredentialId} loaded from {Source}: {Subject}, valid until {NotAfter:u}.", EventName = "CredentialLoaded")]
+    public static partial void CredentialLoaded(ILogger logger, string credentialId, string source, string subject, DateTimeOffset notAfter);
+
+    [LoggerMessage(16, LogLevel.Information, "Credential renewed: {CredentialId} from {Source}, valid until {NotAfter:u}; new connections use it and the {ConnectionCount} open ones are replaced one at a time.", EventName = "CredentialRenewed")]
+    public static partial void CredentialRenewed(ILogger logger, string credentialId, string source, DateTimeOffset notAfter, int connectionCount);
+
+    [LoggerMessage(17, LogLevel.Warning, "The changed credential is not usable; the tunnel keeps credential {CredentialId} and reads the files again on their next change: {Reason}", EventName = "CredentialReloadFailed")]
+    public static partial void CredentialReloadFailed(ILogger logger, string credentialId, string reason);
+
+    [LoggerMessage(18, LogLevel.Warning, "Credential {CredentialId} expires at {NotAfter:u}, in {RemainingHours:0.#} h: renew it (tunnel-edge issue) before then; the edge refuses an expired certificate.", EventName = "CredentialExpiring")]
+    public static partial void CredentialExpiring(ILogger logger, string credentialId, DateTimeOffset notAfter, double remainingHours);
+
+    [LoggerMessage(19, LogLevel.Warning, "Credential {CredentialId} expired at {NotAfter:u}: the edge refuses new tunnel connections with it; open ones keep serving until they close. Renew it (tunnel-edge issue).", EventName = "CredentialExpired")]
+    public static partial void CredentialExpired(ILogger logger, string credentialId, DateTimeOffset notAfter);
+
+    [LoggerMessage(20, LogLevel.Warning, "Cannot watch {Directory} for credential changes ({Reason}); the periodic check still reads the files every {IntervalSeconds:0} s.", EventName = "CredentialWatchFailed")]
+    public static partial void CredentialWatchFailed(ILogger logger, string directory, string reason, double intervalSeconds);
+
+    [LoggerMessage(21, LogLevel.Error, "Replacing tunnel connections after a credential renewal failed unexpectedly; new dials still use the renewed credential.", EventName = "RenewalFault")]
+    public static partial void RenewalFault(ILogger logger, Exception exception);
+
+    [LoggerMessage(22, LogLevel.Error, "Checking the credential files failed unexpectedly; the loaded credential stays in use.", EventName = "CredentialCheckFault")]
+    public static partial void CredentialCheckFault(ILogger logger, Exception exception);
 }

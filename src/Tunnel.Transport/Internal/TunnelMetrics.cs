@@ -59,9 +59,9 @@ internal sealed class TunnelMetrics
             case TunnelConnectionEventKind.DialFailed:
                 _attempts.Add(1, new KeyValuePair<string, object?>("tunnel.attempt.result", "failed"), new KeyValuePair<string, object?>("error.type", e.ErrorType));
                 break;
-            case TunnelConnectionEventKind.Disconnected or TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Dropped:
+            case TunnelConnectionEventKind.Disconnected or TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing or TunnelConnectionEventKind.Dropped:
                 _redials.Add(1, new KeyValuePair<string, object?>("tunnel.redial.cause", e.Kind.ToString().ToLowerInvariant()), Edge(e));
-                if (e.Uptime is { } uptime && e.Kind != TunnelConnectionEventKind.Moving)
+                if (e.Uptime is { } uptime && e.Kind is not (TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing))
                 {
                     _lifetime.Record(uptime.TotalSeconds, Edge(e));
                 }

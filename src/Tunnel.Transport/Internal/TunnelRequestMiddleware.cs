@@ -53,8 +53,8 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
     /// The probe stays open as the tunnel's anchor stream. While a stream is open Kestrel never starts
     /// its keep-alive timeout, so an idle tunnel is not closed. A byte every second tells the edge the
     /// tunnel is alive. When the app begins to stop the anchor ends, which tells the edge at once to
-    /// send this connection nothing new; when the edge cancels it, the edge is draining and this
-    /// connection's slot dials a replacement elsewhere.
+    /// send this connection nothing new (the same when a renewed credential's replacement has registered);
+    /// when the edge cancels it, the edge is draining and this connection's slot dials a replacement elsewhere.
     /// </summary>
     private async Task HoldAnchorAsync(HttpContext context)
     {
@@ -70,7 +70,7 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
 
         // Starting the response only queues the headers; the edge is waiting for them.
         await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
-        using var release = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
+        using var release = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping, feature?.AnchorReleased ?? CancellationToken.None);
         var silent = false;
         try
         {
@@ -90,7 +90,7 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
             // slot redials now instead of waiting for the PING timeout.
             feature.AbortConnection?.Invoke($"no heartbeat from the edge for {TunnelLimits.AnchorDeadLimit.TotalSeconds:0.#} s");
         }
-        else if (!lifetime.ApplicationStopping.IsCancellationRequested)
+        else if (!lifetime.ApplicationStopping.IsCancellationRequested && feature?.AnchorReleased.IsCancellationRequested != true)
         {
             feature?.RequestMove();
         }

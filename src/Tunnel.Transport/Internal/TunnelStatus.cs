@@ -9,6 +9,27 @@ internal sealed class TunnelStatus(TimeProvider time) : ITunnelStatus
     private readonly Queue<TunnelConnectionEvent> _recent = new();
     private TunnelSlotStatus[] _slots = [];
     private TunnelConnectionEvent? _lastError;
+    private TunnelCredentialStatus? _credential;
+
+    public TunnelCredentialStatus? Credential
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _credential;
+            }
+        }
+    }
+
+    /// <summary>Replaces the credential status with what <paramref name="update"/> makes of it.</summary>
+    public void UpdateCredential(Func<TunnelCredentialStatus?, TunnelCredentialStatus?> update)
+    {
+        lock (_lock)
+        {
+            _credential = update(_credential);
+        }
+    }
 
     public int DesiredConnections
     {
@@ -106,12 +127,12 @@ internal sealed class TunnelStatus(TimeProvider time) : ITunnelStatus
             var slot = _slots[e.ConnectionIndex];
             _slots[e.ConnectionIndex] = e.Kind switch
             {
-                TunnelConnectionEventKind.Registered => new TunnelSlotStatus(e.ConnectionIndex, true, e.EdgeName, e.EdgeRegion, e.EdgeAddress, e.TunnelConnectionId, e.Timestamp, null),
+                TunnelConnectionEventKind.Registered => new TunnelSlotStatus(e.ConnectionIndex, true, e.EdgeName, e.EdgeRegion, e.EdgeAddress, e.TunnelConnectionId, e.Timestamp, null) { CredentialId = e.CredentialId },
                 TunnelConnectionEventKind.Disconnected or TunnelConnectionEventKind.Dropped =>
                     slot with { IsRegistered = false, Since = e.Timestamp, LastError = e.IsFailure ? e : slot.LastError },
 
-                // Moving: the old connection still serves until the replacement is registered.
-                TunnelConnectionEventKind.Moving => slot,
+                // Moving, renewing: the old connection still serves until the replacement is registered.
+                TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing => slot,
                 _ => slot with { LastError = e },
             };
         }

@@ -8,20 +8,20 @@ namespace Tunnel.Edge.Dial.Tests.Discovery;
 
 public class DnsMessageTests
 {
-    private const ushort Id = 0x1234;
+    internal const ushort Id = 0x1234;
     private const string SrvName = "_tunnel._tcp.example.test";
 
     // dnsmasq 2.90's answer to "_tunnel._tcp.example.test SRV" (id 0x1234): edge2 (priority 1, weight 5,
     // port 7845) and edge1 (priority 0, weight 10, port 7844), with edge1's A and AAAA and edge2's A in
     // the additional section, names compressed, TTL 2.
-    private static readonly byte[] CapturedSrvAnswer = Convert.FromHexString(
+    internal static readonly byte[] CapturedSrvAnswer = Convert.FromHexString(
         "123485800001000200000003075f74756e6e656c045f746370076578616d706c6504746573740000210001c00c0021000100000002001a000100051ea5056564676532076578616d706c65047465737400c00c0021000100000002001a0000000a1ea4056564676531076578616d706c65047465737400c063000100010000000200047f000001c063001c000100000002001000000000000000000000000000000001c03d000100010000000200047f000002");
 
     // dnsmasq 2.90's NXDOMAIN for "nothere.example.test A" (id 0x1234) with --local=/example.test/.
     private static readonly byte[] CapturedNxDomain = Convert.FromHexString(
         "123481830001000000000000076e6f7468657265076578616d706c6504746573740000010001");
 
-    private static DnsQuery SrvQuery => DnsQuery.Create(SrvName, DnsRecordType.Srv, Id);
+    internal static DnsQuery SrvQuery => DnsQuery.Create(SrvName, DnsRecordType.Srv, Id);
 
     [Fact]
     public void Parses_an_SRV_answer_with_A_and_AAAA_records_in_the_additional_section()

@@ -20,7 +20,7 @@ public sealed partial class EdgeProcess : IAsyncDisposable
 
     public int VisitorPort { get; private set; }
 
-    /// <summary>The admin port (status page, <c>/metrics</c>).</summary>
+    /// <summary>The admin port (status page, <c>/metrics</c>, admin API); 0 when it is off.</summary>
     public int AdminPort { get; private set; }
 
     /// <summary>The inter-edge port, 0 when the edge is not in a cluster.</summary>
@@ -37,7 +37,11 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, params string[] extraArguments)
+    public static Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, params string[] extraArguments) =>
+        StartAsync(pki.Directory, name, region, extraArguments);
+
+    /// <summary>Starts <c>tunnel-edge serve --dir <paramref name="directory"/></c> on loopback ports the OS picks.</summary>
+    public static async Task<EdgeProcess> StartAsync(string directory, string name, string region, params string[] extraArguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -46,7 +50,7 @@ public sealed partial class EdgeProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", directory, "--listen", "127.0.0.1",
             "--tunnel-port", "0", "--http-port", "0", "--admin-port", "0", "--name", name, "--region", region, .. extraArguments])
         {
             start.ArgumentList.Add(argument);
@@ -80,9 +84,8 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
         edge.TunnelPort = int.Parse(line.Groups["tunnel"].Value, CultureInfo.InvariantCulture);
         edge.VisitorPort = int.Parse(line.Groups["visitor"].Value, CultureInfo.InvariantCulture);
-        var text = line.Result("$_");
-        edge.AdminPort = AdminPart().Match(text) is { Success: true } admin ? int.Parse(admin.Groups["port"].Value, CultureInfo.InvariantCulture) : 0;
-        edge.PeerPort = PeerPart().Match(text) is { Success: true } peer ? int.Parse(peer.Groups["port"].Value, CultureInfo.InvariantCulture) : 0;
+        edge.AdminPort = line.Groups["admin"].Success ? int.Parse(line.Groups["admin"].Value, CultureInfo.InvariantCulture) : 0;
+        edge.PeerPort = PeerPart().Match(line.Result("$_")) is { Success: true } peer ? int.Parse(peer.Groups["port"].Value, CultureInfo.InvariantCulture) : 0;
         return edge;
     }
 
@@ -104,11 +107,8 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         Process.Dispose();
     }
 
-    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)")]
+    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)(.*admin API on http://[^\s]+:(?<admin>\d+)/)?")]
     private static partial Regex ReadyLine();
-
-    [GeneratedRegex(@"status and metrics on http://[^\s]+:(?<port>\d+)/")]
-    private static partial Regex AdminPart();
 
     [GeneratedRegex(@"peers on https://[^\s]+:(?<port>\d+)")]
     private static partial Regex PeerPart();

@@ -114,6 +114,7 @@ public sealed class FaultProxy : IAsyncDisposable
         private readonly Socket _client;
         private readonly Socket _server;
         private volatile bool _blackHoled;
+        private volatile bool _closed;
 
         internal Link(FaultProxy proxy, Socket client, Socket server)
         {
@@ -123,6 +124,9 @@ public sealed class FaultProxy : IAsyncDisposable
         }
 
         public bool IsBlackHoled => _blackHoled;
+
+        /// <summary>Closed by a fault, by either end or by the proxy.</summary>
+        public bool IsClosed => _closed;
 
         /// <summary>From now on every byte either way is dropped; both sockets stay open.</summary>
         public void BlackHole() => _blackHoled = true;
@@ -146,6 +150,7 @@ public sealed class FaultProxy : IAsyncDisposable
 
         internal void Close()
         {
+            _closed = true;
             _client.Dispose();
             _server.Dispose();
         }
@@ -169,6 +174,9 @@ public sealed class FaultProxy : IAsyncDisposable
                         if (!_blackHoled)
                         {
                             to.Shutdown(SocketShutdown.Send);
+
+                            // One end is done with it: a tunnel does not live on half closed.
+                            _closed = true;
                         }
 
                         return;

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Tunnel.Edge.Identity;
+using Tunnel.Protocol.Credentials;
 
 namespace Tunnel.EndToEnd.Tests.Infrastructure;
 
@@ -34,6 +35,62 @@ public sealed class TestPki : IDisposable
     {
         using var origin = CertificateIssuer.IssueOriginCertificate(Ca, domains, TimeSpan.FromDays(1));
         var prefix = Path.Combine(Directory, "origin-" + Guid.NewGuid().ToString("N")[..8]);
+        CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
+        return (prefix + ".pem", prefix + ".key");
+    }
+
+    /// <summary>
+    /// A credential as <c>tunnel-edge issue</c> writes it: a new origin certificate for
+    /// <paramref name="hostnames"/>, signed by <paramref name="issuer"/> (this PKI's CA by default),
+    /// pinning this PKI's edge CA.
+    /// </summary>
+    public TunnelCredential CreateCredential(string[] hostnames, string[] edges, X509Certificate2? issuer = null, string? edgeServerName = "localhost", TimeSpan? validity = null)
+    {
+        using var origin = CertificateIssuer.IssueOriginCertificate(issuer ?? Ca, hostnames, validity ?? TimeSpan.FromDays(1));
+        using var key = origin.GetECDsaPrivateKey()!;
+        return new TunnelCredential
+        {
+            Id = TunnelCredential.IdOf(origin),
+            Hostnames = hostnames,
+            Certificate = origin.ExportCertificatePem(),
+            Key = key.ExportPkcs8PrivateKeyPem(),
+            EdgeCa = Ca.ExportCertificatePem(),
+            Edges = edges,
+            EdgeServerName = edgeServerName,
+            NotBefore = origin.NotBefore,
+            NotAfter = origin.NotAfter,
+        };
+    }
+
+    /// <summary>Writes a credential file the way a renewal should: to a temporary file, then renamed over the old one.</summary>
+    public static void WriteCredentialAtomically(string path, TunnelCredential credential) => WriteAtomically(path, credential.ToJson());
+
+    /// <summary>Writes text to a temporary file beside <paramref name="path"/> and renames it over <paramref name="path"/>.</summary>
+    public static void WriteAtomically(string path, string text)
+    {
+        var temporary = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+        File.WriteAllText(temporary, text);
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    /// <summary>Issues an origin certificate, signed by this CA, that expired a minute after the CA's start (minutes ago).</summary>
+    public (string CertificatePath, string KeyPath) IssueExpiredOrigin(params string[] domains)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=expired origin", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.2")], false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Ca, true, false));
+        var san = new SubjectAlternativeNameBuilder();
+        foreach (var domain in domains)
+        {
+            san.AddDnsName(domain);
+        }
+
+        request.CertificateExtensions.Add(san.Build());
+        using var issued = request.Create(Ca, Ca.NotBefore, Ca.NotBefore.AddMinutes(1), [0x11, 0x22, 0x33, 0x44]);
+        using var origin = issued.CopyWithPrivateKey(key);
+        var prefix = Path.Combine(Directory, "expired-" + Guid.NewGuid().ToString("N")[..8]);
         CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
         return (prefix + ".pem", prefix + ".key");
     }

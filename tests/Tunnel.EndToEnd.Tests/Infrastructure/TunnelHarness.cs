@@ -125,6 +125,36 @@ public sealed class TunnelHarness : IAsyncDisposable
         return origin;
     }
 
+    /// <summary>
+    /// Starts a HelloOrigin app whose tunnel options come only from <paramref name="configureTunnel"/> and
+    /// the configuration <paramref name="configureBuilder"/> adds (applied before <c>UseTunnelTransport</c>):
+    /// nothing of the harness's own, so a credential file alone can be tested.
+    /// </summary>
+    public async Task<Origin> StartBareOriginAsync(
+        Action<TunnelOptions>? configureTunnel = null,
+        Action<WebApplicationBuilder>? configureBuilder = null,
+        int waitForConnections = 0,
+        Action<WebApplication>? configureApp = null)
+    {
+        var logs = new LogCapture();
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Production" });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(logs);
+        configureBuilder?.Invoke(builder);
+        builder.WebHost.UseTunnelTransport(configureTunnel);
+        var app = builder.Build();
+        app.MapHelloEndpoints();
+        configureApp?.Invoke(app);
+        await app.StartAsync();
+        _origins.Add(app);
+        if (waitForConnections > 0)
+        {
+            await Wait.UntilAsync(() => Edge.Routes.Connections().Count(c => c.IsUsable) >= waitForConnections, TimeSpan.FromSeconds(20), $"{waitForConnections} tunnel connections are registered");
+        }
+
+        return new Origin(app, logs);
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var origin in _origins)

@@ -38,7 +38,11 @@ public sealed class TunnelProcesses : IAsyncDisposable
         }
     }
 
-    public static async Task<TunnelProcesses> StartAsync(string hostname)
+    /// <summary>
+    /// Starts the edge and HelloOrigin. With <paramref name="credentialFile"/> the origin's only tunnel
+    /// setting is <c>Tunnel__CredentialPath</c>, naming a credential file as <c>tunnel-edge issue</c> writes it.
+    /// </summary>
+    public static async Task<TunnelProcesses> StartAsync(string hostname, bool credentialFile = false)
     {
         var processes = new TunnelProcesses(new TestPki());
         var edge = await EdgeProcess.StartAsync(processes.Pki, "proc-edge", "");
@@ -47,20 +51,29 @@ public sealed class TunnelProcesses : IAsyncDisposable
         processes.VisitorPort = edge.VisitorPort;
         var tunnelPort = edge.TunnelPort;
 
-        var (certificate, key) = processes.Pki.IssueOrigin(hostname);
-        processes.Origin = processes.Start("origin", Path.Combine(AppContext.BaseDirectory, "HelloOrigin.dll"), [],
-            new Dictionary<string, string>
-            {
-                ["Tunnel__Edges__0"] = $"127.0.0.1:{tunnelPort}",
-                ["Tunnel__Hostnames__0"] = hostname,
-                ["Tunnel__CertificatePath"] = certificate,
-                ["Tunnel__CertificateKeyPath"] = key,
-                ["Tunnel__EdgeCaPath"] = processes.Pki.CaPath,
-                ["Tunnel__EdgeServerName"] = "localhost",
-                ["Logging__LogLevel__Default"] = "Warning",
-                ["Logging__LogLevel__Tunnel.Transport"] = "Information",
-            },
-            _ => { });
+        var environment = new Dictionary<string, string>
+        {
+            ["Logging__LogLevel__Default"] = "Warning",
+            ["Logging__LogLevel__Tunnel.Transport"] = "Information",
+        };
+        if (credentialFile)
+        {
+            var path = Path.Combine(processes.Pki.Directory, "origin.credential.json");
+            TestPki.WriteCredentialAtomically(path, processes.Pki.CreateCredential([hostname], [$"127.0.0.1:{tunnelPort}"]));
+            environment["Tunnel__CredentialPath"] = path;
+        }
+        else
+        {
+            var (certificate, key) = processes.Pki.IssueOrigin(hostname);
+            environment["Tunnel__Edges__0"] = $"127.0.0.1:{tunnelPort}";
+            environment["Tunnel__Hostnames__0"] = hostname;
+            environment["Tunnel__CertificatePath"] = certificate;
+            environment["Tunnel__CertificateKeyPath"] = key;
+            environment["Tunnel__EdgeCaPath"] = processes.Pki.CaPath;
+            environment["Tunnel__EdgeServerName"] = "localhost";
+        }
+
+        processes.Origin = processes.Start("origin", Path.Combine(AppContext.BaseDirectory, "HelloOrigin.dll"), [], environment, _ => { });
         return processes;
     }
 

@@ -1,0 +1,77 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Tunnel.Bench;
+
+/// <summary>A <c>tunnel-edge serve</c> process on loopback with free ports, and its tunnel count from /metrics.</summary>
+internal sealed partial class EdgeNode
+{
+    private static readonly HttpClient Admin = new() { Timeout = TimeSpan.FromSeconds(30) };
+
+    private EdgeNode(BenchProcess process)
+    {
+        Process = process;
+    }
+
+    public BenchProcess Process { get; }
+
+    public int TunnelPort { get; private set; }
+
+    public int VisitorPort { get; private set; }
+
+    public int AdminPort { get; private set; }
+
+    public static async Task<EdgeNode> StartAsync(BenchProcesses processes, Pki pki, string name)
+    {
+        var process = processes.StartDotnet(name, "tunnel-edge.dll", ["serve", "--dir", pki.Directory, "--listen", "127.0.0.1", "--name", name,
+            "--tunnel-port", "0", "--http-port", "0", "--https-port", "-1", "--admin-port", "0"]);
+        var ready = await process.WaitForLineAsync(ReadyLine(), TimeSpan.FromSeconds(60)).ConfigureAwait(false);
+        return new EdgeNode(process)
+        {
+            TunnelPort = int.Parse(ready.Groups["tunnel"].Value, CultureInfo.InvariantCulture),
+            VisitorPort = int.Parse(ready.Groups["visitor"].Value, CultureInfo.InvariantCulture),
+            AdminPort = int.Parse(ready.Groups["admin"].Value, CultureInfo.InvariantCulture),
+        };
+    }
+
+    /// <summary>Registered tunnel connections, from the edge's own Prometheus endpoint.</summary>
+    public async Task<int> TunnelCountAsync()
+    {
+        var text = await Admin.GetStringAsync(new Uri($"http://127.0.0.1:{AdminPort}/metrics")).ConfigureAwait(false);
+        var match = TunnelsLine().Match(text);
+        return match.Success ? (int)double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+    }
+
+    public async Task WaitForTunnelsAsync(int count, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var seen = 0;
+        while (true)
+        {
+            try
+            {
+                if ((seen = await TunnelCountAsync().ConfigureAwait(false)) >= count)
+                {
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+            {
+                // A busy edge (a thousand handshakes on two cores) may answer its admin port late.
+            }
+
+            if (DateTime.UtcNow > deadline || Process.HasExited)
+            {
+                throw new TimeoutException($"{Process.Name} has {seen} of {count} tunnel connections after {timeout.TotalSeconds:0} s.");
+            }
+
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+    }
+
+    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+).*status and metrics on http://[^\s]+:(?<admin>\d+)/")]
+    private static partial Regex ReadyLine();
+
+    [GeneratedRegex(@"^tunnel_edge_tunnels(?:\{[^}]*\})?\s+([0-9.eE+]+)", RegexOptions.Multiline)]
+    private static partial Regex TunnelsLine();
+}

@@ -1,0 +1,257 @@
+using System.Globalization;
+using Tunnel.Bench;
+
+// bench/run's driver: starts every setup on loopback, runs each workload against each, back to back,
+// and prints one table (also written into docs/benchmarks.md). See bench/README.md.
+var options = BenchOptions.Parse(args);
+_ = Report.LoadAtStart;
+var work = Directory.CreateTempSubdirectory("tunnel-bench-").FullName;
+var setupNames = new List<string> { Setups.Direct, Setups.Tunnel, Setups.Nginx, Setups.Ssh, Setups.PageKite };
+var h1 = new Row("Small GET, HTTP/1.1 (wrk, 32 connections)", Report.RequestRate);
+var h2 = new Row("Small GET, HTTP/2 (h2load, 8 connections x 32 streams)", Report.RequestRate);
+var download = new Row("1 MiB downloads (wrk, 4 connections)", Report.ByteRate);
+var upload = new Row("256 MiB upload (curl)", Report.ByteRate);
+var p50 = new Row($"Latency p50 at {options.LatencyRate} req/s (h2load --h1, 4 connections)", Report.Milliseconds, lowerIsBetter: true);
+var p99 = new Row($"Latency p99 at {options.LatencyRate} req/s", Report.Milliseconds, lowerIsBetter: true);
+var rows = new List<Row> { h1, h2, download, upload, p50, p99 };
+var edgeRows = new List<(string, string, string)>();
+List<UnavailableSetup> unavailable = [];
+double? memoryPerTunnel = null;
+double? worstRestore = null;
+var duration = TimeSpan.FromSeconds(options.Seconds);
+
+try
+{
+    if (!options.EdgeOnly)
+    {
+        await using var processes = new BenchProcesses();
+        var setups = new Setups(processes, work);
+        Log("starting the app and every setup");
+        await setups.StartAsync();
+        unavailable = setups.Unavailable;
+        var available = setups.Available.OrderBy(s => setupNames.IndexOf(s.Name)).ToList();
+        if (options.Serve)
+        {
+            // For profiling: every setup stays up until the driver is stopped (Ctrl+C or SIGTERM).
+            foreach (var setup in available)
+            {
+                Console.WriteLine($"{setup.Name}: {setup.Http1Url("/")} HTTP/2 {(setup.Http2Port is null ? "none" : setup.Http2Url("/"))} Host {setup.Host ?? "(any)"}");
+            }
+
+            var stop = new TaskCompletionSource();
+            using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Stop);
+            using var terminate = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, Stop);
+            await stop.Task;
+
+            void Stop(System.Runtime.InteropServices.PosixSignalContext context)
+            {
+                context.Cancel = true;
+                stop.TrySetResult();
+            }
+            return 0;
+        }
+
+        Log("warming up");
+        foreach (var setup in available)
+        {
+            await Workloads.SmallGetHttp1Async(setup, TimeSpan.FromSeconds(2));
+            await Workloads.SmallGetHttp2Async(setup, TimeSpan.FromSeconds(2));
+            await Workloads.DownloadAsync(setup, TimeSpan.FromSeconds(1));
+        }
+
+        // Each workload runs against every setup in turn, repeated; the median of the repeats is kept,
+        // so a burst of other work on the machine skews one sample of each, not one setup.
+        await MeasureAsync(h1, available, options.Repeats, s => Workloads.SmallGetHttp1Async(s, duration));
+        await MeasureAsync(h2, available, options.Repeats, s => Workloads.SmallGetHttp2Async(s, duration));
+        await MeasureAsync(download, available, options.Repeats, s => Workloads.DownloadAsync(s, duration));
+
+        var uploadFile = Path.Combine(work, "upload.bin");
+        const long UploadLength = 256L * Workloads.Mib;
+        await using (var file = File.Create(uploadFile))
+        {
+            var chunk = new byte[Workloads.Mib];
+            for (var i = 0; i < UploadLength / Workloads.Mib; i++)
+            {
+                Random.Shared.NextBytes(chunk);
+                await file.WriteAsync(chunk);
+            }
+        }
+
+        await MeasureAsync(upload, available, options.Repeats, s => Workloads.UploadAsync(s, uploadFile, UploadLength));
+        File.Delete(uploadFile);
+
+        foreach (var setup in available)
+        {
+            Log($"latency: {setup.Name}");
+            var (fifty, ninetyNine) = await Workloads.LatencyAsync(setup, options.LatencyRate, TimeSpan.FromSeconds(options.LatencySeconds), work);
+            p50.Figures[setup.Name] = fifty;
+            p99.Figures[setup.Name] = ninetyNine;
+        }
+    }
+
+    if (!options.SkipEdge)
+    {
+        await using var processes = new BenchProcesses();
+        var pki = await Pki.CreateAsync(Path.Combine(work, "edge-pki"));
+        var edge = new EdgeBenchmarks(processes, pki);
+
+        Log($"edge memory: {options.MemoryOrigins} x {options.MemoryConnectionsPerOrigin} tunnel connections");
+        try
+        {
+            var (perConnection, detail) = await edge.MemoryPerTunnelAsync(options.MemoryOrigins, options.MemoryConnectionsPerOrigin);
+            memoryPerTunnel = perConnection.Value;
+            edgeRows.Add(("Memory per idle tunnel connection", perConnection.Value is { } bytes ? Kib(bytes) : "n/a", detail));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        {
+            edgeRows.Add(("Memory per idle tunnel connection", "n/a", ex.Message.Split('\n')[0]));
+        }
+
+        Log("registrations per second");
+        try
+        {
+            var registrations = await edge.RegistrationsPerSecondAsync(options.Registrations, 32);
+            edgeRows.Add(("Registrations per second", registrations.Value is { } rate ? rate.ToString("#,0", CultureInfo.InvariantCulture) + "/s" : "n/a",
+                $"{options.Registrations} dials (TCP, TLS 1.3 with client certificate, registration) by EdgeDialer, 32 at a time{(registrations.Note is null ? "" : "; " + registrations.Note)}"));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        {
+            edgeRows.Add(("Registrations per second", "n/a", ex.Message.Split('\n')[0]));
+        }
+
+        Log("restore after an edge kill");
+        try
+        {
+            var restores = await edge.RestoreSecondsAsync(options.RestoreRounds);
+            restores.Sort();
+            worstRestore = restores[^1];
+            edgeRows.Add(("Restore all connections after an edge kill", Report.Milliseconds(restores[restores.Count / 2]) + " median",
+                $"4 connections over 2 edges, SIGKILL to one, until the other holds 4; rounds: {string.Join(", ", restores.Select(Report.Milliseconds))}"));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        {
+            edgeRows.Add(("Restore all connections after an edge kill", "n/a", ex.Message.Split('\n')[0]));
+        }
+    }
+}
+finally
+{
+    try
+    {
+        Directory.Delete(work, recursive: true);
+    }
+    catch (IOException)
+    {
+    }
+}
+
+double? TunnelOver(Row row, string peer) => Report.Ratio(row, Setups.Tunnel, peer);
+var targets = new List<TargetCheck>
+{
+    new("Small GET HTTP/1.1: tunnel ÷ direct Kestrel", TunnelOver(h1, Setups.Direct), 0.5, false, Report.Ratio),
+    new("Small GET HTTP/1.1: tunnel ÷ nginx", TunnelOver(h1, Setups.Nginx), 1.2, false, Report.Ratio),
+    new("Small GET HTTP/1.1: tunnel ÷ ssh -R", TunnelOver(h1, Setups.Ssh), 1.5, false, Report.Ratio),
+    new("Small GET HTTP/2: tunnel ÷ direct Kestrel", TunnelOver(h2, Setups.Direct), 0.4, false, Report.Ratio),
+    new("Small GET HTTP/2: tunnel ÷ nginx", TunnelOver(h2, Setups.Nginx), 2.0, false, Report.Ratio),
+    new("Small GET HTTP/2: tunnel ÷ ssh -R", TunnelOver(h2, Setups.Ssh), 0.7, false, Report.Ratio),
+    new("1 MiB downloads: tunnel ÷ direct Kestrel", TunnelOver(download, Setups.Direct), 0.5, false, Report.Ratio),
+    new("1 MiB downloads: tunnel ÷ ssh -R", TunnelOver(download, Setups.Ssh), 5.0, false, Report.Ratio),
+    new("Latency p99: tunnel ÷ direct Kestrel", TunnelOver(p99, Setups.Direct), 2.0, true, Report.Ratio),
+    new("Edge memory per idle tunnel connection", memoryPerTunnel, 64 * 1024, true, Kib),
+    new("Restore after an edge kill (worst round)", worstRestore, 1.0, true, Report.Milliseconds),
+};
+
+var method = $"Throughput: median of {options.Repeats} runs of {options.Seconds} s per setup, the setups taking turns within each workload. "
+    + "The same HelloOrigin (Release) serves every setup; the tunnel is tunnel-edge plus the UseTunnelTransport plugin with 4 connections. All on loopback.";
+var rendered = Report.Render(setupNames, rows, edgeRows, targets, unavailable, method);
+Console.WriteLine();
+Console.WriteLine(rendered);
+if (options.Output is { } output)
+{
+    Report.WriteInto(output, rendered);
+    Log($"written into {output}");
+}
+
+return 0;
+
+async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup, Task<Figure>> measure)
+{
+    var samples = available.ToDictionary(s => s.Name, _ => new List<Figure>());
+    for (var repeat = 0; repeat < repeats; repeat++)
+    {
+        foreach (var setup in available)
+        {
+            // A setup that failed once (PageKite's upload, say) is not tried again: its row says why.
+            if (samples[setup.Name].Any(f => f.Value is null))
+            {
+                continue;
+            }
+
+            Log($"{row.Name}: {setup.Name} ({repeat + 1}/{repeats})");
+            samples[setup.Name].Add(await measure(setup));
+        }
+    }
+
+    foreach (var (name, figures) in samples)
+    {
+        var measured = figures.Where(f => f.Value is not null).OrderBy(f => f.Value).ToList();
+        row.Figures[name] = measured.Count == 0 ? figures[0] : measured[measured.Count / 2] with
+        {
+            Note = figures.FirstOrDefault(f => f.Note is not null)?.Note,
+        };
+    }
+}
+
+static string Kib(double bytes) => (bytes / 1024).ToString("0.0", CultureInfo.InvariantCulture) + " KiB";
+
+static void Log(string message) => Console.Error.WriteLine($"[bench {DateTime.UtcNow:HH:mm:ss}] {message}");
+
+/// <summary>Command-line options of the driver.</summary>
+internal sealed record BenchOptions
+{
+    public int Seconds { get; init; } = 5;
+
+    public int Repeats { get; init; } = 3;
+
+    public int LatencyRate { get; init; } = 500;
+
+    public int LatencySeconds { get; init; } = 10;
+
+    public int MemoryOrigins { get; init; } = 20;
+
+    public int MemoryConnectionsPerOrigin { get; init; } = 50;
+
+    public int Registrations { get; init; } = 500;
+
+    public int RestoreRounds { get; init; } = 3;
+
+    public bool SkipEdge { get; init; }
+
+    public bool Serve { get; init; }
+
+    public bool EdgeOnly { get; init; }
+
+    public string? Output { get; init; }
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var options = new BenchOptions();
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
+            options = args[i] switch
+            {
+                "--out" => options with { Output = Next() },
+                "--seconds" => options with { Seconds = int.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--repeats" => options with { Repeats = int.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--skip-edge" => options with { SkipEdge = true },
+                "--serve" => options with { Serve = true },
+                "--edge-only" => options with { EdgeOnly = true },
+                "--quick" => options with { Seconds = 2, Repeats = 1, LatencySeconds = 4, MemoryOrigins = 4, Registrations = 100, RestoreRounds = 1 },
+                _ => throw new ArgumentException($"Unknown option {args[i]}; see bench/README.md."),
+            };
+        }
+
+        return options;
+    }
+}

@@ -1,0 +1,166 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Tunnel.Bench;
+
+/// <summary>One row of the side-by-side table: a figure per setup.</summary>
+internal sealed class Row(string name, Func<double, string> format, bool lowerIsBetter = false)
+{
+    public string Name { get; } = name;
+
+    public Func<double, string> Format { get; } = format;
+
+    public bool LowerIsBetter { get; } = lowerIsBetter;
+
+    public Dictionary<string, Figure> Figures { get; } = [];
+
+    public double? Value(string setup) => Figures.TryGetValue(setup, out var figure) ? figure.Value : null;
+}
+
+/// <summary>A target from the issue: a measured value and the bound it must meet.</summary>
+internal sealed record TargetCheck(string Target, double? Measured, double Bound, bool AtMost, Func<double, string> Format)
+{
+    public string Verdict => Measured is not { } value ? "not measured" : (AtMost ? value <= Bound : value >= Bound) ? "met" : "NOT met";
+}
+
+/// <summary>Renders the table as Markdown, for the terminal and docs/benchmarks.md.</summary>
+internal static class Report
+{
+    public const string Begin = "<!-- bench:begin (written by bench/run; edit outside these markers) -->";
+    public const string End = "<!-- bench:end -->";
+
+    /// <summary>The 1, 5 and 15 minute load averages when the run began: other work on the machine skews absolute figures.</summary>
+    public static string LoadAtStart { get; } = File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
+
+    public static string Render(IReadOnlyList<string> setups, IReadOnlyList<Row> rows, IReadOnlyList<(string Name, string Value, string Detail)> edgeRows,
+        IReadOnlyList<TargetCheck> targets, IReadOnlyList<UnavailableSetup> unavailable, string method)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, commit {Environment.GetEnvironmentVariable("BENCH_COMMIT") ?? "unknown"}.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Machine()}.");
+        text.AppendLine();
+        text.AppendLine(method);
+        text.AppendLine();
+
+        text.Append("| Workload |");
+        foreach (var setup in setups)
+        {
+            text.Append(CultureInfo.InvariantCulture, $" {setup} |");
+        }
+
+        text.AppendLine();
+        text.AppendLine("|---|" + string.Concat(setups.Select(_ => "---:|")));
+        foreach (var row in rows)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"| {row.Name} |");
+            foreach (var setup in setups)
+            {
+                text.Append(CultureInfo.InvariantCulture, $" {Cell(row, setup)} |");
+            }
+
+            text.AppendLine();
+        }
+
+        foreach (var missing in unavailable)
+        {
+            text.AppendLine();
+            text.AppendLine(CultureInfo.InvariantCulture, $"{missing.Name}: not available ({missing.Reason}).");
+        }
+
+        var peers = setups.Where(s => s != Setups.Tunnel).ToList();
+        text.AppendLine();
+        text.AppendLine("Tunnel ÷ each setup, same run (above 1: the tunnel is ahead; for latency rows, below 1 is ahead):");
+        text.AppendLine();
+        text.AppendLine("| Workload |" + string.Concat(peers.Select(p => $" ÷ {p} |")));
+        text.AppendLine("|---|" + string.Concat(peers.Select(_ => "---:|")));
+        foreach (var row in rows)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"| {row.Name} |");
+            foreach (var peer in peers)
+            {
+                text.Append(Ratio(row, Setups.Tunnel, peer) is { } ratio ? string.Create(CultureInfo.InvariantCulture, $" {ratio:0.00}x |") : " – |");
+            }
+
+            text.AppendLine();
+        }
+
+        text.AppendLine();
+        text.AppendLine("| Edge | Figure | Detail |");
+        text.AppendLine("|---|---:|---|");
+        foreach (var (name, value, detail) in edgeRows)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {value} | {detail} |");
+        }
+
+        text.AppendLine();
+        text.AppendLine("| Target | Measured | Bound | Verdict |");
+        text.AppendLine("|---|---:|---:|---|");
+        foreach (var target in targets)
+        {
+            var measured = target.Measured is { } value ? target.Format(value) : "–";
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {target.Target} | {measured} | {(target.AtMost ? "≤" : "≥")} {target.Format(target.Bound)} | {target.Verdict} |");
+        }
+
+        return text.ToString();
+    }
+
+    public static double? Ratio(Row row, string setup, string peer) =>
+        row.Value(setup) is { } mine && row.Value(peer) is { } theirs && theirs > 0 ? mine / theirs : null;
+
+    /// <summary>Replaces the generated part of the document, keeping what was written around it.</summary>
+    public static void WriteInto(string path, string generated)
+    {
+        var existing = File.Exists(path) ? File.ReadAllText(path) : "# Benchmarks\n\n" + Begin + "\n" + End + "\n";
+        var start = existing.IndexOf(Begin, StringComparison.Ordinal);
+        var end = existing.IndexOf(End, StringComparison.Ordinal);
+        if (start < 0 || end < start)
+        {
+            existing = existing.TrimEnd() + "\n\n" + Begin + "\n" + End + "\n";
+            start = existing.IndexOf(Begin, StringComparison.Ordinal);
+            end = existing.IndexOf(End, StringComparison.Ordinal);
+        }
+
+        File.WriteAllText(path, existing[..(start + Begin.Length)] + "\n\n" + generated.TrimEnd() + "\n\n" + existing[end..]);
+    }
+
+    public static string RequestRate(double value) => value.ToString("#,0", CultureInfo.InvariantCulture) + " req/s";
+
+    public static string ByteRate(double value) => value >= 1e9
+        ? (value / 1e9).ToString("0.00", CultureInfo.InvariantCulture) + " GB/s"
+        : (value / 1e6).ToString("0", CultureInfo.InvariantCulture) + " MB/s";
+
+    public static string Milliseconds(double seconds) => (seconds * 1000).ToString(seconds < 0.01 ? "0.00" : "0.0", CultureInfo.InvariantCulture) + " ms";
+
+    public static string Ratio(double value) => value.ToString("0.00", CultureInfo.InvariantCulture) + "x";
+
+    private static string Cell(Row row, string setup)
+    {
+        if (!row.Figures.TryGetValue(setup, out var figure))
+        {
+            return "–";
+        }
+
+        var value = figure.Value is { } v ? row.Format(v) : "n/a";
+        return figure.Note is null ? value : $"{value} ({figure.Note})";
+    }
+
+    private static string Machine()
+    {
+        string Read(string file, string key)
+        {
+            try
+            {
+                return File.ReadLines(file).FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "?";
+            }
+            catch (IOException)
+            {
+                return "?";
+            }
+        }
+
+        var memory = Read("/proc/meminfo", "MemTotal").Split(' ')[0];
+        var gib = long.TryParse(memory, CultureInfo.InvariantCulture, out var kib) ? (kib / 1024.0 / 1024).ToString("0.0", CultureInfo.InvariantCulture) : "?";
+        return $"{Environment.ProcessorCount} cores ({Read("/proc/cpuinfo", "model name")}), {gib} GiB RAM, {RuntimeInformation.OSDescription}, {RuntimeInformation.FrameworkDescription}, load average at start {LoadAtStart}";
+    }
+}

@@ -1,0 +1,109 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Tunnel.Faults.Infrastructure;
+
+/// <summary>
+/// An HTTP/2 client (prior knowledge) that does what no real one does: opens streams without waiting
+/// for the server's concurrency limit. It frames just enough to count what comes back.
+/// </summary>
+public static class RawHttp2
+{
+    private const byte Headers = 0x1;
+    private const byte RstStream = 0x3;
+    private const byte Settings = 0x4;
+    private const byte GoAway = 0x7;
+    private const byte WindowUpdate = 0x8;
+
+    /// <summary>
+    /// Sends <paramref name="streams"/> GET requests as fast as the socket takes them, then reads for up
+    /// to 30 s (or until every stream is answered or refused, or the edge closes). Returns responses
+    /// begun, streams reset and the GOAWAY error code if one came.
+    /// </summary>
+    public static async Task<(int Responses, int Resets, uint? GoAwayError)> FloodAsync(IPEndPoint edge, string authority, int streams)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(edge);
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        var responses = 0;
+        var resets = 0;
+        uint? goAway = null;
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var reading = Task.Run(async () =>
+        {
+            var header = new byte[9];
+            try
+            {
+                while (responses + resets < streams)
+                {
+                    await stream.ReadExactlyAsync(header, deadline.Token);
+                    var length = (header[0] << 16) | (header[1] << 8) | header[2];
+                    var payload = new byte[length];
+                    await stream.ReadExactlyAsync(payload, deadline.Token);
+                    switch (header[3])
+                    {
+                        case Headers:
+                            responses++;
+                            break;
+                        case RstStream:
+                            resets++;
+                            break;
+                        case GoAway:
+                            goAway = BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(4));
+                            break;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or EndOfStreamException or SocketException)
+            {
+            }
+        });
+
+        await stream.WriteAsync("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8.ToArray());
+        await stream.WriteAsync(Frame(Settings, 0, 0, []));
+        var window = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(window, 1u << 30);
+        await stream.WriteAsync(Frame(WindowUpdate, 0, 0, window));
+
+        // :method GET, :scheme http, :path / from the static table; :authority a literal with name index 1.
+        var block = new List<byte> { 0x82, 0x86, 0x84, 0x01, (byte)authority.Length };
+        block.AddRange(Encoding.ASCII.GetBytes(authority));
+        var batch = new List<byte>();
+        try
+        {
+            for (var i = 0; i < streams; i++)
+            {
+                batch.AddRange(Frame(Headers, 0x5 /* END_STREAM | END_HEADERS */, (uint)(1 + (2 * i)), [.. block]));
+                if (batch.Count > 32 * 1024 || i == streams - 1)
+                {
+                    await stream.WriteAsync(batch.ToArray(), deadline.Token);
+                    batch.Clear();
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or OperationCanceledException)
+        {
+            // The edge may close the connection on us; what it said before counts.
+        }
+
+        await Task.WhenAny(reading, Task.Delay(TimeSpan.FromSeconds(30)));
+        socket.Dispose();
+        await reading;
+        return (responses, resets, goAway);
+    }
+
+    private static byte[] Frame(byte type, byte flags, uint streamId, byte[] payload)
+    {
+        var frame = new byte[9 + payload.Length];
+        frame[0] = (byte)(payload.Length >> 16);
+        frame[1] = (byte)(payload.Length >> 8);
+        frame[2] = (byte)payload.Length;
+        frame[3] = type;
+        frame[4] = flags;
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(5), streamId & 0x7FFFFFFF);
+        payload.CopyTo(frame, 9);
+        return frame;
+    }
+}
