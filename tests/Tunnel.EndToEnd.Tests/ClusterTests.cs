@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Tunnel.Edge.Dial.Tests.Discovery;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -291,6 +292,70 @@ public class ClusterTests(ITestOutputHelper output)
             output.WriteLine($"{slowed} slowed: traffic on {expected} after {(DateTime.UtcNow - slowedAt).TotalMilliseconds:0} ms; RTT {slowed} {slowRtt * 1000:0.0} ms, {expected} {fastRtt * 1000:0.0} ms");
             Assert.True(slowRtt > fastRtt, $"C measures {slowed} at {slowRtt} s, not slower than {expected} at {fastRtt} s");
         }
+    }
+
+    [Fact]
+    public async Task An_origin_discovering_its_edges_by_SRV_dials_only_the_listed_edges_and_the_cluster_serves_it_at_the_others()
+    {
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1");
+        var b = await cluster.StartEdgeAsync("edge-b", "r2");
+        var c = await cluster.StartEdgeAsync("edge-c", "r3");
+
+        // The SRV set lists A and B only; C is in the cluster but not in DNS.
+        const string SrvName = "_tunnel._tcp.example.test";
+        using var dns = await Dnsmasq.StartAsync(ttl: 2, [
+            $"--srv-host={SrvName},edge-a.example.test,{a.TunnelPort},0,10",
+            $"--srv-host={SrvName},edge-b.example.test,{b.TunnelPort},0,10",
+            "--host-record=edge-a.example.test,127.0.0.1",
+            "--host-record=edge-b.example.test,127.0.0.1",
+        ]);
+        await cluster.StartOriginAsync(Host, [], configureTunnel: tunnel =>
+        {
+            tunnel.Edges = ["srv:" + SrvName];
+            tunnel.DnsServers = [dns.EndPoint.ToString()];
+        });
+
+        double Tunnels(string metrics) => EdgeCluster.Series(metrics, "tunnel_edge_tunnels") ?? 0;
+        double atA = 0, atB = 0;
+        await EdgeCluster.UntilAsync(async () =>
+        {
+            atA = Tunnels(await EdgeCluster.MetricsAsync(a));
+            atB = Tunnels(await EdgeCluster.MetricsAsync(b));
+            return atA + atB == 4;
+        }, TimeSpan.FromSeconds(30), "the origin's 4 connections are registered at the SRV targets");
+        output.WriteLine($"connections: A {atA}, B {atB}");
+        Assert.True(atA > 0 && atB > 0, $"the connections did not spread over both SRV targets (A {atA}, B {atB})");
+        Assert.Equal(0, Tunnels(await EdgeCluster.MetricsAsync(c)));
+
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        foreach (var (edge, name) in new[] { (a, "edge-a"), (b, "edge-b") })
+        {
+            var (status, body) = await EdgeCluster.GetAsync(visitor, edge, Host, "/headers");
+            Assert.Equal(HttpStatusCode.OK, status);
+            using var seen = JsonDocument.Parse(body);
+            Assert.Equal(name, seen.RootElement.GetProperty("edge").GetString());
+        }
+
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, c, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(15), "C serves the app through A or B");
+        var forwardedBefore = ForwardedFrom(await EdgeCluster.MetricsAsync(c));
+        for (var i = 0; i < 5; i++)
+        {
+            var (status, body) = await EdgeCluster.GetAsync(visitor, c, Host, "/headers");
+            Assert.Equal(HttpStatusCode.OK, status);
+            using var seen = JsonDocument.Parse(body);
+            Assert.Contains(seen.RootElement.GetProperty("edge").GetString(), new[] { "edge-a", "edge-b" });
+            Assert.Equal("127.0.0.7", seen.RootElement.GetProperty("remoteIp").GetString());
+        }
+
+        var metricsC = await EdgeCluster.MetricsAsync(c);
+        Assert.Equal(forwardedBefore + 5, ForwardedFrom(metricsC));
+        Assert.Equal(0, Tunnels(metricsC));
+
+        static double ForwardedFrom(string metrics) =>
+            (EdgeCluster.Series(metrics, "tunnel_edge_cluster_forwarded_total", ("tunnel_peer_name", "edge-a"), ("outcome", "forwarded")) ?? 0)
+            + (EdgeCluster.Series(metrics, "tunnel_edge_cluster_forwarded_total", ("tunnel_peer_name", "edge-b"), ("outcome", "forwarded")) ?? 0);
     }
 
     private static HttpClient PeerClient(string certificatePath, string keyPath)
