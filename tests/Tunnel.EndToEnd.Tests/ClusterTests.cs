@@ -358,6 +358,61 @@ public class ClusterTests(ITestOutputHelper output)
             + (EdgeCluster.Series(metrics, "tunnel_edge_cluster_forwarded_total", ("tunnel_peer_name", "edge-b"), ("outcome", "forwarded")) ?? 0);
     }
 
+    [Fact]
+    public async Task A_forwarded_visitors_requests_count_against_the_rate_limit_of_the_edge_they_came_to_only()
+    {
+        // Each edge limits the visitors that come to it: Burst 6, refilled at one permit per 100 s, so
+        // 6 requests fit exactly once per edge within the test.
+        const int Burst = 6;
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var config = Path.Combine(cluster.Pki.Directory, "rate-limited.json");
+        await File.WriteAllTextAsync(config, $$"""{ "Edge": { "Hosts": { "{{Host}}": { "RateLimit": { "PermitsPerSecond": 0.01, "Burst": {{Burst}} } } } } }""");
+        var a = await cluster.StartEdgeAsync("edge-a", "r1", configPath: config);
+        var b = await cluster.StartEdgeAsync("edge-b", "r2", configPath: config);
+        await cluster.StartOriginAsync(Host, [a]);
+
+        // Wait for B to know the route without spending the visitor's permits: another address asks.
+        using (var probe = EdgeCluster.VisitorClient(IPAddress.Parse("127.0.0.8")))
+        {
+            await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(probe, b, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "B serves the app through A");
+        }
+
+        // The visitor spends B's burst (forwarded to A), then A's burst directly. Were forwarded
+        // requests counted at A too, A's bucket would be empty by then and refuse every direct one.
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        var atB = new List<HttpStatusCode>();
+        var atA = new List<HttpStatusCode>();
+        for (var i = 0; i < Burst; i++)
+        {
+            atB.Add((await EdgeCluster.GetAsync(visitor, b, Host, "/")).Status);
+        }
+
+        for (var i = 0; i < Burst; i++)
+        {
+            atA.Add((await EdgeCluster.GetAsync(visitor, a, Host, "/")).Status);
+        }
+
+        output.WriteLine($"at B (forwarded): {string.Join(", ", atB)}; at A (direct): {string.Join(", ", atA)}");
+        Assert.All(atB, s => Assert.Equal(HttpStatusCode.OK, s));
+        Assert.All(atA, s => Assert.Equal(HttpStatusCode.OK, s));
+
+        // The limit still holds at each edge, for the visitors that come to it.
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await EdgeCluster.GetAsync(visitor, a, Host, "/")).Status);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await EdgeCluster.GetAsync(visitor, b, Host, "/")).Status);
+
+        // A visitor posing as an edge with the hop marker on a visitor port is still checked.
+        using (var spoofed = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{a.VisitorPort}/"))
+        {
+            spoofed.Headers.Host = Host;
+            spoofed.Headers.Add("X-Tunnel-Edge-Hop", "edge-b");
+            using var answer = await visitor.SendAsync(spoofed);
+            Assert.Equal(HttpStatusCode.TooManyRequests, answer.StatusCode);
+        }
+
+        Assert.True(EdgeCluster.Series(await EdgeCluster.MetricsAsync(a), "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-b")) >= Burst);
+    }
+
     private static HttpClient PeerClient(string certificatePath, string keyPath)
     {
         var certificate = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
