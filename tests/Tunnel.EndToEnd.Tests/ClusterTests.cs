@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Tunnel.Edge.Dial.Tests.Discovery;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -291,6 +292,125 @@ public class ClusterTests(ITestOutputHelper output)
             output.WriteLine($"{slowed} slowed: traffic on {expected} after {(DateTime.UtcNow - slowedAt).TotalMilliseconds:0} ms; RTT {slowed} {slowRtt * 1000:0.0} ms, {expected} {fastRtt * 1000:0.0} ms");
             Assert.True(slowRtt > fastRtt, $"C measures {slowed} at {slowRtt} s, not slower than {expected} at {fastRtt} s");
         }
+    }
+
+    [Fact]
+    public async Task An_origin_discovering_its_edges_by_SRV_dials_only_the_listed_edges_and_the_cluster_serves_it_at_the_others()
+    {
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1");
+        var b = await cluster.StartEdgeAsync("edge-b", "r2");
+        var c = await cluster.StartEdgeAsync("edge-c", "r3");
+
+        // The SRV set lists A and B only; C is in the cluster but not in DNS.
+        const string SrvName = "_tunnel._tcp.example.test";
+        using var dns = await Dnsmasq.StartAsync(ttl: 2, [
+            $"--srv-host={SrvName},edge-a.example.test,{a.TunnelPort},0,10",
+            $"--srv-host={SrvName},edge-b.example.test,{b.TunnelPort},0,10",
+            "--host-record=edge-a.example.test,127.0.0.1",
+            "--host-record=edge-b.example.test,127.0.0.1",
+        ]);
+        await cluster.StartOriginAsync(Host, [], configureTunnel: tunnel =>
+        {
+            tunnel.Edges = ["srv:" + SrvName];
+            tunnel.DnsServers = [dns.EndPoint.ToString()];
+        });
+
+        double Tunnels(string metrics) => EdgeCluster.Series(metrics, "tunnel_edge_tunnels") ?? 0;
+        double atA = 0, atB = 0;
+        await EdgeCluster.UntilAsync(async () =>
+        {
+            atA = Tunnels(await EdgeCluster.MetricsAsync(a));
+            atB = Tunnels(await EdgeCluster.MetricsAsync(b));
+            return atA + atB == 4;
+        }, TimeSpan.FromSeconds(30), "the origin's 4 connections are registered at the SRV targets");
+        output.WriteLine($"connections: A {atA}, B {atB}");
+        Assert.True(atA > 0 && atB > 0, $"the connections did not spread over both SRV targets (A {atA}, B {atB})");
+        Assert.Equal(0, Tunnels(await EdgeCluster.MetricsAsync(c)));
+
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        foreach (var (edge, name) in new[] { (a, "edge-a"), (b, "edge-b") })
+        {
+            var (status, body) = await EdgeCluster.GetAsync(visitor, edge, Host, "/headers");
+            Assert.Equal(HttpStatusCode.OK, status);
+            using var seen = JsonDocument.Parse(body);
+            Assert.Equal(name, seen.RootElement.GetProperty("edge").GetString());
+        }
+
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, c, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(15), "C serves the app through A or B");
+        var forwardedBefore = ForwardedFrom(await EdgeCluster.MetricsAsync(c));
+        for (var i = 0; i < 5; i++)
+        {
+            var (status, body) = await EdgeCluster.GetAsync(visitor, c, Host, "/headers");
+            Assert.Equal(HttpStatusCode.OK, status);
+            using var seen = JsonDocument.Parse(body);
+            Assert.Contains(seen.RootElement.GetProperty("edge").GetString(), new[] { "edge-a", "edge-b" });
+            Assert.Equal("127.0.0.7", seen.RootElement.GetProperty("remoteIp").GetString());
+        }
+
+        var metricsC = await EdgeCluster.MetricsAsync(c);
+        Assert.Equal(forwardedBefore + 5, ForwardedFrom(metricsC));
+        Assert.Equal(0, Tunnels(metricsC));
+
+        static double ForwardedFrom(string metrics) =>
+            (EdgeCluster.Series(metrics, "tunnel_edge_cluster_forwarded_total", ("tunnel_peer_name", "edge-a"), ("outcome", "forwarded")) ?? 0)
+            + (EdgeCluster.Series(metrics, "tunnel_edge_cluster_forwarded_total", ("tunnel_peer_name", "edge-b"), ("outcome", "forwarded")) ?? 0);
+    }
+
+    [Fact]
+    public async Task A_forwarded_visitors_requests_count_against_the_rate_limit_of_the_edge_they_came_to_only()
+    {
+        // Each edge limits the visitors that come to it: Burst 6, refilled at one permit per 100 s, so
+        // 6 requests fit exactly once per edge within the test.
+        const int Burst = 6;
+        await using var cluster = await EdgeCluster.StartAsync();
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var config = Path.Combine(cluster.Pki.Directory, "rate-limited.json");
+        await File.WriteAllTextAsync(config, $$"""{ "Edge": { "Hosts": { "{{Host}}": { "RateLimit": { "PermitsPerSecond": 0.01, "Burst": {{Burst}} } } } } }""");
+        var a = await cluster.StartEdgeAsync("edge-a", "r1", configPath: config);
+        var b = await cluster.StartEdgeAsync("edge-b", "r2", configPath: config);
+        await cluster.StartOriginAsync(Host, [a]);
+
+        // Wait for B to know the route without spending the visitor's permits: another address asks.
+        using (var probe = EdgeCluster.VisitorClient(IPAddress.Parse("127.0.0.8")))
+        {
+            await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(probe, b, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "B serves the app through A");
+        }
+
+        // The visitor spends B's burst (forwarded to A), then A's burst directly. Were forwarded
+        // requests counted at A too, A's bucket would be empty by then and refuse every direct one.
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        var atB = new List<HttpStatusCode>();
+        var atA = new List<HttpStatusCode>();
+        for (var i = 0; i < Burst; i++)
+        {
+            atB.Add((await EdgeCluster.GetAsync(visitor, b, Host, "/")).Status);
+        }
+
+        for (var i = 0; i < Burst; i++)
+        {
+            atA.Add((await EdgeCluster.GetAsync(visitor, a, Host, "/")).Status);
+        }
+
+        output.WriteLine($"at B (forwarded): {string.Join(", ", atB)}; at A (direct): {string.Join(", ", atA)}");
+        Assert.All(atB, s => Assert.Equal(HttpStatusCode.OK, s));
+        Assert.All(atA, s => Assert.Equal(HttpStatusCode.OK, s));
+
+        // The limit still holds at each edge, for the visitors that come to it.
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await EdgeCluster.GetAsync(visitor, a, Host, "/")).Status);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await EdgeCluster.GetAsync(visitor, b, Host, "/")).Status);
+
+        // A visitor posing as an edge with the hop marker on a visitor port is still checked.
+        using (var spoofed = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{a.VisitorPort}/"))
+        {
+            spoofed.Headers.Host = Host;
+            spoofed.Headers.Add("X-Tunnel-Edge-Hop", "edge-b");
+            using var answer = await visitor.SendAsync(spoofed);
+            Assert.Equal(HttpStatusCode.TooManyRequests, answer.StatusCode);
+        }
+
+        Assert.True(EdgeCluster.Series(await EdgeCluster.MetricsAsync(a), "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-b")) >= Burst);
     }
 
     private static HttpClient PeerClient(string certificatePath, string keyPath)

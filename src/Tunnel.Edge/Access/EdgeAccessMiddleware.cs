@@ -3,13 +3,15 @@ using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Cluster;
 using Tunnel.Edge.Forwarding;
 
 namespace Tunnel.Edge.Access;
 
 /// <summary>
 /// Runs before the forwarder: gives the request its id, then applies its host's rules (access lists,
-/// rate limit, body size, concurrency cap). A request refused here never reaches the origin.
+/// rate limit, body size, concurrency cap). A request refused here never reaches the origin. A request
+/// another edge of the cluster forwarded was checked there and meets only the concurrency cap here.
 /// </summary>
 internal sealed class EdgeAccessMiddleware
 {
@@ -80,6 +82,16 @@ internal sealed class EdgeAccessMiddleware
         context.Features.Set(new EdgeRequestFeature(requestId, policy));
         var visitor = context.Connection.RemoteIpAddress is { IsIPv4MappedToIPv6: true } mapped ? mapped.MapToIPv4() : context.Connection.RemoteIpAddress;
 
+        // A request another edge forwarded (set only on the mutual-TLS inter-edge port, for a request
+        // with the hop marker) passed that edge's header limits, access lists, rate limit and body
+        // limit already: checking again here would count the visitor twice against a rate limit.
+        // Only the concurrency cap, which guards this edge's own tunnels, still applies.
+        if (context.Features.Get<PeerRequestFeature>() is not null)
+        {
+            await CappedAsync(context, host, policy, requestId).ConfigureAwait(false);
+            return;
+        }
+
         if (HeaderProblem(context.Request.Headers) is { } headerProblem)
         {
             EdgeLog.RequestHeadersTooLarge(_logger, requestId, host, headerProblem);
@@ -125,6 +137,12 @@ internal sealed class EdgeAccessMiddleware
             }
         }
 
+        await CappedAsync(context, host, policy, requestId).ConfigureAwait(false);
+    }
+
+    /// <summary>Passes the request on within its host's concurrency cap, or answers 503 past it.</summary>
+    private async Task CappedAsync(HttpContext context, string host, HostPolicy policy, string requestId)
+    {
         if (policy.MaxConcurrentRequests is not { } maxConcurrent)
         {
             await _next(context).ConfigureAwait(false);

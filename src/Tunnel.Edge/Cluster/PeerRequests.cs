@@ -13,8 +13,9 @@ namespace Tunnel.Edge.Cluster;
 /// edge certificate from the edge CA get through the handshake, and their connections carry a marker
 /// feature. There, a request with the hop header is one another edge forwarded: the visitor's IP,
 /// scheme and host that edge put in <c>X-Forwarded-*</c> are restored, so the rest of the pipeline
-/// (access rules, metrics, the forwarder) sees the visitor, and the forwarder serves it from local
-/// tunnels only. Without the header it is a round-trip probe. On visitor ports the hop header means
+/// (metrics, tracing, the forwarder) sees the visitor; the access rules, already applied by that edge,
+/// are skipped (see <see cref="PeerRequestFeature"/>), and the forwarder serves it from local tunnels
+/// only. Without the header it is a round-trip probe. On visitor ports the hop header means
 /// nothing and is dropped, so no visitor can pose as an edge.
 /// </summary>
 internal static class PeerRequests
@@ -105,6 +106,10 @@ internal static class PeerRequests
     }
 }
 
-/// <summary>Marks a request another edge forwarded here: it is served from local tunnels only, never forwarded again.</summary>
+/// <summary>
+/// Marks a request another edge forwarded here (set only for requests on the mutual-TLS inter-edge
+/// port): it is served from local tunnels only, never forwarded again, and skips the access checks
+/// (access lists, rate limit, header and body limits) the first edge applied already.
+/// </summary>
 /// <param name="FromEdge">The name of the edge that forwarded it.</param>
 public sealed record PeerRequestFeature(string FromEdge);

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Identity;
+using Tunnel.Transport;
 
 namespace Tunnel.EndToEnd.Tests.Infrastructure;
 
@@ -56,17 +57,21 @@ public sealed partial class EdgeCluster : IAsyncDisposable
     }
 
     /// <summary>Starts an edge process in the cluster.</summary>
-    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null)
+    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null)
     {
         string[] arguments = ["--etcd", $"http://127.0.0.1:{StoreProxy.EndPoint.Port}", "--peer-port", "0", "--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}",
-            "--lease-ttl", leaseTtlSeconds.ToString(CultureInfo.InvariantCulture), .. advertise is null ? [] : (string[])["--peer-advertise", advertise]];
+            "--lease-ttl", leaseTtlSeconds.ToString(CultureInfo.InvariantCulture), .. advertise is null ? [] : (string[])["--peer-advertise", advertise],
+            .. configPath is null ? [] : (string[])["--config", configPath]];
         var edge = await EdgeProcess.StartAsync(Pki, name, region, arguments);
         _edges.Add(edge);
         return edge;
     }
 
-    /// <summary>Starts a HelloOrigin app serving <paramref name="hostname"/> through the given edges only.</summary>
-    public async Task<WebApplication> StartOriginAsync(string hostname, IEnumerable<EdgeProcess> edges, int haConnections = 4, Action<WebApplication>? configureApp = null)
+    /// <summary>
+    /// Starts a HelloOrigin app serving <paramref name="hostname"/> through the given edges only
+    /// (<paramref name="configureTunnel"/> may change that, e.g. to an SRV name).
+    /// </summary>
+    public async Task<WebApplication> StartOriginAsync(string hostname, IEnumerable<EdgeProcess> edges, int haConnections = 4, Action<WebApplication>? configureApp = null, Action<TunnelOptions>? configureTunnel = null)
     {
         var (certificatePath, keyPath) = Pki.IssueOrigin(hostname);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Production" });
@@ -80,6 +85,7 @@ public sealed partial class EdgeCluster : IAsyncDisposable
             tunnel.EdgeCaPath = Pki.CaPath;
             tunnel.EdgeServerName = "localhost";
             tunnel.HaConnections = haConnections;
+            configureTunnel?.Invoke(tunnel);
         });
         var app = builder.Build();
         app.MapHelloEndpoints();
