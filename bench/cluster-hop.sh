@@ -129,7 +129,7 @@ for target in direct hop; do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
-echo "name | value | ratio"
+[ -n "${BENCH_BIN:-}" ] || echo "name | value | ratio"
 echo "cluster direct latency (GET /, 1 connection, mean) | ${result[direct.latency]} ms | 1.00"
 echo "cluster one-hop latency (GET /, 1 connection, mean) | ${result[hop.latency]} ms | $(ratio "${result[hop.latency]}" "${result[direct.latency]}")"
 echo "cluster direct rate (GET /, 16 connections x 10 streams) | ${result[direct.rate]} req/s | 1.00"

@@ -76,7 +76,15 @@ public class ClusterTests(ITestOutputHelper output)
             Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
         }
 
+        // A peer's round trip is first measured up to a second after it is known, and forwarding does
+        // not wait for it; poll the scrape (bounded) until B has measured A.
         var metricsB = await EdgeCluster.MetricsAsync(b);
+        for (var scrape = 0; scrape < 20 && EdgeCluster.Series(metricsB, "tunnel_edge_cluster_peer_rtt_seconds", ("tunnel_peer_name", "edge-a")) is null; scrape++)
+        {
+            await Task.Delay(500);
+            metricsB = await EdgeCluster.MetricsAsync(b);
+        }
+
         var metricsA = await EdgeCluster.MetricsAsync(a);
         Assert.True(EdgeCluster.Series(metricsB, "tunnel_edge_cluster_forwarded_total", ("tunnel_peer_name", "edge-a"), ("outcome", "forwarded")) >= 3, metricsB);
         Assert.True(EdgeCluster.Series(metricsA, "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-c")) >= 3, metricsA);
