@@ -57,7 +57,7 @@ wait_line() {
 
 # PKI: one CA for both edges; init's edge.pem serves both as tunnel certificate and peer certificate.
 dotnet "$edge_dll" init --dir "$work/pki" >/dev/null
-dotnet "$edge_dll" issue --dir "$work/pki" --domain hello.test --out "$work/origin" >/dev/null
+dotnet "$edge_dll" issue --dir "$work/pki" --domain hello.test --pem-out "$work/origin" >/dev/null
 
 client_port="$(free_port)"; peer_port="$(free_port)"
 etcd --name bench --data-dir "$work/etcd" \

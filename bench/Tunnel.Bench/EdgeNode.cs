@@ -69,7 +69,7 @@ internal sealed partial class EdgeNode
         }
     }
 
-    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+).*status and metrics on http://[^\s]+:(?<admin>\d+)/")]
+    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+).*metrics[^:]* on http://[^\s]+:(?<admin>\d+)/")]
     private static partial Regex ReadyLine();
 
     [GeneratedRegex(@"^tunnel_edge_tunnels(?:\{[^}]*\})?\s+([0-9.eE+]+)", RegexOptions.Multiline)]
