@@ -41,31 +41,10 @@ await edge.StartAsync();
 // The origin's credential as one file, what `tunnel-edge issue` writes: certificate and key, the edge
 // CA to pin, where the edge is and the hostname. The origin needs nothing else.
 var credentialPath = Path.Combine(directory, "origin.credential.json");
-using (var originKey = originCertificate.GetECDsaPrivateKey()!)
-{
-    var credential = new TunnelCredential
-    {
-        Id = TunnelCredential.IdOf(originCertificate),
-        Hostnames = [hostname],
-        Certificate = originCertificate.ExportCertificatePem(),
-        Key = originKey.ExportPkcs8PrivateKeyPem(),
-        EdgeCa = ca.ExportCertificatePem(),
-        Edges = [$"127.0.0.1:{edge.TunnelEndPoint.Port}"],
-        EdgeServerName = "localhost",
-        NotBefore = originCertificate.NotBefore,
-        NotAfter = originCertificate.NotAfter,
-    };
+var credential = TunnelCredential.FromCertificate(originCertificate, [hostname], ca.ExportCertificatePem(), [$"127.0.0.1:{edge.TunnelEndPoint.Port}"], "localhost");
 
-    // It holds a private key: owner-only from the moment it exists.
-    var fileOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-    if (!OperatingSystem.IsWindows())
-    {
-        fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-    }
-
-    using var writer = new StreamWriter(credentialPath, fileOptions);
-    writer.Write(credential.ToJson());
-}
+// It holds a private key: written owner-only and atomically.
+Tunnel.Edge.Identity.EdgeDirectory.WriteCredential(credential, credentialPath);
 
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseTunnelTransport(tunnel =>

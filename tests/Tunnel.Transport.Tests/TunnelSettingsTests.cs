@@ -188,19 +188,7 @@ public sealed class TunnelSettingsTests : IDisposable
     private TunnelCredential Credential(string[] hostnames, string[] edges, string? edgeServerName)
     {
         using var origin = CertificateIssuer.IssueOriginCertificate(_ca, hostnames.Length > 0 && hostnames.All(h => !h.Contains(' ', StringComparison.Ordinal)) ? hostnames : ["placeholder.example.com"], TimeSpan.FromDays(1));
-        using var key = origin.GetECDsaPrivateKey()!;
-        return new TunnelCredential
-        {
-            Id = TunnelCredential.IdOf(origin),
-            Hostnames = hostnames,
-            Certificate = origin.ExportCertificatePem(),
-            Key = key.ExportPkcs8PrivateKeyPem(),
-            EdgeCa = _ca.ExportCertificatePem(),
-            Edges = edges,
-            EdgeServerName = edgeServerName,
-            NotBefore = origin.NotBefore,
-            NotAfter = origin.NotAfter,
-        };
+        return TunnelCredential.FromCertificate(origin, hostnames, _ca.ExportCertificatePem(), edges, edgeServerName);
     }
 
     private string Write(TunnelCredential credential, string? path = null)

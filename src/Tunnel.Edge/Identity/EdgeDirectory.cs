@@ -90,18 +90,7 @@ public sealed class EdgeDirectory
     {
         using var ca = LoadIssuingCa();
         using var certificate = CertificateIssuer.IssueOriginCertificate(ca, domains, validity);
-        var credential = new TunnelCredential
-        {
-            Id = TunnelCredential.IdOf(certificate),
-            Hostnames = CertificateIssuer.GetDnsNames(certificate),
-            Certificate = certificate.ExportCertificatePem() + "\n",
-            Key = ExportKey(certificate),
-            EdgeCa = SecureFile.Read(TrustedCasPath, "trusted CA bundle"),
-            Edges = [.. edges],
-            EdgeServerName = string.IsNullOrEmpty(edgeServerName) ? null : edgeServerName,
-            NotBefore = certificate.NotBefore.ToUniversalTime(),
-            NotAfter = certificate.NotAfter.ToUniversalTime(),
-        };
+        var credential = TunnelCredential.FromCertificate(certificate, CertificateIssuer.GetDnsNames(certificate), SecureFile.Read(TrustedCasPath, "trusted CA bundle"), [.. edges], edgeServerName);
         CredentialRegistry.Add(File(RegistryFile), new IssuedCredential(credential.Id, label, credential.Hostnames, ca.Subject,
             (time ?? TimeProvider.System).GetUtcNow(), credential.NotBefore, credential.NotAfter));
         return credential;
@@ -221,11 +210,6 @@ public sealed class EdgeDirectory
 
     private static string ExportBundle(IEnumerable<X509Certificate2> cas) => string.Concat(cas.Select(c => c.ExportCertificatePem() + "\n"));
 
-    private static string ExportKey(X509Certificate2 certificate)
-    {
-        using var key = certificate.GetECDsaPrivateKey() ?? throw new InvalidOperationException("The certificate has no exportable private key.");
-        return key.ExportPkcs8PrivateKeyPem() + "\n";
-    }
 
     private static string CreateToken() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }

@@ -52,6 +52,30 @@ public sealed record TunnelCredential
     /// <summary>When the certificate expires.</summary>
     public DateTimeOffset NotAfter { get; init; }
 
+    /// <summary>
+    /// A credential for an origin certificate with its private key: the certificate and key as PEM, its
+    /// id and validity, with the edge CA bundle to pin and where the edges are.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The certificate has no exportable ECDSA or RSA key.</exception>
+    public static TunnelCredential FromCertificate(X509Certificate2 certificate, IReadOnlyList<string> hostnames, string edgeCaPem, IReadOnlyList<string> edges, string? edgeServerName)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        using var key = (AsymmetricAlgorithm?)certificate.GetECDsaPrivateKey() ?? certificate.GetRSAPrivateKey()
+            ?? throw new InvalidOperationException("The certificate has no exportable private key.");
+        return new TunnelCredential
+        {
+            Id = IdOf(certificate),
+            Hostnames = hostnames,
+            Certificate = certificate.ExportCertificatePem() + "\n",
+            Key = key.ExportPkcs8PrivateKeyPem() + "\n",
+            EdgeCa = edgeCaPem,
+            Edges = edges,
+            EdgeServerName = string.IsNullOrEmpty(edgeServerName) ? null : edgeServerName,
+            NotBefore = certificate.NotBefore.ToUniversalTime(),
+            NotAfter = certificate.NotAfter.ToUniversalTime(),
+        };
+    }
+
     /// <summary>Serializes the credential as indented JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, CredentialJsonContext.Default.TunnelCredential);
 

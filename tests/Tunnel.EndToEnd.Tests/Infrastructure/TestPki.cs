@@ -47,19 +47,7 @@ public sealed class TestPki : IDisposable
     public TunnelCredential CreateCredential(string[] hostnames, string[] edges, X509Certificate2? issuer = null, string? edgeServerName = "localhost", TimeSpan? validity = null)
     {
         using var origin = CertificateIssuer.IssueOriginCertificate(issuer ?? Ca, hostnames, validity ?? TimeSpan.FromDays(1));
-        using var key = origin.GetECDsaPrivateKey()!;
-        return new TunnelCredential
-        {
-            Id = TunnelCredential.IdOf(origin),
-            Hostnames = hostnames,
-            Certificate = origin.ExportCertificatePem(),
-            Key = key.ExportPkcs8PrivateKeyPem(),
-            EdgeCa = Ca.ExportCertificatePem(),
-            Edges = edges,
-            EdgeServerName = edgeServerName,
-            NotBefore = origin.NotBefore,
-            NotAfter = origin.NotAfter,
-        };
+        return TunnelCredential.FromCertificate(origin, hostnames, Ca.ExportCertificatePem(), edges, edgeServerName);
     }
 
     /// <summary>Writes a credential file the way a renewal should: to a temporary file, then renamed over the old one.</summary>
