@@ -121,6 +121,23 @@ public sealed class PrometheusCollector : IDisposable
 
         public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
+            // The hot path: a measurement with the same tags as one seen before (in the same order)
+            // finds its series by comparing the tags as given, without formatting or allocating.
+            var cache = Volatile.Read(ref _recent);
+            foreach (var entry in cache)
+            {
+                if (entry.Matches(tags))
+                {
+                    entry.Series.Record(value, _sums, Bounds);
+                    return;
+                }
+            }
+
+            RecordSlow(value, tags, cache);
+        }
+
+        private void RecordSlow(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, RecentSeries[] cache)
+        {
             var labels = new KeyValuePair<string, string>[tags.Length];
             for (var i = 0; i < tags.Length; i++)
             {
@@ -129,7 +146,21 @@ public sealed class PrometheusCollector : IDisposable
 
             var series = Series.GetOrAdd(new LabelKey(labels), static (_, state) => new SeriesState(state.labels, state.buckets), (labels, buckets: Bounds?.Length + 1));
             series.Record(value, _sums, Bounds);
+
+            // Remember these tags for the hot path, up to a bound (an instrument with many series
+            // takes the slow path for the rest). Observable instruments' series are rebuilt at every
+            // scrape, so only synchronous instruments are remembered.
+            if (!Instrument.IsObservable && cache.Length < RecentSeriesLimit)
+            {
+                var entry = new RecentSeries(tags.ToArray(), series);
+                Interlocked.CompareExchange(ref _recent, [.. cache, entry], cache);
+            }
         }
+
+        // The series of synchronous measurements seen lately, by their tags as given; replaced whole.
+        private RecentSeries[] _recent = [];
+
+        private const int RecentSeriesLimit = 64;
 
         public PrometheusFamily ToFamily() => new(
             Instrument.Name,
@@ -189,6 +220,30 @@ public sealed class PrometheusCollector : IDisposable
             {
                 return new PrometheusSample(labels, _value, bounds, _buckets?.ToArray(), _sum, _count);
             }
+        }
+    }
+
+    /// <summary>Tags exactly as one measurement gave them, and the series they map to.</summary>
+    private sealed class RecentSeries(KeyValuePair<string, object?>[] tags, SeriesState series)
+    {
+        public SeriesState Series { get; } = series;
+
+        public bool Matches(ReadOnlySpan<KeyValuePair<string, object?>> other)
+        {
+            if (other.Length != tags.Length)
+            {
+                return false;
+            }
+
+            for (var i = 0; i < tags.Length; i++)
+            {
+                if (!string.Equals(tags[i].Key, other[i].Key, StringComparison.Ordinal) || !Equals(tags[i].Value, other[i].Value))
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
     }
 

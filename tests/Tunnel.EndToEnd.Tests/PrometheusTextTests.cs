@@ -56,4 +56,39 @@ public class PrometheusTextTests
         Assert.Contains("g{k=\"b\"} 4\n", text, StringComparison.Ordinal);
         Assert.Contains("c_total{a=\"1\",b=\"true\"} 5\n", text, StringComparison.Ordinal);
     }
+    [Fact]
+    public void Repeated_tags_take_the_remembered_series_and_every_series_keeps_its_own_count()
+    {
+        using var meter = new Meter("prometheus.text.tests." + Guid.NewGuid().ToString("N"));
+        using var collector = new PrometheusCollector(m => ReferenceEquals(m, meter));
+        var counter = meter.CreateCounter<long>("r", "{request}", "requests");
+
+        // 100 series (more than the collector remembers), each added to 1 + i times, in the same and
+        // in the other tag order, with tags equal by value but not by reference (fresh strings, boxes).
+        for (var round = 0; round < 100; round++)
+        {
+            for (var i = round; i < 100; i++)
+            {
+                var route = string.Concat("route-", i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                if (i % 2 == 0)
+                {
+                    counter.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("code", (object)(i % 3)));
+                }
+                else
+                {
+                    counter.Add(1, new KeyValuePair<string, object?>("code", (object)(i % 3)), new KeyValuePair<string, object?>("route", route));
+                }
+            }
+        }
+
+        var text = collector.Scrape();
+        for (var i = 0; i < 100; i++)
+        {
+            // A series' labels are written in the order its first measurement gave them.
+            var labels = i % 2 == 0 ? $"route=\"route-{i}\",code=\"{i % 3}\"" : $"code=\"{i % 3}\",route=\"route-{i}\"";
+            Assert.Contains($"r_total{{{labels}}} {i + 1}\n", text, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(100, text.Split('\n').Count(line => line.StartsWith("r_total{", StringComparison.Ordinal)));
+    }
 }
