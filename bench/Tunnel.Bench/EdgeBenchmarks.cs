@@ -11,6 +11,9 @@ namespace Tunnel.Bench;
 /// <summary>What the edge costs and how fast it recovers, measured on edge processes of their own.</summary>
 internal sealed class EdgeBenchmarks(BenchProcesses processes, Pki pki)
 {
+    private const string ManagedHeapMetric = "dotnet_gc_last_collection_heap_size_bytes";
+    private const string CommittedMetric = "dotnet_gc_last_collection_memory_committed_size_bytes";
+
     /// <summary>
     /// Edge memory per idle tunnel connection: <paramref name="origins"/> origins in this process, each the
     /// real plugin (built on Tunnel.Edge.Dial) with <paramref name="perOrigin"/> connections, register with a
@@ -25,6 +28,8 @@ internal sealed class EdgeBenchmarks(BenchProcesses processes, Pki pki)
         {
             await Task.Delay(TimeSpan.FromSeconds(3)).ConfigureAwait(false);
             var before = await SampleResidentAsync(edge.Process, 3).ConfigureAwait(false);
+            var heapBefore = await edge.MetricSumAsync(ManagedHeapMetric).ConfigureAwait(false);
+            var committedBefore = await edge.MetricSumAsync(CommittedMetric).ConfigureAwait(false);
             for (var i = 0; i < origins; i++)
             {
                 apps.Add(await StartOriginAsync([edge], perOrigin).ConfigureAwait(false));
@@ -36,9 +41,16 @@ internal sealed class EdgeBenchmarks(BenchProcesses processes, Pki pki)
             // Let the registration burst's garbage be collected: the keepalive PINGs keep the GC running.
             await Task.Delay(TimeSpan.FromSeconds(8)).ConfigureAwait(false);
             var after = await SampleResidentAsync(edge.Process, 5).ConfigureAwait(false);
+            var heapAfter = await edge.MetricSumAsync(ManagedHeapMetric).ConfigureAwait(false);
+            var committedAfter = await edge.MetricSumAsync(CommittedMetric).ConfigureAwait(false);
             var connected = await edge.TunnelCountAsync().ConfigureAwait(false);
             var perConnection = (after - before) / (double)connected;
-            return (new Figure(perConnection), $"edge VmRSS {before / Workloads.Mib:0.0} MiB idle, {after / Workloads.Mib:0.0} MiB with {connected} tunnel connections");
+
+            // The managed heap's share, from the runtime's own metric (live objects at the last GC, so
+            // an estimate); the rest is native: TLS state in OpenSSL, sockets, the runtime's own.
+            var managedPerConnection = (heapAfter - heapBefore) / connected / 1024;
+            var committedPerConnection = (committedAfter - committedBefore) / connected / 1024;
+            return (new Figure(perConnection), $"edge VmRSS {before / Workloads.Mib:0.0} MiB idle, {after / Workloads.Mib:0.0} MiB with {connected} tunnel connections; per connection, live managed objects at the last GC {managedPerConnection:0.0} KiB, GC-committed memory {committedPerConnection:0.0} KiB");
         }
         finally
         {

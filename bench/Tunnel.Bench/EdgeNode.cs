@@ -42,6 +42,22 @@ internal sealed partial class EdgeNode
         return match.Success ? (int)double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
     }
 
+    /// <summary>The sum of every series of a metric on the edge's <c>/metrics</c> (0 when it has none).</summary>
+    public async Task<double> MetricSumAsync(string name)
+    {
+        var text = await Admin.GetStringAsync(new Uri($"http://127.0.0.1:{AdminPort}/metrics")).ConfigureAwait(false);
+        var sum = 0.0;
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && (line[name.Length] == ' ' || line[name.Length] == '{'))
+            {
+                sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return sum;
+    }
+
     public async Task WaitForTunnelsAsync(int count, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;

@@ -59,6 +59,11 @@ public partial class EdgeAdminTests(ITestOutputHelper output)
         Assert.Contains("# TYPE tunnel_edge_request_duration_seconds histogram\n", text, StringComparison.Ordinal);
         Assert.Contains("# TYPE tunnel_edge_tunnels gauge\n", text, StringComparison.Ordinal);
 
+        // The runtime's own meter rides along: memory, GC and thread pool beside the edge's figures.
+        Assert.True(Value(text, "dotnet_process_memory_working_set_bytes", null) > 0, "the working set is exported");
+        Assert.Contains("dotnet_gc_last_collection_heap_size_bytes{gc_heap_generation=\"gen0\"} ", text, StringComparison.Ordinal);
+        Assert.Contains("dotnet_thread_pool_thread_count", text, StringComparison.Ordinal);
+
         // The histogram's buckets only grow with le, end at +Inf with the count, and count every request.
         const string Series = "tunnel_route=\"hello.test\",http_response_status_class=\"2xx\"";
         var buckets = BucketLine().Matches(text).Where(m => m.Groups["labels"].Value == Series)

@@ -29,7 +29,7 @@ internal static class EdgeAdmin
         services.AddSingleton<RecentRequests>();
         services.AddSingleton<StatusPage>();
         services.AddSingleton<AdminApi>();
-        services.AddSingleton(sp => new PrometheusCollector(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), EdgeMetrics.MeterName));
+        services.AddSingleton(sp => new PrometheusCollector(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), EdgeMetrics.MeterName, EdgeMetrics.RuntimeMeterName));
     }
 
     /// <summary>Adds the admin endpoint to Kestrel unless it is off; returns its listen options.</summary>

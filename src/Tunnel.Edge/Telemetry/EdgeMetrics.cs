@@ -15,6 +15,13 @@ public sealed class EdgeMetrics
     /// <summary>The meter's name.</summary>
     public const string MeterName = "Tunnel.Edge";
 
+    /// <summary>
+    /// The .NET runtime's own meter (GC heap sizes and collections, working set, thread pool, lock
+    /// contention), exported beside the edge's: what an operator needs to see when the edge's memory or
+    /// latency moves.
+    /// </summary>
+    public const string RuntimeMeterName = "System.Runtime";
+
     // OpenTelemetry's advised buckets for HTTP request durations, in seconds: fine below 100 ms where
     // most forwarded requests end, coarse up to 10 s for slow origins.
     private static readonly double[] DurationBuckets = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];

@@ -37,7 +37,7 @@ internal static class EdgeOtlpExport
         // hosted service so they exist from the start.
         services.AddHostedService(_ => new Providers(Sdk.CreateMeterProviderBuilder()
             .SetResourceBuilder(resource)
-            .AddMeter(EdgeMetrics.MeterName)
+            .AddMeter(EdgeMetrics.MeterName, EdgeMetrics.RuntimeMeterName)
             .AddOtlpExporter((exporter, reader) =>
             {
                 Configure(exporter, "metrics");
