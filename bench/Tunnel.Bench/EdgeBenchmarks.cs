@@ -203,7 +203,7 @@ internal sealed class EdgeBenchmarks(BenchProcesses processes, Pki pki)
         return app;
     }
 
-    private static async Task<long> SampleResidentAsync(BenchProcess process, int samples)
+    public static async Task<long> SampleResidentAsync(BenchProcess process, int samples)
     {
         var values = new List<long>();
         for (var i = 0; i < samples; i++)

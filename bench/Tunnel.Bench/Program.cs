@@ -3,6 +3,11 @@ using Tunnel.Bench;
 
 // bench/run's driver: starts every setup on loopback, runs each workload against each, back to back,
 // and prints one table (also written into docs/benchmarks.md). See bench/README.md.
+if (args is [TlsFloor.ServerFlag, var floorCertificate, var floorKey])
+{
+    return await TlsFloor.ServeAsync(floorCertificate, floorKey);
+}
+
 var options = BenchOptions.Parse(args);
 _ = Report.LoadAtStart;
 var work = Directory.CreateTempSubdirectory("tunnel-bench-").FullName;
@@ -109,6 +114,17 @@ try
         catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
         {
             edgeRows.Add(("Memory per idle tunnel connection", "n/a", ex.Message.Split('\n')[0]));
+        }
+
+        Log("baseline: memory per idle TLS connection alone");
+        try
+        {
+            var (perConnection, detail) = await TlsFloor.MeasureAsync(processes, pki, options.MemoryOrigins * options.MemoryConnectionsPerOrigin, EdgeBenchmarks.SampleResidentAsync);
+            edgeRows.Add(("Baseline: memory per idle TLS connection alone", Kib(perConnection), detail));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException)
+        {
+            edgeRows.Add(("Baseline: memory per idle TLS connection alone", "n/a", ex.Message.Split('\n')[0]));
         }
 
         Log("registrations per second");
