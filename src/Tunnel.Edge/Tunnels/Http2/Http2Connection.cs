@@ -521,6 +521,10 @@ internal sealed partial class Http2Connection : IDisposable
                 if (buffer is null)
                 {
                     await wait.ConfigureAwait(false);
+
+                    // Woken by the first frame queued: go to the back of the thread pool's queue once,
+                    // so requests already queued there add their frames to this same write.
+                    await Task.Yield();
                     continue;
                 }
 
