@@ -614,8 +614,11 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
                 }
             }
 
-            var ack = Reserve(Http2FrameHeader.Size);
-            Http2FrameHeader.Write(ack, 0, Http2FrameType.Settings, Http2Flags.Ack, 0);
+            if (_abortError is null)
+            {
+                var ack = Reserve(Http2FrameHeader.Size);
+                Http2FrameHeader.Write(ack, 0, Http2FrameType.Settings, Http2Flags.Ack, 0);
+            }
         }
 
         _settingsReceived.TrySetResult();
@@ -633,6 +636,12 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
             if (header.HasFlag(Http2Flags.Ack))
             {
                 _pingOutstanding = false;
+                return;
+            }
+
+            if (_abortError is not null)
+            {
+                // Frames still buffered after the connection died: nothing more is written.
                 return;
             }
 
