@@ -1,12 +1,13 @@
 using System.Net;
 using System.Net.Security;
+using Tunnel.Edge.Tunnels.Http2;
 
 namespace Tunnel.Edge.Tunnels;
 
 /// <summary>
 /// One registered tunnel connection, seen from the edge: an HTTP/2 client (the edge) over the TLS
-/// stream the origin dialed. One <see cref="SocketsHttpHandler"/> per connection, whose connect
-/// callback hands out that stream exactly once, so every request on it shares that one HTTP/2 connection.
+/// stream the origin dialed. Its <see cref="TunnelHttp2Handler"/> speaks HTTP/2 on exactly that
+/// stream, so every request on it is a stream of that one connection.
 /// </summary>
 public sealed class TunnelConnection : IAsyncDisposable
 {
@@ -16,9 +17,12 @@ public sealed class TunnelConnection : IAsyncDisposable
     // for bytes the visitor has not read yet, as with any window.
     private const int ResponseStreamWindowSize = 1024 * 1024;
 
+    // The most a response's headers may take (decoded): more is the origin misbehaving, and the
+    // visitor gets a 502 rather than the edge holding it.
+    private const int MaxResponseHeaderBytes = 64 * 1024;
+
     private readonly ObservedStream _stream;
-    private readonly SocketsHttpHandler _handler;
-    private int _streamTaken;
+    private readonly TunnelHttp2Handler _handler;
     private int _inFlight;
     private long _requests;
 
@@ -32,39 +36,19 @@ public sealed class TunnelConnection : IAsyncDisposable
         Remote = remote;
         ConnectedAt = time.GetUtcNow();
         _stream = new ObservedStream(stream);
-        _handler = new SocketsHttpHandler
+        _handler = new TunnelHttp2Handler(_stream, new Http2ClientSettings
         {
-            ConnectCallback = (_, _) => Interlocked.Exchange(ref _streamTaken, 1) == 0
-                ? ValueTask.FromResult<Stream>(_stream)
-                : ValueTask.FromException<Stream>(new HttpRequestException(HttpRequestError.ConnectionError, $"Tunnel connection {Id} is closed.")),
-
-            // The tunnel lives until either end closes it: no pool lifetime or idle timeout may retire it.
-            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
-            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-            EnableMultipleHttp2Connections = false,
-            InitialHttp2StreamWindowSize = ResponseStreamWindowSize,
+            StreamWindowSize = ResponseStreamWindowSize,
             KeepAlivePingDelay = options.KeepAlivePingDelay,
             KeepAlivePingTimeout = options.KeepAlivePingTimeout,
-            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
-
-            // A forwarder passes responses through as they are.
-            AllowAutoRedirect = false,
-            UseCookies = false,
-            UseProxy = false,
-            AutomaticDecompression = DecompressionMethods.None,
-            MaxResponseHeadersLength = 64,
-
-            // The forwarder injects the edge's own span (see EdgeTracing), so the app's request span is
-            // its direct child rather than a grandchild through an HTTP client span.
-            ActivityHeadersPropagator = System.Diagnostics.DistributedContextPropagator.CreateNoOutputPropagator(),
-        };
+            MaxResponseHeaderBytes = MaxResponseHeaderBytes,
+        }, time);
         Invoker = new HttpMessageInvoker(_handler, disposeHandler: false);
     }
 
     /// <summary>
-    /// Every request on a tunnel uses this scheme and authority in its URI, because the HTTP/2 client
-    /// pools connections by URI authority and this connection's pool must hold exactly one: the tunnel.
-    /// The visitor's host travels in the Host header (HTTP/2 <c>:authority</c>).
+    /// Every request on a tunnel uses this scheme and authority in its URI; only its path and query
+    /// matter. The visitor's host travels in the Host header (HTTP/2 <c>:authority</c>).
     /// </summary>
     internal const string RequestUriPrefix = "http://tunnel";
 
@@ -99,7 +83,10 @@ public sealed class TunnelConnection : IAsyncDisposable
     public Task Closed => _stream.Closed;
 
     /// <summary>Whether new requests may be sent on it.</summary>
-    public bool IsUsable => !_stream.Closed.IsCompleted && !IsDraining && !IsSilent;
+    public bool IsUsable => !_stream.Closed.IsCompleted && !IsDraining && !IsSilent && _handler.IsUsable;
+
+    /// <summary>Completes when the origin sent GOAWAY: the connection finishes what it has and takes nothing new.</summary>
+    public Task GoAwayReceived => _handler.GoAwayReceived;
 
     /// <summary>Set once the connection must take no new requests (the origin is going away, or it failed).</summary>
     public bool IsDraining { get; private set; }
@@ -190,8 +177,6 @@ public sealed class TunnelConnection : IAsyncDisposable
         MarkDraining();
         Invoker.Dispose();
         _handler.Dispose();
-
-        // The handler only disposes the stream if it ever took it.
         _stream.Dispose();
         return ValueTask.CompletedTask;
     }

@@ -1,0 +1,767 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace Tunnel.Edge.Tunnels.Http2;
+
+/// <summary>The reader loop: frames from the origin, dispatched by type.</summary>
+internal sealed partial class Http2Connection : IHpackHeaderSink
+{
+    private readonly HpackDecoder _decoder;
+    private readonly Http2FrameReader _reader;
+    private long _connectionReceiveWindow;
+
+    // A header block split over HEADERS and CONTINUATION frames is gathered here (rented) until END_HEADERS.
+    private byte[]? _headerBlock;
+    private int _headerBlockLength;
+    private int _headerBlockStreamId;
+    private bool _headerBlockEndStream;
+
+    // The block being decoded and where its fields go.
+    private Http2Stream? _sinkStream;
+    private HttpResponseMessage? _sinkResponse;
+    private bool _sinkTrailers;
+    private int _sinkStatus;
+    private int _sinkBytes;
+    private bool _sinkRegularSeen;
+    private string? _sinkMalformed;
+
+    private async Task ReadLoopAsync()
+    {
+        Exception cause;
+        var goAwaySent = false;
+        try
+        {
+            while (await _reader.ReadFrameAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                Volatile.Write(ref _lastFrameTimestamp, _time.GetTimestamp());
+                ProcessFrame(_reader.Header, _reader.Payload);
+            }
+
+            cause = new IOException("The origin closed the tunnel connection.");
+        }
+        catch (Http2ConnectionException ex)
+        {
+            goAwaySent = ConnectionError(ex.Code, ex.Message);
+            cause = ex;
+        }
+        catch (HpackException ex)
+        {
+            goAwaySent = ConnectionError(Http2ErrorCode.CompressionError, ex.Message);
+            cause = ex;
+        }
+        catch (Exception ex)
+        {
+            cause = ex;
+        }
+        finally
+        {
+            _reader.Dispose();
+            ReturnHeaderBlock();
+        }
+
+        if (goAwaySent)
+        {
+            // The writer sends the GOAWAY and closes; if the origin does not take it within the grace, close anyway.
+            _ = Task.Delay(GoAwayGrace, _time).ContinueWith(static (_, state) => ((Http2Connection)state!).Abort(new IOException("The tunnel connection was closed after a protocol error.")), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+        else
+        {
+            Abort(cause);
+        }
+    }
+
+    // How long a GOAWAY after a protocol error may take to go out before the connection is cut.
+    private static readonly TimeSpan GoAwayGrace = TimeSpan.FromSeconds(1);
+
+    /// <summary>A connection error (RFC 9113 section 5.4.1): GOAWAY with the code, then close; every stream fails.</summary>
+    private bool ConnectionError(Http2ErrorCode code, string message)
+    {
+        lock (Sync)
+        {
+            if (_abortError is not null)
+            {
+                return false;
+            }
+
+            var debug = Encoding.ASCII.GetBytes(message.Length > 200 ? message[..200] : message);
+            var frame = Reserve(Http2FrameHeader.Size + 8 + debug.Length);
+            Http2FrameHeader.Write(frame, 8 + debug.Length, Http2FrameType.GoAway, 0, 0);
+            BinaryPrimitives.WriteUInt32BigEndian(frame[9..], 0);
+            BinaryPrimitives.WriteUInt32BigEndian(frame[13..], (uint)code);
+            debug.CopyTo(frame[17..]);
+            CloseAfterFlushLocked(new Http2ConnectionException(code, $"The origin broke the HTTP/2 protocol ({code}): {message}"));
+            return true;
+        }
+    }
+
+    private void ProcessFrame(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (_headerBlockStreamId != 0 && header.Type != Http2FrameType.Continuation)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"A {header.Type} frame came between a header block's frames.");
+        }
+
+        switch (header.Type)
+        {
+            case Http2FrameType.Data:
+                OnData(header, payload);
+                break;
+            case Http2FrameType.Headers:
+                OnHeaders(header, payload);
+                break;
+            case Http2FrameType.Continuation:
+                OnContinuation(header, payload);
+                break;
+            case Http2FrameType.RstStream:
+                OnRstStream(header, payload);
+                break;
+            case Http2FrameType.Settings:
+                OnSettings(header, payload);
+                break;
+            case Http2FrameType.Ping:
+                OnPing(header, payload);
+                break;
+            case Http2FrameType.GoAway:
+                OnGoAway(header, payload);
+                break;
+            case Http2FrameType.WindowUpdate:
+                OnWindowUpdate(header, payload);
+                break;
+            case Http2FrameType.PushPromise:
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "The origin sent PUSH_PROMISE although push is disabled.");
+            case Http2FrameType.Priority:
+                if (header.StreamId == 0 || header.Length != 5)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A malformed PRIORITY frame.");
+                }
+
+                break;
+            default:
+                // Unknown frame types are ignored (RFC 9113 section 4.1).
+                break;
+        }
+    }
+
+    private static ReadOnlySpan<byte> RemovePadding(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (!header.HasFlag(Http2Flags.Padded))
+        {
+            return payload;
+        }
+
+        if (payload.IsEmpty || payload[0] >= payload.Length)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"A {header.Type} frame's padding is as long as the frame.");
+        }
+
+        return payload[1..^payload[0]];
+    }
+
+    private void OnData(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.StreamId == 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A DATA frame on stream 0.");
+        }
+
+        var data = RemovePadding(header, payload);
+        lock (Sync)
+        {
+            _connectionReceiveWindow -= header.Length;
+            if (_connectionReceiveWindow < 0)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "The origin sent more DATA than the connection window allows.");
+            }
+
+            if (!_streams.TryGetValue(header.StreamId, out var stream) || stream.ReceiveClosed)
+            {
+                if (header.StreamId >= _nextStreamId)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"DATA on stream {header.StreamId}, which was never opened.");
+                }
+
+                // A stream this end already reset: its bytes are dropped, the connection's window kept whole.
+                CreditConnectionLocked(header.Length);
+                return;
+            }
+
+            if (stream.Response is null)
+            {
+                CreditConnectionLocked(header.Length);
+                StreamErrorLocked(stream, Http2ErrorCode.ProtocolError, "The origin sent DATA before the response headers.");
+                return;
+            }
+
+            stream.ReceiveWindow -= header.Length;
+            if (stream.ReceiveWindow < 0)
+            {
+                CreditConnectionLocked(header.Length);
+                StreamErrorLocked(stream, Http2ErrorCode.FlowControlError, "The origin sent more DATA than the stream window allows.");
+                return;
+            }
+
+            stream.AppendDataLocked(data);
+
+            // Padding counts against the windows but is nothing to read: granted back at once.
+            var padding = header.Length - data.Length;
+            if (padding > 0)
+            {
+                OnConsumedLocked(stream, padding);
+            }
+
+            if (header.HasFlag(Http2Flags.EndStream))
+            {
+                stream.ReceiveClosed = true;
+                CloseIfDoneLocked(stream);
+            }
+
+            stream.WakeReaderLocked();
+        }
+    }
+
+    /// <summary>A stream error (RFC 9113 section 5.4.2): RST_STREAM, and the request fails with <paramref name="message"/>.</summary>
+    private void StreamErrorLocked(Http2Stream stream, Http2ErrorCode code, string message, HttpRequestError error = HttpRequestError.InvalidResponse)
+    {
+        var body = stream.TakeBodyCancellationLocked();
+        if (stream.IsOpen)
+        {
+            WriteRstStreamLocked(stream.Id, code);
+            RemoveStreamLocked(stream);
+        }
+
+        stream.SendClosed = stream.ReceiveClosed = true;
+        stream.FailLocked(new HttpRequestException(error, message));
+        CreditConnectionLocked(stream.DiscardDataLocked());
+        if (body is not null)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static state => CancelQuietly((CancellationTokenSource)state!), body);
+        }
+    }
+
+    private void OnHeaders(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.StreamId == 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A HEADERS frame on stream 0.");
+        }
+
+        var fragment = RemovePadding(header, payload);
+        if (header.HasFlag(Http2Flags.Priority))
+        {
+            if (fragment.Length < 5)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "A HEADERS frame too short for its priority fields.");
+            }
+
+            fragment = fragment[5..];
+        }
+
+        var endStream = header.HasFlag(Http2Flags.EndStream);
+        if (header.HasFlag(Http2Flags.EndHeaders))
+        {
+            ProcessHeaderBlock(header.StreamId, fragment, endStream);
+            return;
+        }
+
+        _headerBlockStreamId = header.StreamId;
+        _headerBlockEndStream = endStream;
+        _headerBlockLength = 0;
+        AppendHeaderBlock(fragment);
+    }
+
+    private void OnContinuation(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (_headerBlockStreamId == 0 || header.StreamId != _headerBlockStreamId)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A CONTINUATION frame that continues no header block.");
+        }
+
+        AppendHeaderBlock(payload);
+        if (header.HasFlag(Http2Flags.EndHeaders))
+        {
+            var streamId = _headerBlockStreamId;
+            _headerBlockStreamId = 0;
+            try
+            {
+                ProcessHeaderBlock(streamId, _headerBlock.AsSpan(0, _headerBlockLength), _headerBlockEndStream);
+            }
+            finally
+            {
+                ReturnHeaderBlock();
+            }
+        }
+    }
+
+    private void AppendHeaderBlock(ReadOnlySpan<byte> fragment)
+    {
+        var needed = _headerBlockLength + fragment.Length;
+        if (needed > MaxHeaderBlockBytes)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, $"A header block over {MaxHeaderBlockBytes / 1024} KiB.");
+        }
+
+        if (_headerBlock is null || _headerBlock.Length < needed)
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, 16 * 1024));
+            if (_headerBlock is not null)
+            {
+                _headerBlock.AsSpan(0, _headerBlockLength).CopyTo(bigger);
+                ArrayPool<byte>.Shared.Return(_headerBlock);
+            }
+
+            _headerBlock = bigger;
+        }
+
+        fragment.CopyTo(_headerBlock.AsSpan(_headerBlockLength));
+        _headerBlockLength = needed;
+    }
+
+    private void ReturnHeaderBlock()
+    {
+        if (_headerBlock is { } block)
+        {
+            _headerBlock = null;
+            _headerBlockLength = 0;
+            ArrayPool<byte>.Shared.Return(block);
+        }
+    }
+
+    private void ProcessHeaderBlock(int streamId, ReadOnlySpan<byte> block, bool endStream)
+    {
+        Http2Stream? stream;
+        lock (Sync)
+        {
+            if (!_streams.TryGetValue(streamId, out stream) || stream.ReceiveClosed)
+            {
+                if (streamId >= _nextStreamId || (streamId & 1) == 0)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"HEADERS on stream {streamId}, which this end never opened.");
+                }
+
+                stream = null;
+            }
+        }
+
+        // Decoded outside the lock: only this loop touches the decoder, and the response is published below.
+        _sinkStream = stream;
+        _sinkTrailers = stream?.Response is not null;
+        _sinkResponse = stream?.Response;
+        _sinkStatus = -1;
+        _sinkBytes = 0;
+        _sinkRegularSeen = false;
+        _sinkMalformed = null;
+        try
+        {
+            _decoder.Decode(block, this);
+        }
+        finally
+        {
+            _sinkStream = null;
+        }
+
+        if (stream is null)
+        {
+            return;
+        }
+
+        lock (Sync)
+        {
+            if (!stream.IsOpen)
+            {
+                return;
+            }
+
+            if (_sinkBytes > _settings.MaxResponseHeaderBytes)
+            {
+                StreamErrorLocked(stream, Http2ErrorCode.Cancel,
+                    $"The origin's response headers exceed the edge's limit of {_settings.MaxResponseHeaderBytes / 1024} KiB.", HttpRequestError.ConfigurationLimitExceeded);
+                return;
+            }
+
+            if (_sinkMalformed is null && _sinkTrailers && !endStream)
+            {
+                _sinkMalformed = "a second header block that does not end the stream";
+            }
+
+            if (_sinkMalformed is null && !_sinkTrailers)
+            {
+                if (_sinkStatus < 0)
+                {
+                    _sinkMalformed = "no :status";
+                }
+                else if (_sinkStatus == 101)
+                {
+                    _sinkMalformed = "status 101, which HTTP/2 does not allow";
+                }
+                else if (_sinkStatus < 200 && endStream)
+                {
+                    _sinkMalformed = "an informational response that ends the stream";
+                }
+            }
+
+            if (_sinkMalformed is not null)
+            {
+                StreamErrorLocked(stream, Http2ErrorCode.ProtocolError, $"The origin's response is malformed: {_sinkMalformed}.");
+                return;
+            }
+
+            if (!_sinkTrailers)
+            {
+                if (_sinkStatus < 200)
+                {
+                    // 1xx: the final response follows.
+                    return;
+                }
+
+                stream.Response = _sinkResponse ?? stream.CreateResponse(_sinkStatus);
+            }
+
+            if (endStream)
+            {
+                stream.ReceiveClosed = true;
+                CloseIfDoneLocked(stream);
+            }
+
+            stream.WakeReaderLocked();
+        }
+
+        _sinkResponse = null;
+    }
+
+    void IHpackHeaderSink.OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int staticNameIndex)
+    {
+        _sinkBytes += name.Length + value.Length + 32;
+        if (_sinkStream is null || _sinkMalformed is not null || _sinkBytes > _settings.MaxResponseHeaderBytes)
+        {
+            return;
+        }
+
+        if (name[0] == (byte)':')
+        {
+            if (_sinkTrailers || _sinkRegularSeen || !name.SequenceEqual(":status"u8) || _sinkStatus >= 0)
+            {
+                _sinkMalformed = "a misplaced or unknown pseudo-header";
+                return;
+            }
+
+            if (value.Length != 3 || !int.TryParse(value, System.Globalization.NumberStyles.None, null, out var status) || status < 100)
+            {
+                _sinkMalformed = "an invalid :status";
+                return;
+            }
+
+            _sinkStatus = status;
+            return;
+        }
+
+        _sinkRegularSeen = true;
+        if (!_sinkTrailers && _sinkStatus is >= 100 and < 200)
+        {
+            // An informational response's fields are not passed on.
+            return;
+        }
+
+        if (!_sinkTrailers && _sinkResponse is null)
+        {
+            if (_sinkStatus < 0)
+            {
+                _sinkMalformed = "fields before :status";
+                return;
+            }
+
+            _sinkResponse = _sinkStream.CreateResponse(_sinkStatus);
+        }
+
+        var headerName = staticNameIndex != 0 ? HpackStaticTable.Name(staticNameIndex) : Encoding.Latin1.GetString(name);
+        var headerValue = value.IsEmpty ? string.Empty : Encoding.Latin1.GetString(value);
+        var response = _sinkResponse!;
+        if (_sinkTrailers)
+        {
+            response.TrailingHeaders.TryAddWithoutValidation(headerName, headerValue);
+        }
+        else if (!response.Headers.TryAddWithoutValidation(headerName, headerValue))
+        {
+            response.Content.Headers.TryAddWithoutValidation(headerName, headerValue);
+        }
+    }
+
+    private void OnRstStream(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.StreamId == 0 || header.Length != 4)
+        {
+            throw new Http2ConnectionException(header.StreamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "A malformed RST_STREAM frame.");
+        }
+
+        var code = (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload);
+        CancellationTokenSource? body;
+        lock (Sync)
+        {
+            if (!_streams.TryGetValue(header.StreamId, out var stream))
+            {
+                if (header.StreamId >= _nextStreamId)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"RST_STREAM on stream {header.StreamId}, which was never opened.");
+                }
+
+                return;
+            }
+
+            body = stream.TakeBodyCancellationLocked();
+            RemoveStreamLocked(stream);
+            if (code == Http2ErrorCode.NoError && stream.ReceiveClosed)
+            {
+                // RFC 9113 section 8.1: the response is complete and the origin wants no more of the request.
+                stream.SendClosed = true;
+            }
+            else
+            {
+                stream.SendClosed = stream.ReceiveClosed = true;
+                stream.FailLocked(code == Http2ErrorCode.RefusedStream
+                    ? Http2Errors.NotProcessed("The origin refused the stream (REFUSED_STREAM); the request was not processed.")
+                    : new HttpProtocolException((long)code, $"The origin reset the stream ({code}).", null));
+                CreditConnectionLocked(stream.DiscardDataLocked());
+            }
+        }
+
+        if (body is not null)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static state => CancelQuietly((CancellationTokenSource)state!), body);
+        }
+    }
+
+    private void OnSettings(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.StreamId != 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A SETTINGS frame on a stream.");
+        }
+
+        if (header.HasFlag(Http2Flags.Ack))
+        {
+            if (header.Length != 0)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "A SETTINGS acknowledgement with a payload.");
+            }
+
+            return;
+        }
+
+        if (header.Length % 6 != 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "A SETTINGS frame whose length is not a multiple of 6.");
+        }
+
+        lock (Sync)
+        {
+            for (var offset = 0; offset < payload.Length; offset += 6)
+            {
+                var setting = (Http2Setting)BinaryPrimitives.ReadUInt16BigEndian(payload[offset..]);
+                var value = BinaryPrimitives.ReadUInt32BigEndian(payload[(offset + 2)..]);
+                switch (setting)
+                {
+                    case Http2Setting.MaxConcurrentStreams:
+                        _peerMaxConcurrentStreams = (int)Math.Min(value, int.MaxValue);
+                        while (_activeStreams < _peerMaxConcurrentStreams && _slotWaiters.TryDequeue(out var waiter))
+                        {
+                            if (waiter.TrySetResult(true))
+                            {
+                                _activeStreams++;
+                            }
+                        }
+
+                        break;
+                    case Http2Setting.InitialWindowSize:
+                        if (value > Http2FrameHeader.MaxWindowSize)
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1.");
+                        }
+
+                        // Section 6.9.2: the change applies to every open stream's window.
+                        var delta = (int)value - _peerInitialWindow;
+                        _peerInitialWindow = (int)value;
+                        foreach (var stream in _streams.Values)
+                        {
+                            stream.SendWindow += delta;
+                            if (stream.SendWindow > Http2FrameHeader.MaxWindowSize)
+                            {
+                                throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "A SETTINGS_INITIAL_WINDOW_SIZE change overflows a stream's window.");
+                            }
+
+                            if (delta > 0)
+                            {
+                                stream.WindowSignal.Set();
+                            }
+                        }
+
+                        break;
+                    case Http2Setting.MaxFrameSize:
+                        if (value is < Http2FrameHeader.DefaultMaxFrameSize or > 16777215)
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_MAX_FRAME_SIZE {value} is out of range.");
+                        }
+
+                        _peerMaxFrameSize = (int)value;
+                        break;
+                    case Http2Setting.EnableConnectProtocol:
+                        _peerConnectProtocol = value == 1;
+                        break;
+                    case Http2Setting.EnablePush when value > 1:
+                        throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "SETTINGS_ENABLE_PUSH above 1.");
+                    default:
+                        // HEADER_TABLE_SIZE: the encoder never uses a dynamic table. Others are not for a client.
+                        break;
+                }
+            }
+
+            if (_abortError is null)
+            {
+                var ack = Reserve(Http2FrameHeader.Size);
+                Http2FrameHeader.Write(ack, 0, Http2FrameType.Settings, Http2Flags.Ack, 0);
+            }
+        }
+
+        _settingsReceived.TrySetResult();
+    }
+
+    private void OnPing(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.StreamId != 0 || header.Length != 8)
+        {
+            throw new Http2ConnectionException(header.StreamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "A malformed PING frame.");
+        }
+
+        lock (Sync)
+        {
+            if (header.HasFlag(Http2Flags.Ack))
+            {
+                _pingOutstanding = false;
+                return;
+            }
+
+            if (_abortError is not null)
+            {
+                // Frames still buffered after the connection died: nothing more is written.
+                return;
+            }
+
+            var frame = Reserve(Http2FrameHeader.Size + 8);
+            Http2FrameHeader.Write(frame, 8, Http2FrameType.Ping, Http2Flags.Ack, 0);
+            payload.CopyTo(frame[Http2FrameHeader.Size..]);
+        }
+    }
+
+    private void OnGoAway(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.StreamId != 0 || header.Length < 8)
+        {
+            throw new Http2ConnectionException(header.StreamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "A malformed GOAWAY frame.");
+        }
+
+        var lastStreamId = (int)(BinaryPrimitives.ReadUInt32BigEndian(payload) & 0x7FFFFFFF);
+        var code = (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload[4..]);
+        List<CancellationTokenSource>? bodies = null;
+        lock (Sync)
+        {
+            _goAway = true;
+            _goAwayLastStreamId = Math.Min(_goAwayLastStreamId, lastStreamId);
+            var refused = Http2Errors.NotProcessed($"The origin is closing the tunnel connection (GOAWAY {code}) and did not process the request.");
+            List<Http2Stream>? unprocessed = null;
+            foreach (var stream in _streams.Values)
+            {
+                if (stream.Id > _goAwayLastStreamId)
+                {
+                    (unprocessed ??= []).Add(stream);
+                }
+            }
+
+            while (_slotWaiters.TryDequeue(out var waiter))
+            {
+                waiter.TrySetException(refused);
+            }
+
+            if (unprocessed is not null)
+            {
+                foreach (var stream in unprocessed)
+                {
+                    if (stream.TakeBodyCancellationLocked() is { } body)
+                    {
+                        (bodies ??= []).Add(body);
+                    }
+
+                    stream.SendClosed = stream.ReceiveClosed = true;
+                    stream.FailLocked(refused);
+                    RemoveStreamLocked(stream);
+                }
+            }
+
+            if (_streams.Count == 0 && _abortError is null)
+            {
+                CloseAfterFlushLocked(new IOException($"The origin closed the tunnel connection (GOAWAY {code})."));
+            }
+        }
+
+        _goAwayReceived.TrySetResult();
+        if (bodies is not null)
+        {
+            foreach (var body in bodies)
+            {
+                CancelQuietly(body);
+            }
+        }
+    }
+
+    private void OnWindowUpdate(Http2FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.Length != 4)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "A WINDOW_UPDATE frame that is not 4 bytes.");
+        }
+
+        var increment = (int)(BinaryPrimitives.ReadUInt32BigEndian(payload) & 0x7FFFFFFF);
+        lock (Sync)
+        {
+            if (header.StreamId == 0)
+            {
+                if (increment == 0)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A WINDOW_UPDATE of 0 for the connection.");
+                }
+
+                _connectionSendWindow += increment;
+                if (_connectionSendWindow > Http2FrameHeader.MaxWindowSize)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "The connection's send window above 2^31-1.");
+                }
+
+                foreach (var waiting in _connectionWindowWaiters)
+                {
+                    waiting.WindowSignal.Set();
+                }
+
+                _connectionWindowWaiters.Clear();
+                return;
+            }
+
+            if (!_streams.TryGetValue(header.StreamId, out var stream))
+            {
+                return;
+            }
+
+            if (increment == 0)
+            {
+                StreamErrorLocked(stream, Http2ErrorCode.ProtocolError, "The origin sent a WINDOW_UPDATE of 0.");
+                return;
+            }
+
+            stream.SendWindow += increment;
+            if (stream.SendWindow > Http2FrameHeader.MaxWindowSize)
+            {
+                StreamErrorLocked(stream, Http2ErrorCode.FlowControlError, "The origin's WINDOW_UPDATE overflows the stream's window.");
+                return;
+            }
+
+            stream.WindowSignal.Set();
+        }
+    }
+}

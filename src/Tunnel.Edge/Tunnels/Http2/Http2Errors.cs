@@ -1,0 +1,33 @@
+namespace Tunnel.Edge.Tunnels.Http2;
+
+/// <summary>
+/// Turns why a stream failed into what its caller sees, shaped as SocketsHttpHandler shapes it, since
+/// the forwarder decides retries from it: <see cref="HttpRequestError.ConnectionError"/> means the
+/// origin certainly did not process the request, <see cref="HttpProtocolException"/> that the origin
+/// reset the stream, <see cref="HttpRequestError.ResponseEnded"/> that the connection was lost.
+/// </summary>
+internal static class Http2Errors
+{
+    public static HttpRequestException NotProcessed(string message, Exception? inner = null) =>
+        new(HttpRequestError.ConnectionError, message, inner);
+
+    public static HttpIOException ConnectionLost(Exception cause) =>
+        new(HttpRequestError.ResponseEnded, $"The tunnel connection was lost: {cause.Message}", cause);
+
+    /// <summary>For the caller of SendAsync, waiting for the response headers.</summary>
+    public static Exception ForSend(Exception failure) => failure switch
+    {
+        HttpRequestException or OperationCanceledException => failure,
+        HttpProtocolException protocol => new HttpRequestException(HttpRequestError.HttpProtocolError, protocol.Message, protocol),
+        HttpIOException io => new HttpRequestException(io.HttpRequestError, io.Message, io),
+        _ => new HttpRequestException(HttpRequestError.Unknown, $"Sending the request content failed: {failure.Message}", failure),
+    };
+
+    /// <summary>For a reader of the response body.</summary>
+    public static Exception ForRead(Exception failure) => failure switch
+    {
+        IOException or OperationCanceledException or ObjectDisposedException => failure,
+        HttpRequestException request => new HttpIOException(request.HttpRequestError, request.Message, request),
+        _ => new HttpIOException(HttpRequestError.Unknown, $"Sending the request content failed: {failure.Message}", failure),
+    };
+}

@@ -1,0 +1,281 @@
+using System.Buffers;
+using System.Net;
+
+namespace Tunnel.Edge.Tunnels.Http2;
+
+/// <summary>
+/// One request/response exchange on an <see cref="Http2Connection"/>. Every field is guarded by the
+/// connection's lock (<see cref="Http2Connection.Sync"/>), which the reader loop, the writer loop and
+/// the request's own tasks share, so buffers handed between them have one owner at a time.
+/// </summary>
+internal sealed class Http2Stream
+{
+    private readonly Http2Connection _connection;
+    private readonly AsyncSignal _readSignal;
+    private AsyncSignal? _windowSignal;
+    private CancellationTokenSource? _bodyCancellation;
+
+    // Response bytes received and not yet read: [_dataStart, _dataEnd) of a rented buffer.
+    private byte[]? _data;
+    private int _dataStart;
+    private int _dataEnd;
+    private int _unackedConsumed;
+    private bool _responseDisposed;
+
+    public Http2Stream(Http2Connection connection, HttpRequestMessage request, bool isExtendedConnect)
+    {
+        _connection = connection;
+        Request = request;
+        IsExtendedConnect = isExtendedConnect;
+        _readSignal = new AsyncSignal(connection.Sync);
+    }
+
+    public HttpRequestMessage Request { get; }
+
+    public bool IsExtendedConnect { get; }
+
+    public int Id { get; set; }
+
+    /// <summary>Set by the reader loop once final response headers arrived; read by others under the lock.</summary>
+    public HttpResponseMessage? Response { get; set; }
+
+    /// <summary>END_STREAM sent, or the stream was reset.</summary>
+    public bool SendClosed { get; set; }
+
+    /// <summary>END_STREAM received, or the stream was reset.</summary>
+    public bool ReceiveClosed { get; set; }
+
+    /// <summary>Why the stream failed, once it did: what its reader and writer see.</summary>
+    public Exception? Failure { get; private set; }
+
+    public long SendWindow { get; set; }
+
+    public int ReceiveWindow { get; set; }
+
+    /// <summary>Still in the connection's table (not both sides closed).</summary>
+    public bool IsOpen { get; set; }
+
+    /// <summary>The most bytes that were ever buffered unread at once (bounded by the stream window).</summary>
+    public int PeakBuffered { get; private set; }
+
+    /// <summary>Bytes buffered and not read; under the lock.</summary>
+    public int Buffered => _dataEnd - _dataStart;
+
+    /// <summary>The signal a request body writer waits on for window; created on first use.</summary>
+    public AsyncSignal WindowSignal => _windowSignal ??= new AsyncSignal(_connection.Sync);
+
+    /// <summary>Waits for the response headers. The stream is reset if the wait is cancelled.</summary>
+    public async Task<HttpResponseMessage> ReadResponseHeadersAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ValueTask wait;
+            lock (_connection.Sync)
+            {
+                if (Response is { } response)
+                {
+                    return response;
+                }
+
+                if (Failure is { } failure)
+                {
+                    throw Http2Errors.ForSend(failure);
+                }
+
+                wait = _readSignal.WaitAsync(cancellationToken);
+            }
+
+            try
+            {
+                await wait.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException ex)
+            {
+                _connection.ResetStream(this, Http2ErrorCode.Cancel, ex);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Starts serializing the request content; runs alongside the wait for the response.</summary>
+    public void StartSendingBody(HttpContent content, CancellationToken cancellationToken)
+    {
+        _bodyCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _ = SendBodyAsync(content, _bodyCancellation.Token);
+    }
+
+    private async Task SendBodyAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await content.CopyToAsync(new Http2RequestBodyStream(this), cancellationToken).ConfigureAwait(false);
+            _connection.EndRequestBody(this);
+        }
+        catch (Exception ex)
+        {
+            _connection.ResetStream(this, Http2ErrorCode.Cancel, ex);
+        }
+    }
+
+    /// <summary>Sends request body bytes as DATA within the windows (a body stream or a duplex response stream).</summary>
+    public ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken) =>
+        _connection.WriteDataAsync(this, buffer, cancellationToken);
+
+    /// <summary>Reads response body bytes; 0 once the origin ended the stream.</summary>
+    public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ValueTask wait;
+            lock (_connection.Sync)
+            {
+                ObjectDisposedException.ThrowIf(_responseDisposed, typeof(HttpResponseMessage));
+                if (Buffered > 0)
+                {
+                    if (buffer.Length == 0)
+                    {
+                        return 0;
+                    }
+
+                    var count = Math.Min(buffer.Length, Buffered);
+                    _data.AsSpan(_dataStart, count).CopyTo(buffer.Span);
+                    _dataStart += count;
+                    if (_dataStart == _dataEnd)
+                    {
+                        ReleaseDataLocked();
+                    }
+
+                    _connection.OnConsumedLocked(this, count);
+                    return count;
+                }
+
+                if (Failure is { } failure)
+                {
+                    throw Http2Errors.ForRead(failure);
+                }
+
+                if (ReceiveClosed)
+                {
+                    return 0;
+                }
+
+                wait = _readSignal.WaitAsync(cancellationToken);
+            }
+
+            await wait.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Appends a DATA payload from the reader loop; under the lock.</summary>
+    public void AppendDataLocked(ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty)
+        {
+            return;
+        }
+
+        if (_data is null)
+        {
+            _data = ArrayPool<byte>.Shared.Rent(Math.Max(data.Length, 4096));
+            _dataStart = _dataEnd = 0;
+        }
+        else if (_data.Length - _dataEnd < data.Length)
+        {
+            var buffered = Buffered;
+            var target = _data;
+            if (buffered + data.Length > _data.Length)
+            {
+                target = ArrayPool<byte>.Shared.Rent(Math.Max(_data.Length * 2, buffered + data.Length));
+            }
+
+            _data.AsSpan(_dataStart, buffered).CopyTo(target);
+            if (!ReferenceEquals(target, _data))
+            {
+                ArrayPool<byte>.Shared.Return(_data);
+                _data = target;
+            }
+
+            _dataStart = 0;
+            _dataEnd = buffered;
+        }
+
+        data.CopyTo(_data.AsSpan(_dataEnd));
+        _dataEnd += data.Length;
+        PeakBuffered = Math.Max(PeakBuffered, Buffered);
+    }
+
+    /// <summary>Counts consumed bytes toward a stream WINDOW_UPDATE; returns the increment to send now, or 0.</summary>
+    public int TakeWindowCreditLocked(int consumed, int windowSize)
+    {
+        _unackedConsumed += consumed;
+        if (ReceiveClosed || _unackedConsumed < windowSize / 2)
+        {
+            return 0;
+        }
+
+        var credit = _unackedConsumed;
+        _unackedConsumed = 0;
+        return credit;
+    }
+
+    /// <summary>Wakes whoever waits to read (headers, data or the end).</summary>
+    public void WakeReaderLocked() => _readSignal.Set();
+
+    /// <summary>Records the failure once and wakes everyone waiting on the stream; under the lock.</summary>
+    public void FailLocked(Exception failure)
+    {
+        Failure ??= failure;
+        _readSignal.Set();
+        _windowSignal?.Set();
+    }
+
+    /// <summary>Drops unread bytes; returns how many, so the connection window gets them back.</summary>
+    public int DiscardDataLocked()
+    {
+        var dropped = Buffered;
+        ReleaseDataLocked();
+        return dropped;
+    }
+
+    private void ReleaseDataLocked()
+    {
+        if (_data is { } data)
+        {
+            _data = null;
+            _dataStart = _dataEnd = 0;
+            ArrayPool<byte>.Shared.Return(data);
+        }
+    }
+
+    /// <summary>Takes the request body's cancellation to cancel it outside the lock; null if there is none or it is done.</summary>
+    public CancellationTokenSource? TakeBodyCancellationLocked()
+    {
+        var cancellation = _bodyCancellation;
+        _bodyCancellation = null;
+        return cancellation;
+    }
+
+    /// <summary>The response (or its content stream) was disposed: whatever is still open is reset.</summary>
+    public void OnResponseDisposed()
+    {
+        lock (_connection.Sync)
+        {
+            if (_responseDisposed)
+            {
+                return;
+            }
+
+            _responseDisposed = true;
+        }
+
+        _connection.ResetStream(this, Http2ErrorCode.Cancel, new ObjectDisposedException(nameof(HttpResponseMessage)));
+    }
+
+    /// <summary>A response message for final headers with this status.</summary>
+    public HttpResponseMessage CreateResponse(int status) => new((HttpStatusCode)status)
+    {
+        Version = HttpVersion.Version20,
+        RequestMessage = Request,
+        Content = new Http2ResponseContent(this),
+    };
+}

@@ -1,0 +1,80 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using Tunnel.Edge.Tunnels.Http2;
+using Xunit;
+
+namespace Tunnel.EndToEnd.Tests.Http2;
+
+/// <summary>
+/// The client against a hand-written server on a real loopback socket, for what Kestrel never does:
+/// a header block HPACK cannot decode must end the connection with GOAWAY (COMPRESSION_ERROR).
+/// </summary>
+public class Http2ConnectionErrorTests
+{
+    private static readonly TimeSpan Generous = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task A_header_block_that_cannot_be_decoded_closes_the_connection_with_GOAWAY_and_fails_the_request_as_lost()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new TcpClient(AddressFamily.InterNetwork);
+        await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+        using var server = await listener.AcceptTcpClientAsync();
+        var serverStream = server.GetStream();
+
+        using var invoker = new HttpMessageInvoker(new TunnelHttp2Handler(client.GetStream(), new Http2ClientSettings(), TimeProvider.System));
+        var sending = invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://tunnel/x"), CancellationToken.None);
+
+        var preface = new byte[Http2FrameHeader.ClientPreface.Length];
+        await serverStream.ReadExactlyAsync(preface).AsTask().WaitAsync(Generous);
+        Assert.True(preface.AsSpan().SequenceEqual(Http2FrameHeader.ClientPreface));
+        await WriteFrameAsync(serverStream, Http2FrameType.Settings, 0, 0, []);
+
+        using var frames = new Http2FrameReader(serverStream, Http2FrameHeader.DefaultMaxFrameSize);
+        var streamId = 0;
+        while (streamId == 0)
+        {
+            Assert.True(await frames.ReadFrameAsync(CancellationToken.None).AsTask().WaitAsync(Generous));
+            if (frames.Header.Type == Http2FrameType.Headers)
+            {
+                Assert.True(frames.Header.HasFlag(Http2Flags.EndStream) && frames.Header.HasFlag(Http2Flags.EndHeaders));
+                streamId = frames.Header.StreamId;
+            }
+        }
+
+        // An indexed field with index 0 is a decoding error (RFC 7541 section 6.1).
+        await WriteFrameAsync(serverStream, Http2FrameType.Headers, Http2Flags.EndHeaders, streamId, [0x80]);
+
+        uint? goAwayCode = null;
+        while (goAwayCode is null && await frames.ReadFrameAsync(CancellationToken.None).AsTask().WaitAsync(Generous))
+        {
+            if (frames.Header.Type == Http2FrameType.GoAway)
+            {
+                goAwayCode = BinaryPrimitives.ReadUInt32BigEndian(frames.Payload[4..]);
+            }
+        }
+
+        Assert.Equal((uint)Http2ErrorCode.CompressionError, goAwayCode);
+        var error = await Assert.ThrowsAsync<HttpRequestException>(() => sending.WaitAsync(Generous));
+        Assert.Equal(HttpRequestError.ResponseEnded, error.HttpRequestError);
+
+        // The client closes its end after the GOAWAY.
+        var rest = new byte[64];
+        while (await serverStream.ReadAsync(rest).AsTask().WaitAsync(Generous) > 0)
+        {
+        }
+
+        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://tunnel/x"), CancellationToken.None));
+        Assert.Equal(HttpRequestError.ConnectionError, refused.HttpRequestError);
+    }
+
+    private static async Task WriteFrameAsync(Stream stream, Http2FrameType type, byte flags, int streamId, byte[] payload)
+    {
+        var frame = new byte[Http2FrameHeader.Size + payload.Length];
+        Http2FrameHeader.Write(frame, payload.Length, type, flags, streamId);
+        payload.CopyTo(frame, Http2FrameHeader.Size);
+        await stream.WriteAsync(frame);
+    }
+}
