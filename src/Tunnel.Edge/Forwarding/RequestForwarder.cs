@@ -186,9 +186,19 @@ public sealed partial class RequestForwarder
                 catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && (IsNotProcessed(ex) || IsRepeatable(context.Request.Method, ex, connection)) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
                 {
                     // The origin never saw this request, or it is idempotent and the tunnel under it was
-                    // lost before any answer: the visitor need not see the failure.
-                    connection.MarkDraining();
-                    failed = connection;
+                    // lost before any answer: the visitor need not see the failure. A stream the origin
+                    // refused (at its stream limit) leaves the connection healthy: it is only skipped.
+                    if (Tunnels.Http2.Http2Errors.IsRefusedStream(ex))
+                    {
+                        // With no other connection left, the visitor is told the site is busy (503).
+                        sawFull = true;
+                    }
+                    else
+                    {
+                        connection.MarkDraining();
+                        failed = connection;
+                    }
+
                     skipped.Add(connection);
                     EdgeLog.RequestRetried(_logger, requestId, host, ex.Message);
                     continue;

@@ -70,6 +70,64 @@ public class Http2ConnectionErrorTests
         Assert.Equal(HttpRequestError.ConnectionError, refused.HttpRequestError);
     }
 
+    [Fact]
+    public async Task A_refused_stream_is_opened_again_for_a_request_without_a_body_and_reported_as_not_processed_for_one_with_a_body()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new TcpClient(AddressFamily.InterNetwork);
+        await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+        using var server = await listener.AcceptTcpClientAsync();
+        var serverStream = server.GetStream();
+
+        using var invoker = new HttpMessageInvoker(new TunnelHttp2Handler(client.GetStream(), new Http2ClientSettings(), TimeProvider.System));
+        var get = invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://tunnel/x"), CancellationToken.None);
+
+        var preface = new byte[Http2FrameHeader.ClientPreface.Length];
+        await serverStream.ReadExactlyAsync(preface).AsTask().WaitAsync(Generous);
+        await WriteFrameAsync(serverStream, Http2FrameType.Settings, 0, 0, []);
+        using var frames = new Http2FrameReader(serverStream, Http2FrameHeader.DefaultMaxFrameSize);
+
+        // The first HEADERS is refused, as Kestrel does at its stream limit; the client opens the same
+        // request again on a new stream, which is answered (":status: 200" is static index 8).
+        var first = await NextHeadersAsync(frames);
+        await WriteFrameAsync(serverStream, Http2FrameType.RstStream, 0, first, RefusedStreamPayload());
+        var second = await NextHeadersAsync(frames);
+        Assert.True(second > first);
+        await WriteFrameAsync(serverStream, Http2FrameType.Headers, Http2Flags.EndHeaders | Http2Flags.EndStream, second, [0x88]);
+        using (var response = await get.WaitAsync(Generous))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // A request with a body is not sent again by the client: its content may have been read.
+        var post = invoker.SendAsync(new HttpRequestMessage(HttpMethod.Post, "http://tunnel/x") { Content = new ByteArrayContent([1, 2, 3]) }, CancellationToken.None);
+        var third = await NextHeadersAsync(frames);
+        await WriteFrameAsync(serverStream, Http2FrameType.RstStream, 0, third, RefusedStreamPayload());
+        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => post.WaitAsync(Generous));
+        Assert.Equal(HttpRequestError.ConnectionError, refused.HttpRequestError);
+        Assert.True(Http2Errors.IsRefusedStream(refused));
+    }
+
+    private static byte[] RefusedStreamPayload()
+    {
+        var payload = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, (uint)Http2ErrorCode.RefusedStream);
+        return payload;
+    }
+
+    private static async Task<int> NextHeadersAsync(Http2FrameReader frames)
+    {
+        while (true)
+        {
+            Assert.True(await frames.ReadFrameAsync(CancellationToken.None).AsTask().WaitAsync(Generous));
+            if (frames.Header.Type == Http2FrameType.Headers)
+            {
+                return frames.Header.StreamId;
+            }
+        }
+    }
+
     private static async Task WriteFrameAsync(Stream stream, Http2FrameType type, byte flags, int streamId, byte[] payload)
     {
         var frame = new byte[Http2FrameHeader.Size + payload.Length];

@@ -518,7 +518,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
             {
                 stream.SendClosed = stream.ReceiveClosed = true;
                 stream.FailLocked(code == Http2ErrorCode.RefusedStream
-                    ? Http2Errors.NotProcessed("The origin refused the stream (REFUSED_STREAM); the request was not processed.")
+                    ? Http2Errors.Refused()
                     : new HttpProtocolException((long)code, $"The origin reset the stream ({code}).", null));
                 CreditConnectionLocked(stream.DiscardDataLocked());
             }

@@ -146,20 +146,38 @@ internal sealed partial class Http2Connection : IDisposable
             }
         }
 
-        var stream = new Http2Stream(this, request, extendedConnect);
         var content = extendedConnect ? null : request.Content;
-        using (var block = Http2RequestHeaders.Encode(request, extendedConnect))
+        for (var attempt = 1; ; attempt++)
         {
-            await OpenStreamAsync(stream, block, endStream: content is null && !extendedConnect, cancellationToken).ConfigureAwait(false);
-        }
+            var stream = new Http2Stream(this, request, extendedConnect);
+            using (var block = Http2RequestHeaders.Encode(request, extendedConnect))
+            {
+                await OpenStreamAsync(stream, block, endStream: content is null && !extendedConnect, cancellationToken).ConfigureAwait(false);
+            }
 
-        if (content is not null)
-        {
-            stream.StartSendingBody(content, cancellationToken);
-        }
+            if (content is not null)
+            {
+                stream.StartSendingBody(content, cancellationToken);
+            }
 
-        return await stream.ReadResponseHeadersAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await stream.ReadResponseHeadersAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (HttpRequestException ex) when (content is null && attempt < RefusedStreamAttempts && Http2Errors.IsRefusedStream(ex))
+            {
+                // Kestrel counts a stream against MAX_CONCURRENT_STREAMS until its own loop has retired
+                // it, a moment after the stream's last frame went out; a stream opened in that moment
+                // is refused although the count here was within the limit. Nothing was processed and
+                // a request without a body can be sent again at once, as SocketsHttpHandler does.
+                // A request with a body is not: its content may have been read already; the caller
+                // sees the refusal (not processed) and decides.
+            }
+        }
     }
+
+    // How many times a request without a body is opened when the origin refuses its stream.
+    private const int RefusedStreamAttempts = 5;
 
     /// <summary>Takes a stream slot (waiting while MAX_CONCURRENT_STREAMS are open), then queues HEADERS.</summary>
     private async ValueTask OpenStreamAsync(Http2Stream stream, HpackEncoder block, bool endStream, CancellationToken cancellationToken)

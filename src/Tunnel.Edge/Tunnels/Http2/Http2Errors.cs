@@ -11,6 +11,20 @@ internal static class Http2Errors
     public static HttpRequestException NotProcessed(string message, Exception? inner = null) =>
         new(HttpRequestError.ConnectionError, message, inner);
 
+    /// <summary>
+    /// The origin refused the stream (REFUSED_STREAM): not processed, and the connection is fine. The
+    /// inner <see cref="HttpProtocolException"/> carries the code, so callers can tell it from a lost
+    /// connection (see <see cref="IsRefusedStream"/>).
+    /// </summary>
+    public static HttpRequestException Refused() =>
+        NotProcessed("The origin refused the stream (REFUSED_STREAM); the request was not processed.",
+            new HttpProtocolException((long)Http2ErrorCode.RefusedStream, "REFUSED_STREAM", null));
+
+    /// <summary>Whether <paramref name="ex"/> is <see cref="Refused"/>'s.</summary>
+    public static bool IsRefusedStream(HttpRequestException ex) =>
+        ex.HttpRequestError == HttpRequestError.ConnectionError
+        && ex.InnerException is HttpProtocolException { ErrorCode: (long)Http2ErrorCode.RefusedStream };
+
     public static HttpIOException ConnectionLost(Exception cause) =>
         new(HttpRequestError.ResponseEnded, $"The tunnel connection was lost: {cause.Message}", cause);
 
