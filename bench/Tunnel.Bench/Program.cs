@@ -196,6 +196,7 @@ return 0;
 
 static async Task WarmUpAsync(Setup setup, string what, Func<Setup, Task<Figure>> load)
 {
+    const int MinRounds = 4;
     const int MaxRounds = 10;
     double? previous = null;
     for (var round = 1; round <= MaxRounds; round++)
@@ -207,7 +208,9 @@ static async Task WarmUpAsync(Setup setup, string what, Func<Setup, Task<Figure>
             return;
         }
 
-        if (previous is { } last && rate < last * 1.05)
+        // At least 4 rounds: while the JIT compiles in the background a round can dip below the one
+        // before it without the setup being warm.
+        if (round >= MinRounds && previous is { } last && rate < last * 1.05)
         {
             Log($"{setup.Name} {what}: steady after {round} rounds ({rate:0} req/s)");
             return;

@@ -510,8 +510,12 @@ internal sealed partial class Http2Connection : IDisposable
                 byte[]? buffer = null;
                 var length = 0;
                 ValueTask wait = default;
+                var batch = false;
                 lock (Sync)
                 {
+                    // Other requests in flight besides the anchor and at most one more: frames from them
+                    // are likely on their way, worth gathering into this write.
+                    batch = _streams.Count > 2;
                     if (_writeLength > 0 && (_abortError is null || _closeAfterFlush))
                     {
                         buffer = _writeBuffer;
@@ -540,9 +544,15 @@ internal sealed partial class Http2Connection : IDisposable
                 {
                     await wait.ConfigureAwait(false);
 
-                    // Woken by the first frame queued: go to the back of the thread pool's queue once,
-                    // so requests already queued there add their frames to this same write.
-                    await Task.Yield();
+                    // Woken by the first frame queued while other requests are in flight: go to the back
+                    // of the thread pool's queue once, so requests already queued there add their frames
+                    // to this same write. With none in flight the frame goes out at once: the yield
+                    // would only add a thread hop to a lone request's latency.
+                    if (batch)
+                    {
+                        await Task.Yield();
+                    }
+
                     continue;
                 }
 
