@@ -17,14 +17,9 @@ public class Http2ConnectionErrorTests
     [Fact]
     public async Task A_header_block_that_cannot_be_decoded_closes_the_connection_with_GOAWAY_and_fails_the_request_as_lost()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        using var client = new TcpClient(AddressFamily.InterNetwork);
-        await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
-        using var server = await listener.AcceptTcpClientAsync();
-        var serverStream = server.GetStream();
-
-        using var invoker = new HttpMessageInvoker(new TunnelHttp2Handler(client.GetStream(), new Http2ClientSettings(), TimeProvider.System));
+        await using var peer = await HandWrittenServer.StartAsync();
+        var serverStream = peer.ServerStream;
+        var invoker = peer.Invoker;
         var sending = invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://tunnel/x"), CancellationToken.None);
 
         var preface = new byte[Http2FrameHeader.ClientPreface.Length];
@@ -73,14 +68,9 @@ public class Http2ConnectionErrorTests
     [Fact]
     public async Task A_refused_stream_is_opened_again_for_a_request_without_a_body_and_reported_as_not_processed_for_one_with_a_body()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        using var client = new TcpClient(AddressFamily.InterNetwork);
-        await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
-        using var server = await listener.AcceptTcpClientAsync();
-        var serverStream = server.GetStream();
-
-        using var invoker = new HttpMessageInvoker(new TunnelHttp2Handler(client.GetStream(), new Http2ClientSettings(), TimeProvider.System));
+        await using var peer = await HandWrittenServer.StartAsync();
+        var serverStream = peer.ServerStream;
+        var invoker = peer.Invoker;
         var get = invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://tunnel/x"), CancellationToken.None);
 
         var preface = new byte[Http2FrameHeader.ClientPreface.Length];
@@ -107,6 +97,46 @@ public class Http2ConnectionErrorTests
         var refused = await Assert.ThrowsAsync<HttpRequestException>(() => post.WaitAsync(Generous));
         Assert.Equal(HttpRequestError.ConnectionError, refused.HttpRequestError);
         Assert.True(Http2Errors.IsRefusedStream(refused));
+    }
+
+    /// <summary>The client over one end of a loopback TCP connection; the test writes the server's frames on the other.</summary>
+    private sealed class HandWrittenServer : IAsyncDisposable
+    {
+        private readonly TcpListener _listener;
+        private readonly TcpClient _client;
+        private readonly TcpClient _server;
+
+        private HandWrittenServer(TcpListener listener, TcpClient client, TcpClient server)
+        {
+            _listener = listener;
+            _client = client;
+            _server = server;
+            ServerStream = server.GetStream();
+            Invoker = new HttpMessageInvoker(new TunnelHttp2Handler(client.GetStream(), new Http2ClientSettings(), TimeProvider.System));
+        }
+
+        public NetworkStream ServerStream { get; }
+
+        public HttpMessageInvoker Invoker { get; }
+
+        public static async Task<HandWrittenServer> StartAsync()
+        {
+            var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var client = new TcpClient(AddressFamily.InterNetwork);
+            await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+            var server = await listener.AcceptTcpClientAsync();
+            return new HandWrittenServer(listener, client, server);
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            Invoker.Dispose();
+            _server.Dispose();
+            _client.Dispose();
+            _listener.Dispose();
+            return ValueTask.CompletedTask;
+        }
     }
 
     private static byte[] RefusedStreamPayload()

@@ -170,8 +170,18 @@ public sealed class TunnelHttp2HandlerTests : IAsyncLifetime
 
         var results = await Task.WhenAll(requests).WaitAsync(Generous);
         Assert.All(results, r => Assert.Equal((HttpStatusCode.OK, "ok"), r));
-        Assert.InRange(_maxConcurrent, 2, 100);
+        Assert.InRange(_maxConcurrent, 2, 90);
     }
+
+    [Theory]
+    [InlineData(0u, 0)]
+    [InlineData(1u, 1)]
+    [InlineData(2u, 1)]
+    [InlineData(10u, 9)]
+    [InlineData(100u, 90)]
+    [InlineData(uint.MaxValue, int.MaxValue)]
+    public void The_client_keeps_a_tenth_of_the_servers_stream_limit_free(uint advertised, int used) =>
+        Assert.Equal(used, Http2Connection.StreamLimitFor(advertised));
 
     [Fact]
     public async Task The_authority_is_the_host_header_and_the_path_goes_unchanged()

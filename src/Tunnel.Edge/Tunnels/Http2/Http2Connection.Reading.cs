@@ -561,7 +561,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
                 switch (setting)
                 {
                     case Http2Setting.MaxConcurrentStreams:
-                        _peerMaxConcurrentStreams = (int)Math.Min(value, int.MaxValue);
+                        _peerMaxConcurrentStreams = StreamLimitFor(value);
                         while (_activeStreams < _peerMaxConcurrentStreams && _slotWaiters.TryDequeue(out var waiter))
                         {
                             if (waiter.TrySetResult(true))

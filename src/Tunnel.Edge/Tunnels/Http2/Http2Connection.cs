@@ -38,7 +38,22 @@ internal sealed partial class Http2Connection : IDisposable
 
     private int _nextStreamId = 1;
     private int _activeStreams;
-    private int _peerMaxConcurrentStreams = int.MaxValue;
+    // Until the origin's SETTINGS arrive, assume the smallest limit RFC 9113 (section 6.5.2) recommends a
+    // server allow, 100: a burst sent before them would otherwise meet a lower limit as refusals.
+    private int _peerMaxConcurrentStreams = StreamLimitFor(100);
+
+    /// <summary>
+    /// How many streams to keep open for a server that allows <paramref name="advertised"/>: a tenth fewer
+    /// (at least one fewer). Kestrel counts a finished stream until its connection loop retires it, a
+    /// moment after the stream's last frame went out, so a client that opens streams right up to the
+    /// limit as others finish is refused (REFUSED_STREAM) in bursts; the margin absorbs that lag.
+    /// </summary>
+    internal static int StreamLimitFor(uint advertised) => advertised switch
+    {
+        0 => 0,
+        1 => 1,
+        _ => (int)Math.Min(advertised - Math.Max(1, advertised / 10), int.MaxValue),
+    };
     private int _peerInitialWindow = InitialPeerWindow;
     private int _peerMaxFrameSize = Http2FrameHeader.DefaultMaxFrameSize;
     private bool _peerConnectProtocol;
@@ -166,6 +181,9 @@ internal sealed partial class Http2Connection : IDisposable
             }
             catch (HttpRequestException ex) when (content is null && attempt < RefusedStreamAttempts && Http2Errors.IsRefusedStream(ex))
             {
+                // Give the origin's loop a moment to retire its finished streams: 1, 2, 4, 8 ms.
+                await Task.Delay(TimeSpan.FromMilliseconds(1 << (attempt - 1)), _time, cancellationToken).ConfigureAwait(false);
+
                 // Kestrel counts a stream against MAX_CONCURRENT_STREAMS until its own loop has retired
                 // it, a moment after the stream's last frame went out; a stream opened in that moment
                 // is refused although the count here was within the limit. Nothing was processed and
