@@ -28,8 +28,7 @@ internal sealed class EdgeBenchmarks(BenchProcesses processes, Pki pki)
         {
             await Task.Delay(TimeSpan.FromSeconds(3)).ConfigureAwait(false);
             var before = await SampleResidentAsync(edge.Process, 3).ConfigureAwait(false);
-            var heapBefore = await edge.MetricSumAsync(ManagedHeapMetric).ConfigureAwait(false);
-            var committedBefore = await edge.MetricSumAsync(CommittedMetric).ConfigureAwait(false);
+            var scrapeBefore = await edge.ScrapeAsync().ConfigureAwait(false);
             for (var i = 0; i < origins; i++)
             {
                 apps.Add(await StartOriginAsync([edge], perOrigin).ConfigureAwait(false));
@@ -41,15 +40,14 @@ internal sealed class EdgeBenchmarks(BenchProcesses processes, Pki pki)
             // Let the registration burst's garbage be collected: the keepalive PINGs keep the GC running.
             await Task.Delay(TimeSpan.FromSeconds(8)).ConfigureAwait(false);
             var after = await SampleResidentAsync(edge.Process, 5).ConfigureAwait(false);
-            var heapAfter = await edge.MetricSumAsync(ManagedHeapMetric).ConfigureAwait(false);
-            var committedAfter = await edge.MetricSumAsync(CommittedMetric).ConfigureAwait(false);
-            var connected = await edge.TunnelCountAsync().ConfigureAwait(false);
+            var scrapeAfter = await edge.ScrapeAsync().ConfigureAwait(false);
+            var connected = EdgeNode.TunnelCount(scrapeAfter);
             var perConnection = (after - before) / (double)connected;
 
             // The managed heap's share, from the runtime's own metric (live objects at the last GC, so
             // an estimate); the rest is native: TLS state in OpenSSL, sockets, the runtime's own.
-            var managedPerConnection = (heapAfter - heapBefore) / connected / 1024;
-            var committedPerConnection = (committedAfter - committedBefore) / connected / 1024;
+            var managedPerConnection = (EdgeNode.MetricSum(scrapeAfter, ManagedHeapMetric) - EdgeNode.MetricSum(scrapeBefore, ManagedHeapMetric)) / connected / 1024;
+            var committedPerConnection = (EdgeNode.MetricSum(scrapeAfter, CommittedMetric) - EdgeNode.MetricSum(scrapeBefore, CommittedMetric)) / connected / 1024;
             return (new Figure(perConnection), $"edge VmRSS {before / Workloads.Mib:0.0} MiB idle, {after / Workloads.Mib:0.0} MiB with {connected} tunnel connections; per connection, live managed objects at the last GC {managedPerConnection:0.0} KiB, GC-committed memory {committedPerConnection:0.0} KiB");
         }
         finally

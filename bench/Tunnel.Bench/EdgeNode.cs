@@ -35,19 +35,19 @@ internal sealed partial class EdgeNode
     }
 
     /// <summary>Registered tunnel connections, from the edge's own Prometheus endpoint.</summary>
-    public async Task<int> TunnelCountAsync()
-    {
-        var text = await Admin.GetStringAsync(new Uri($"http://127.0.0.1:{AdminPort}/metrics")).ConfigureAwait(false);
-        var match = TunnelsLine().Match(text);
-        return match.Success ? (int)double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
-    }
+    public async Task<int> TunnelCountAsync() => TunnelCount(await ScrapeAsync().ConfigureAwait(false));
 
-    /// <summary>The sum of every series of a metric on the edge's <c>/metrics</c> (0 when it has none).</summary>
-    public async Task<double> MetricSumAsync(string name)
+    /// <summary>The edge's <c>/metrics</c> text.</summary>
+    public Task<string> ScrapeAsync() => Admin.GetStringAsync(new Uri($"http://127.0.0.1:{AdminPort}/metrics"));
+
+    /// <summary>Registered tunnel connections in a scrape.</summary>
+    public static int TunnelCount(string scrape) => (int)MetricSum(scrape, "tunnel_edge_tunnels");
+
+    /// <summary>The sum of every series of a metric in a scrape (0 when it has none).</summary>
+    public static double MetricSum(string scrape, string name)
     {
-        var text = await Admin.GetStringAsync(new Uri($"http://127.0.0.1:{AdminPort}/metrics")).ConfigureAwait(false);
         var sum = 0.0;
-        foreach (var line in text.Split('\n'))
+        foreach (var line in scrape.Split('\n'))
         {
             if (line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && (line[name.Length] == ' ' || line[name.Length] == '{'))
             {
@@ -87,7 +87,4 @@ internal sealed partial class EdgeNode
 
     [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+).*metrics[^:]* on http://[^\s]+:(?<admin>\d+)/")]
     private static partial Regex ReadyLine();
-
-    [GeneratedRegex(@"^tunnel_edge_tunnels(?:\{[^}]*\})?\s+([0-9.eE+]+)", RegexOptions.Multiline)]
-    private static partial Regex TunnelsLine();
 }
