@@ -88,4 +88,54 @@ public class StreamingSemanticsTests
         var result = await Cli.RunAsync("curl", [.. harness.CurlResolve(), "-sS", "--http1.1", harness.VisitorUrl("/cut")], TimeSpan.FromSeconds(30));
         Assert.NotEqual(0, result.ExitCode);
     }
+
+    [Theory]
+    [InlineData("--http1.1")]
+    [InlineData("--http2-prior-knowledge")]
+    public async Task Repeated_fields_pass_both_ways_and_hop_by_hop_ones_do_not(string protocolFlag)
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        await harness.StartOriginAsync(configureApp: app => app.MapGet("/fields", (HttpContext context) =>
+        {
+            var response = context.Response;
+            response.Headers.Append("Set-Cookie", "a=1; Path=/");
+            response.Headers.Append("Set-Cookie", "b=2; Path=/");
+            response.Headers["X-App"] = "one";
+            response.Headers["Cache-Control"] = "no-store";
+            var request = context.Request.Headers;
+            return Results.Text(
+                $"multi={string.Join("|", request["X-Multi"].ToArray())}\n" +
+                $"cookie={request.Cookie}\n" +
+                $"agent={request.UserAgent}\n" +
+                $"secret={request["X-Hop"]}\n" +
+                $"te={request.TE}\n");
+        }));
+
+        // Two lines of one field, two cookies, and a field the visitor's Connection header names as hop-by-hop.
+        var result = await Cli.RunAsync("curl", [.. harness.CurlResolve(), "-sS", "--fail", "-D", "-", protocolFlag,
+            "-H", "X-Multi: first", "-H", "X-Multi: second", "-H", "Cookie: c=3; d=4", "-H", "User-Agent: fields-test/1",
+            "-H", "Connection: X-Hop", "-H", "X-Hop: must-not-pass", harness.VisitorUrl("/fields")], TimeSpan.FromSeconds(30));
+        Assert.True(result.ExitCode == 0, Cli.Describe(result));
+        var lines = result.Stdout.Split('\n', StringSplitOptions.TrimEntries);
+
+        // Both cookies as two Set-Cookie fields, in order; the app's other fields once each.
+        var cookies = lines.Where(l => l.StartsWith("set-cookie:", StringComparison.OrdinalIgnoreCase)).Select(l => l[(l.IndexOf(':') + 1)..].Trim()).ToArray();
+        Assert.Equal(["a=1; Path=/", "b=2; Path=/"], cookies);
+        Assert.Single(lines, l => l.Equals("x-app: one", StringComparison.OrdinalIgnoreCase));
+        Assert.Single(lines, l => l.Equals("cache-control: no-store", StringComparison.OrdinalIgnoreCase));
+
+        // The app saw both values of the repeated field, the cookies and the agent; not the hop-by-hop field.
+        Assert.Contains("multi=first|second", lines);
+        Assert.Contains("cookie=c=3; d=4", lines);
+        Assert.Contains("agent=fields-test/1", lines);
+        if (protocolFlag == "--http1.1")
+        {
+            Assert.Contains("secret=", lines);
+        }
+        else
+        {
+            // HTTP/2 has no Connection header (curl leaves it out), so X-Hop is an ordinary field there.
+            Assert.Contains("secret=must-not-pass", lines);
+        }
+    }
 }

@@ -159,7 +159,7 @@ public sealed partial class RequestForwarder
             }
 
             using var deadline = new ResponseHeadersDeadline(edgeRequest.Policy.ResponseHeadersTimeout, context.RequestAborted);
-            using var request = CreateRequest(context, requestBodyStarted, replayableBody, deadline, webSocket);
+            using var request = CreateTunnelRequest(context, requestBodyStarted, replayableBody, deadline, webSocket);
             if (!connection.TryRequestStarted(edgeRequest.Policy.MaxConcurrentRequestsPerConnection))
             {
                 // Full (another request took its last place since it was picked): try the others; this
@@ -338,50 +338,17 @@ public sealed partial class RequestForwarder
     internal static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
     {
         var source = context.Request;
-        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
-        if (string.IsNullOrEmpty(target) || target[0] != '/')
-        {
-            target = source.PathBase.Add(source.Path).ToUriComponent() + source.QueryString.ToUriComponent();
-        }
-
-        if (target.Length == 0)
-        {
-            target = "/";
-        }
-
-        // Either WebSocket handshake becomes an RFC 8441 extended CONNECT, which Kestrel on the origin
-        // hands to the app's WebSocket middleware like any HTTP/2 WebSocket.
-        var method = webSocket is null ? HttpMethod.Parse(source.Method) : HttpMethod.Connect;
-        var request = new HttpRequestMessage(method, new Uri(TunnelConnection.RequestUriPrefix + target, UriKind.Absolute))
+        var request = new HttpRequestMessage(MethodOf(source, webSocket), new Uri(TunnelConnection.RequestUriPrefix + TargetOf(context), UriKind.Absolute))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
 
-        var bodyDetection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
-        if (webSocket is not null)
-        {
-            // No content: the HTTP client then hands back the response stream as a duplex stream,
-            // the same way ClientWebSocket uses it.
-            request.Headers.Protocol = webSocket.Protocol;
-        }
-        else if (replayableBody is not null)
-        {
-            // Sent as read; an empty body with Content-Length: 0 stays a declared empty body.
-            request.Content = new ByteArrayContent(replayableBody);
-            request.Content.Headers.ContentLength = replayableBody.Length;
-        }
-        else if (bodyDetection?.CanHaveBody ?? (source.ContentLength > 0))
-        {
-            request.Content = new StreamingRequestContent(source.Body, source.ContentLength, bodyStarted, context.RequestAborted, deadline);
-        }
-
+        SetContent(request, context, bodyStarted, replayableBody, deadline, webSocket);
         var connectionTokens = GetConnectionTokens(source.Headers);
         foreach (var (name, values) in source.Headers)
         {
-            if (name.Length == 0 || name[0] == ':' || HopByHopHeaders.Contains(name) || StrippedRequestHeaders.Contains(name)
-                || (connectionTokens is not null && connectionTokens.Contains(name))
-                || (webSocket is not null && WebSocketOnlyHttp11Headers.Contains(name)))
+            if (!IsPassedOn(name, connectionTokens, webSocket))
             {
                 continue;
             }
@@ -398,7 +365,7 @@ public sealed partial class RequestForwarder
             }
         }
 
-        if (source.Headers.TE.ToString().Contains("trailers", StringComparison.OrdinalIgnoreCase))
+        if (WantsTrailers(source))
         {
             request.Headers.TryAddWithoutValidation("TE", "trailers");
         }
@@ -417,13 +384,116 @@ public sealed partial class RequestForwarder
         return request;
     }
 
+    /// <summary>
+    /// The same request as <see cref="CreateRequest"/> builds, for a tunnel connection: its fields are
+    /// written from the visitor's headers straight into the HPACK block, and the response's come back
+    /// as a list (no URI, no header collections filled and read back).
+    /// </summary>
+    internal static HttpRequestMessage CreateTunnelRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
+    {
+        var request = new TunnelRequestMessage(MethodOf(context.Request, webSocket), context, TargetOf(context), webSocket);
+        SetContent(request, context, bodyStarted, replayableBody, deadline, webSocket);
+        return request;
+    }
+
+    private static HttpMethod MethodOf(HttpRequest source, WebSocketUpgrade? webSocket) =>
+        // Either WebSocket handshake becomes an RFC 8441 extended CONNECT, which Kestrel on the origin
+        // hands to the app's WebSocket middleware like any HTTP/2 WebSocket.
+        webSocket is null ? HttpMethod.Parse(source.Method) : HttpMethod.Connect;
+
+    private static string TargetOf(HttpContext context)
+    {
+        var source = context.Request;
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(target) || target[0] != '/')
+        {
+            target = source.PathBase.Add(source.Path).ToUriComponent() + source.QueryString.ToUriComponent();
+        }
+
+        return target.Length == 0 ? "/" : target;
+    }
+
+    private static void SetContent(HttpRequestMessage request, HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
+    {
+        var source = context.Request;
+        var bodyDetection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
+        if (webSocket is not null)
+        {
+            // No content: the HTTP client then hands back the response stream as a duplex stream,
+            // the same way ClientWebSocket uses it.
+            request.Headers.Protocol = webSocket.Protocol;
+        }
+        else if (replayableBody is not null)
+        {
+            // Sent as read; an empty body with Content-Length: 0 stays a declared empty body.
+            request.Content = new ByteArrayContent(replayableBody);
+            request.Content.Headers.ContentLength = replayableBody.Length;
+        }
+        else if (bodyDetection?.CanHaveBody ?? (source.ContentLength > 0))
+        {
+            request.Content = new StreamingRequestContent(source.Body, source.ContentLength, bodyStarted, context.RequestAborted, deadline);
+        }
+    }
+
+    /// <summary>Whether a visitor's request header goes on to the origin.</summary>
+    private static bool IsPassedOn(string name, HashSet<string>? connectionTokens, WebSocketUpgrade? webSocket) =>
+        !(name.Length == 0 || name[0] == ':' || HopByHopHeaders.Contains(name) || StrippedRequestHeaders.Contains(name)
+            || (connectionTokens is not null && connectionTokens.Contains(name))
+            || (webSocket is not null && WebSocketOnlyHttp11Headers.Contains(name)));
+
+    private static bool WantsTrailers(HttpRequest source) =>
+        source.Headers.TE.ToString().Contains("trailers", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>A visitor's request as a tunnel stream: its fields are written from the visitor's headers as the block is encoded.</summary>
+    private sealed class TunnelRequestMessage(HttpMethod method, HttpContext context, string target, WebSocketUpgrade? webSocket)
+        : Tunnels.Http2.Http2FieldsRequest(method)
+    {
+        public override string PathAndQuery => target;
+
+        public override string Authority => context.Request.Host.Value ?? "";
+
+        public override void WriteFields(Tunnels.Http2.HpackEncoder encoder)
+        {
+            var source = context.Request;
+            var headers = source.Headers;
+            var connectionTokens = GetConnectionTokens(headers);
+            foreach (var (name, values) in headers)
+            {
+                if (!IsPassedOn(name, connectionTokens, webSocket))
+                {
+                    continue;
+                }
+
+                // A field once per value: HTTP/2 lets a field repeat, and the origin joins them as it
+                // would joined values (cookies with "; ", RFC 9113 section 8.2.3).
+                foreach (var value in values)
+                {
+                    encoder.WriteLiteral(name, value ?? "");
+                }
+            }
+
+            if (WantsTrailers(source))
+            {
+                encoder.WriteLiteral("te", "trailers");
+            }
+
+            // The forwarded headers say who asked and how.
+            encoder.WriteLiteral(TunnelHeaderNames.ForwardedFor, context.Connection.RemoteIpAddress?.ToString() ?? "");
+            encoder.WriteLiteral(TunnelHeaderNames.ForwardedProto, source.Scheme);
+            encoder.WriteLiteral(TunnelHeaderNames.ForwardedHost, source.Host.Value ?? "");
+            if (System.Diagnostics.Activity.Current is { } span)
+            {
+                System.Diagnostics.DistributedContextPropagator.Current.Inject(span, encoder, static (carrier, name, value) =>
+                    ((Tunnels.Http2.HpackEncoder)carrier!).WriteLiteral(name, value ?? ""));
+            }
+        }
+    }
+
     private async Task CopyResponseAsync(HttpContext context, HttpResponseMessage upstream, string requestId, string host)
     {
         var response = context.Response;
         response.StatusCode = (int)upstream.StatusCode;
-        var connectionTokens = GetConnectionTokens(upstream.Headers);
-        CopyHeaders(upstream.Headers, response.Headers, connectionTokens);
-        CopyHeaders(upstream.Content.Headers, response.Headers, connectionTokens);
+        CopyResponseHeaders(upstream, response.Headers, withContentHeaders: true);
 
         // Stream as the origin writes: server-sent events and long polls must not wait in a buffer.
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
@@ -542,7 +612,7 @@ public sealed partial class RequestForwarder
     {
         // The origin's choices (subprotocol, extensions, cookies) reach the visitor; frames pass as bytes,
         // so whatever the two ends negotiated works end to end.
-        CopyHeaders(upstream.Headers, context.Response.Headers, GetConnectionTokens(upstream.Headers));
+        CopyResponseHeaders(upstream, context.Response.Headers, withContentHeaders: false);
         Stream origin;
         Stream visitor;
         try
@@ -620,6 +690,74 @@ public sealed partial class RequestForwarder
     private static bool IsGrpc(HttpRequest request) =>
         request.ContentType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>
+    /// Passes the origin's response headers on, less hop-by-hop ones and those its Connection header
+    /// names. A tunnel's response brings its fields as a list: the first of a name replaces what the
+    /// edge may have set, a repeated one (Set-Cookie) is added to it.
+    /// </summary>
+    private static void CopyResponseHeaders(HttpResponseMessage upstream, IHeaderDictionary to, bool withContentHeaders)
+    {
+        if (Tunnels.Http2.Http2ResponseFields.Of(upstream) is not { } fields)
+        {
+            var connectionTokens = GetConnectionTokens(upstream.Headers);
+            CopyHeaders(upstream.Headers, to, connectionTokens);
+            if (withContentHeaders)
+            {
+                CopyHeaders(upstream.Content.Headers, to, connectionTokens);
+            }
+
+            return;
+        }
+
+        CopyResponseFields(fields, to);
+    }
+
+    /// <summary>A tunnel response's fields, in order, to the visitor's response headers (see <see cref="CopyResponseHeaders"/>).</summary>
+    internal static void CopyResponseFields(IReadOnlyList<KeyValuePair<string, string>> fields, IHeaderDictionary to)
+    {
+        HashSet<string>? tokens = null;
+        foreach (var (name, value) in fields)
+        {
+            if (string.Equals(name, "Connection", StringComparison.OrdinalIgnoreCase))
+            {
+                tokens ??= new(StringComparer.OrdinalIgnoreCase);
+                tokens.UnionWith(ParseTokens(value));
+            }
+        }
+
+        for (var i = 0; i < fields.Count; i++)
+        {
+            var (name, value) = fields[i];
+            if (HopByHopHeaders.Contains(name) || (tokens is not null && tokens.Contains(name)))
+            {
+                continue;
+            }
+
+            if (IsRepeated(fields, i))
+            {
+                to.Append(name, value);
+            }
+            else
+            {
+                to[name] = value;
+            }
+        }
+    }
+
+    private static bool IsRepeated(IReadOnlyList<KeyValuePair<string, string>> fields, int index)
+    {
+        var name = fields[index].Key;
+        for (var i = 0; i < index; i++)
+        {
+            if (string.Equals(fields[i].Key, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     internal static void CopyHeaders(System.Net.Http.Headers.HttpHeaders from, IHeaderDictionary to, HashSet<string>? connectionTokens)
     {
         foreach (var (name, values) in from.NonValidated)
@@ -636,7 +774,19 @@ public sealed partial class RequestForwarder
     private static HashSet<string>? GetConnectionTokens(IHeaderDictionary headers)
     {
         var connection = headers.Connection;
-        return connection.Count == 0 ? null : ParseTokens(connection.ToString());
+        if (connection.Count == 0)
+        {
+            return null;
+        }
+
+        // What browsers send: names nothing beyond the hop-by-hop fields already left out.
+        if (connection.Count == 1 && connection[0] is { } only
+            && (only.Equals("keep-alive", StringComparison.OrdinalIgnoreCase) || only.Equals("close", StringComparison.OrdinalIgnoreCase)))
+        {
+            return null;
+        }
+
+        return ParseTokens(connection.ToString());
     }
 
     private static HashSet<string>? GetConnectionTokens(System.Net.Http.Headers.HttpResponseHeaders headers) =>

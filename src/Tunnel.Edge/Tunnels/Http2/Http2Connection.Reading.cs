@@ -480,6 +480,10 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         {
             response.TrailingHeaders.TryAddWithoutValidation(headerName, headerValue);
         }
+        else if (_sinkStream.ResponseFields is { } fields)
+        {
+            fields.Add(new(headerName, headerValue));
+        }
         else if (!response.Headers.TryAddWithoutValidation(headerName, headerValue))
         {
             response.Content.Headers.TryAddWithoutValidation(headerName, headerValue);

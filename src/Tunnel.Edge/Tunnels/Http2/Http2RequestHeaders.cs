@@ -7,7 +7,8 @@ internal static class Http2RequestHeaders
     /// <exception cref="HttpRequestException">A header cannot be sent over HTTP/2.</exception>
     public static HpackEncoder Encode(HttpRequestMessage request, bool extendedConnect)
     {
-        var uri = request.RequestUri ?? throw new HttpRequestException("The request has no URI.");
+        var fieldsRequest = request as Http2FieldsRequest;
+        var uri = fieldsRequest is null ? request.RequestUri ?? throw new HttpRequestException("The request has no URI.") : null;
         var encoder = new HpackEncoder();
         try
         {
@@ -34,7 +35,7 @@ internal static class Http2RequestHeaders
                 encoder.WritePseudoLiteral(":protocol", request.Headers.Protocol!);
             }
 
-            if (string.Equals(uri.Scheme, "http", StringComparison.Ordinal))
+            if (uri is null || string.Equals(uri.Scheme, "http", StringComparison.Ordinal))
             {
                 encoder.WriteIndexed(HpackStaticTable.SchemeHttp);
             }
@@ -47,7 +48,7 @@ internal static class Http2RequestHeaders
                 encoder.WriteLiteral(HpackStaticTable.SchemeHttp, uri.Scheme);
             }
 
-            var path = PathOf(uri);
+            var path = uri is null ? fieldsRequest!.PathAndQuery : PathOf(uri);
             if (path == "/")
             {
                 encoder.WriteIndexed(HpackStaticTable.PathRoot);
@@ -57,24 +58,15 @@ internal static class Http2RequestHeaders
                 encoder.WriteLiteral(HpackStaticTable.PathRoot, path);
             }
 
-            encoder.WriteLiteral(HpackStaticTable.Authority, request.Headers.Host ?? uri.Authority);
-
-            foreach (var header in request.Headers.NonValidated)
+            if (uri is null)
             {
-                var name = header.Key;
-                if (name.Length == 0 || name[0] == ':' || IsConnectionSpecific(name) || string.Equals(name, "Host", StringComparison.OrdinalIgnoreCase))
-                {
-                    continue;
-                }
-
-                var value = header.Value.Count == 1 ? First(header.Value) : header.Value.ToString();
-                if (string.Equals(name, "TE", StringComparison.OrdinalIgnoreCase) && !string.Equals(value.Trim(), "trailers", StringComparison.OrdinalIgnoreCase))
-                {
-                    // Section 8.2.2: TE may only say "trailers".
-                    continue;
-                }
-
-                encoder.WriteLiteral(name, value);
+                encoder.WriteLiteral(HpackStaticTable.Authority, fieldsRequest!.Authority);
+                fieldsRequest.WriteFields(encoder);
+            }
+            else
+            {
+                encoder.WriteLiteral(HpackStaticTable.Authority, request.Headers.Host ?? uri.Authority);
+                WriteHeaderFields(request, encoder);
             }
 
             if (!extendedConnect && request.Content is { } content)
@@ -106,6 +98,27 @@ internal static class Http2RequestHeaders
         {
             encoder.Dispose();
             throw;
+        }
+    }
+
+    private static void WriteHeaderFields(HttpRequestMessage request, HpackEncoder encoder)
+    {
+        foreach (var header in request.Headers.NonValidated)
+        {
+            var name = header.Key;
+            if (name.Length == 0 || name[0] == ':' || IsConnectionSpecific(name) || string.Equals(name, "Host", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            var value = header.Value.Count == 1 ? First(header.Value) : header.Value.ToString();
+            if (string.Equals(name, "TE", StringComparison.OrdinalIgnoreCase) && !string.Equals(value.Trim(), "trailers", StringComparison.OrdinalIgnoreCase))
+            {
+                // Section 8.2.2: TE may only say "trailers".
+                continue;
+            }
+
+            encoder.WriteLiteral(name, value);
         }
     }
 

@@ -27,12 +27,23 @@ internal sealed class Http2Stream
         _connection = connection;
         Request = request;
         IsExtendedConnect = isExtendedConnect;
+        if (request is Http2FieldsRequest)
+        {
+            ResponseFields = [];
+        }
         _readSignal = new AsyncSignal(connection.Sync);
     }
 
     public HttpRequestMessage Request { get; }
 
     public bool IsExtendedConnect { get; }
+
+    /// <summary>
+    /// For an <see cref="Http2FieldsRequest"/>, the final response's fields as they came, filled by the
+    /// reader loop before the response is published; otherwise null and the fields go to the response's
+    /// header collections.
+    /// </summary>
+    public List<KeyValuePair<string, string>>? ResponseFields { get; }
 
     public int Id { get; set; }
 
