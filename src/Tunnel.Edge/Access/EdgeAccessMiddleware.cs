@@ -65,15 +65,14 @@ internal sealed class EdgeAccessMiddleware
             : null;
     }
 
-    public async Task InvokeAsync(HttpContext context)
+    public Task InvokeAsync(HttpContext context)
     {
         var rawHost = context.Request.Host.Host;
         if (string.IsNullOrEmpty(rawHost))
         {
             // The forwarder answers 400 with this id.
             context.Features.Set(new EdgeRequestFeature(EdgeRequestFeature.NextRequestId(), _policies.Defaults));
-            await _next(context).ConfigureAwait(false);
-            return;
+            return _next(context);
         }
 
         var host = rawHost.TrimEnd('.').ToLowerInvariant();
@@ -88,24 +87,21 @@ internal sealed class EdgeAccessMiddleware
         // Only the concurrency cap, which guards this edge's own tunnels, still applies.
         if (context.Features.Get<PeerRequestFeature>() is not null)
         {
-            await CappedAsync(context, host, policy, requestId).ConfigureAwait(false);
-            return;
+            return Capped(context, host, policy, requestId);
         }
 
         if (HeaderProblem(context.Request.Headers) is { } headerProblem)
         {
             EdgeLog.RequestHeadersTooLarge(_logger, requestId, host, headerProblem);
-            await ErrorPages.WriteAsync(context, StatusCodes.Status431RequestHeaderFieldsTooLarge, ErrorPages.TitleFor(StatusCodes.Status431RequestHeaderFieldsTooLarge),
-                $"The request to {host} {headerProblem}.", host, requestId).ConfigureAwait(false);
-            return;
+            return ErrorPages.WriteAsync(context, StatusCodes.Status431RequestHeaderFieldsTooLarge, ErrorPages.TitleFor(StatusCodes.Status431RequestHeaderFieldsTooLarge),
+                $"The request to {host} {headerProblem}.", host, requestId);
         }
 
         if (policy.Refusal(visitor) is { } refusal)
         {
             EdgeLog.RequestDenied(_logger, requestId, host, refusal);
-            await ErrorPages.WriteAsync(context, StatusCodes.Status403Forbidden, ErrorPages.TitleFor(StatusCodes.Status403Forbidden),
-                $"Your address may not visit {host}.", host, requestId).ConfigureAwait(false);
-            return;
+            return ErrorPages.WriteAsync(context, StatusCodes.Status403Forbidden, ErrorPages.TitleFor(StatusCodes.Status403Forbidden),
+                $"Your address may not visit {host}.", host, requestId);
         }
 
         if (policy.RateLimiter is { } limiter && visitor is not null)
@@ -115,9 +111,8 @@ internal sealed class EdgeAccessMiddleware
             {
                 var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) && wait > TimeSpan.FromSeconds(1) ? wait : TimeSpan.FromSeconds(1);
                 EdgeLog.RequestRateLimited(_logger, requestId, host, visitor.ToString(), retryAfter.TotalSeconds);
-                await ErrorPages.WriteAsync(context, StatusCodes.Status429TooManyRequests, ErrorPages.TitleFor(StatusCodes.Status429TooManyRequests),
-                    $"Too many requests to {host} from your address. Try again in {Math.Ceiling(retryAfter.TotalSeconds):0} s.", host, requestId, retryAfter).ConfigureAwait(false);
-                return;
+                return ErrorPages.WriteAsync(context, StatusCodes.Status429TooManyRequests, ErrorPages.TitleFor(StatusCodes.Status429TooManyRequests),
+                    $"Too many requests to {host} from your address. Try again in {Math.Ceiling(retryAfter.TotalSeconds):0} s.", host, requestId, retryAfter);
             }
         }
 
@@ -126,8 +121,7 @@ internal sealed class EdgeAccessMiddleware
             if (context.Request.ContentLength > maxBody)
             {
                 EdgeLog.RequestBodyTooLarge(_logger, requestId, host, context.Request.ContentLength.Value, maxBody);
-                await RefuseBodyAsync(context, host, requestId, maxBody).ConfigureAwait(false);
-                return;
+                return RefuseBodyAsync(context, host, requestId, maxBody);
             }
 
             // A body without a declared length is cut by Kestrel when it passes the limit.
@@ -137,26 +131,32 @@ internal sealed class EdgeAccessMiddleware
             }
         }
 
-        await CappedAsync(context, host, policy, requestId).ConfigureAwait(false);
+        return Capped(context, host, policy, requestId);
     }
 
-    /// <summary>Passes the request on within its host's concurrency cap, or answers 503 past it.</summary>
-    private async Task CappedAsync(HttpContext context, string host, HostPolicy policy, string requestId)
+    /// <summary>
+    /// Passes the request on within its host's concurrency cap, or answers 503 past it. Without a cap
+    /// (the default) the request goes on without another async layer.
+    /// </summary>
+    private Task Capped(HttpContext context, string host, HostPolicy policy, string requestId)
     {
         if (policy.MaxConcurrentRequests is not { } maxConcurrent)
         {
-            await _next(context).ConfigureAwait(false);
-            return;
+            return _next(context);
         }
 
         if (!_concurrency.TryEnter(host, maxConcurrent, out var inFlight))
         {
             EdgeLog.RequestOverloaded(_logger, requestId, host, inFlight, "hostname");
-            await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
-                $"{host} is answering as many requests as it may at once. Try again shortly.", host, requestId, OverloadRetryAfter).ConfigureAwait(false);
-            return;
+            return ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
+                $"{host} is answering as many requests as it may at once. Try again shortly.", host, requestId, OverloadRetryAfter);
         }
 
+        return CappedAsync(context, host);
+    }
+
+    private async Task CappedAsync(HttpContext context, string host)
+    {
         try
         {
             await _next(context).ConfigureAwait(false);

@@ -17,23 +17,31 @@ public sealed class EdgeTracing(RequestDelegate next)
     internal static readonly ActivitySource Source = new(SourceName, typeof(EdgeTracing).Assembly.GetName().Version?.ToString());
 
     /// <summary>Runs the rest of the pipeline inside the span.</summary>
-    public async Task InvokeAsync(HttpContext context)
+    public Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+
+        // With nothing listening there is no span to make: the request goes on without another async layer.
+        if (!Source.HasListeners())
+        {
+            return next(context);
+        }
+
         var parent = Activity.Current?.Context ?? ExtractParent(context.Request.Headers);
-        using var activity = Source.StartActivity("tunnel.edge.request", ActivityKind.Server, parent);
-        if (activity is not null)
+        var activity = Source.StartActivity("tunnel.edge.request", ActivityKind.Server, parent);
+        return activity is null ? next(context) : TracedAsync(context, activity);
+    }
+
+    private async Task TracedAsync(HttpContext context, Activity activity)
+    {
+        using (activity)
         {
             activity.DisplayName = $"{context.Request.Method} {context.Request.Host.Host}";
             activity.SetTag("http.request.method", context.Request.Method);
             activity.SetTag("server.address", context.Request.Host.Host);
             activity.SetTag("url.path", context.Request.Path.Value);
             activity.SetTag("client.address", context.Connection.RemoteIpAddress?.ToString());
-        }
-
-        await next(context).ConfigureAwait(false);
-        if (activity is not null)
-        {
+            await next(context).ConfigureAwait(false);
             activity.SetTag("http.response.status_code", context.Response.StatusCode);
             if (context.Response.StatusCode >= 500)
             {

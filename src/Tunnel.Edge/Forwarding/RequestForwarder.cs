@@ -128,14 +128,14 @@ public sealed partial class RequestForwarder
         }
 
         TunnelConnection? failed = null;
-        var skipped = new List<TunnelConnection>();
+        List<TunnelConnection>? skipped = null; // Made on the first skip: most requests take the first pick.
         var sawFull = false;
         for (var attempt = 1; ; attempt++)
         {
             var connection = _routes.Pick(host, skipped);
             if (connection is null && sawFull)
             {
-                EdgeLog.RequestOverloaded(_logger, requestId, host, skipped.Count, "tunnel connection");
+                EdgeLog.RequestOverloaded(_logger, requestId, host, skipped?.Count ?? 0, "tunnel connection");
                 UpstreamErrors.Report(context, UpstreamErrors.Refused);
                 await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
                     $"Every tunnel connection for {host} is as busy as it may be. Try again shortly.", host, requestId, EdgeAccessMiddleware.OverloadRetryAfter).ConfigureAwait(false);
@@ -164,7 +164,7 @@ public sealed partial class RequestForwarder
             {
                 // Full (another request took its last place since it was picked): try the others; this
                 // is not a failed attempt.
-                skipped.Add(connection);
+                (skipped ??= []).Add(connection);
                 sawFull = true;
                 attempt--;
                 continue;
@@ -199,7 +199,7 @@ public sealed partial class RequestForwarder
                         failed = connection;
                     }
 
-                    skipped.Add(connection);
+                    (skipped ??= []).Add(connection);
                     EdgeLog.RequestRetried(_logger, requestId, host, ex.Message);
                     continue;
                 }
