@@ -452,6 +452,8 @@ public sealed partial class RequestForwarder
 
         public override string Authority => context.Request.Host.Value ?? "";
 
+        public override string? Protocol => webSocket?.Protocol;
+
         public override void WriteFields(Tunnels.Http2.HpackEncoder encoder)
         {
             var source = context.Request;
@@ -576,7 +578,7 @@ public sealed partial class RequestForwarder
                 }
             }
 
-            if (upstream.TrailingHeaders.Any() && response.SupportsTrailers())
+            if (Tunnels.Http2.Http2ResponseFields.HasTrailers(upstream) && response.SupportsTrailers())
             {
                 foreach (var (name, values) in upstream.TrailingHeaders)
                 {

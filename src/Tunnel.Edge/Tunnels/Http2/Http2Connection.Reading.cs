@@ -478,6 +478,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         var response = _sinkResponse!;
         if (_sinkTrailers)
         {
+            _sinkStream.HasTrailers = true;
             response.TrailingHeaders.TryAddWithoutValidation(headerName, headerValue);
         }
         else if (_sinkStream.ResponseFields is { } fields)

@@ -23,6 +23,9 @@ internal abstract class Http2FieldsRequest : HttpRequestMessage
     /// <summary>The <c>:authority</c>.</summary>
     public abstract string Authority { get; }
 
+    /// <summary>The <c>:protocol</c> of an extended CONNECT (RFC 8441), or <c>null</c> for an ordinary request.</summary>
+    public abstract string? Protocol { get; }
+
     /// <summary>
     /// Writes every regular field but <c>content-length</c> (taken from the content) and the
     /// connection-specific ones, which HTTP/2 forbids and which the caller must leave out.
@@ -40,4 +43,12 @@ internal static class Http2ResponseFields
     /// </summary>
     public static IReadOnlyList<KeyValuePair<string, string>>? Of(HttpResponseMessage response) =>
         response.Content is Http2ResponseContent content ? content.Stream.ResponseFields : null;
+
+    /// <summary>
+    /// Whether <paramref name="response"/> has trailers, read once its body has ended; for a response of
+    /// this client without asking for <see cref="HttpResponseMessage.TrailingHeaders"/>, which makes a
+    /// collection to answer.
+    /// </summary>
+    public static bool HasTrailers(HttpResponseMessage response) =>
+        response.Content is Http2ResponseContent content ? content.Stream.HasTrailers : response.TrailingHeaders.Any();
 }

@@ -32,7 +32,7 @@ internal static class Http2RequestHeaders
 
             if (extendedConnect)
             {
-                encoder.WritePseudoLiteral(":protocol", request.Headers.Protocol!);
+                encoder.WritePseudoLiteral(":protocol", fieldsRequest is null ? request.Headers.Protocol! : fieldsRequest.Protocol!);
             }
 
             if (uri is null || string.Equals(uri.Scheme, "http", StringComparison.Ordinal))

@@ -29,7 +29,8 @@ internal sealed class Http2Stream
         IsExtendedConnect = isExtendedConnect;
         if (request is Http2FieldsRequest)
         {
-            ResponseFields = [];
+            // Room for an ordinary response's fields without growing.
+            ResponseFields = new(8);
         }
         _readSignal = new AsyncSignal(connection.Sync);
     }
@@ -44,6 +45,9 @@ internal sealed class Http2Stream
     /// header collections.
     /// </summary>
     public List<KeyValuePair<string, string>>? ResponseFields { get; }
+
+    /// <summary>Whether trailers came (set by the reader loop before the stream's end is published).</summary>
+    public bool HasTrailers { get; set; }
 
     public int Id { get; set; }
 
@@ -277,6 +281,13 @@ internal sealed class Http2Stream
             }
 
             _responseDisposed = true;
+
+            // The usual end: both sides closed, every byte read, no request body running. There is nothing
+            // to reset or give back, and nobody waits (reads see the disposal, writes the closed side).
+            if (!IsOpen && SendClosed && ReceiveClosed && Buffered == 0 && _bodyCancellation is null)
+            {
+                return;
+            }
         }
 
         _connection.ResetStream(this, Http2ErrorCode.Cancel, new ObjectDisposedException(nameof(HttpResponseMessage)));
