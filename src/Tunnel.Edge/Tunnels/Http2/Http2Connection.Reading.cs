@@ -474,7 +474,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         }
 
         var headerName = staticNameIndex != 0 ? HpackStaticTable.Name(staticNameIndex) : Encoding.Latin1.GetString(name);
-        var headerValue = value.IsEmpty ? string.Empty : Encoding.Latin1.GetString(value);
+        var headerValue = value.IsEmpty ? string.Empty : staticNameIndex != 0 ? RecentValue(staticNameIndex, value) : Encoding.Latin1.GetString(value);
         var response = _sinkResponse!;
         if (_sinkTrailers)
         {
@@ -489,6 +489,35 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         {
             response.Content.Headers.TryAddWithoutValidation(headerName, headerValue);
         }
+    }
+
+    // The last value seen for each static-table name (server, content-type, date, cache-control...): an
+    // origin sends most of them alike in every response, so the string is made once, not per response.
+    // Only this loop touches it.
+    private readonly string?[] _recentValues = new string?[HpackStaticTable.Count + 1];
+
+    private string RecentValue(int staticNameIndex, ReadOnlySpan<byte> value)
+    {
+        var recent = _recentValues[staticNameIndex];
+        if (recent is not null && recent.Length == value.Length && Latin1Equals(recent, value))
+        {
+            return recent;
+        }
+
+        return _recentValues[staticNameIndex] = Encoding.Latin1.GetString(value);
+    }
+
+    private static bool Latin1Equals(string text, ReadOnlySpan<byte> bytes)
+    {
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            if (text[i] != bytes[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private void OnRstStream(Http2FrameHeader header, ReadOnlySpan<byte> payload)
