@@ -38,6 +38,8 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private volatile bool _draining;
     private long _nextConnectionNumber;
     private int _tunnelPlaces;
+    private int _registrationsSinceTrim;
+    private long _lastRegistration;
 
     // An overloaded edge asks origins to stay away this long; they try other edges meanwhile.
     private const int OverloadedRetryAfterSeconds = 5;
@@ -338,6 +340,8 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             throw;
         }
 
+        Volatile.Write(ref _lastRegistration, _time.GetTimestamp());
+        Interlocked.Increment(ref _registrationsSinceTrim);
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
         _events.Registered(connection);
         return connection;
@@ -540,6 +544,8 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                         EdgeLog.TunnelSilent(_logger, connection.Id, TunnelLimits.AnchorSilenceLimit.TotalMilliseconds);
                     }
                 }
+
+                TrimAfterRegistrationBurst();
             }
         }
         catch (OperationCanceledException)
@@ -549,6 +555,33 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
     // Checking twice per heartbeat keeps the reaction to silence within half a beat of the limit.
     private static readonly TimeSpan HeartbeatCheckInterval = TunnelLimits.AnchorHeartbeatInterval / 2;
+
+    /// <summary>
+    /// Once a burst of registrations is over, gives back what its handshakes left behind (see
+    /// <see cref="MemoryTrim"/>): with no registration for <see cref="TrimQuietPeriod"/> after at least
+    /// <see cref="TrimAfterRegistrations"/> since the last trim.
+    /// </summary>
+    private void TrimAfterRegistrationBurst()
+    {
+        if (Volatile.Read(ref _registrationsSinceTrim) < TrimAfterRegistrations
+            || _time.GetElapsedTime(Volatile.Read(ref _lastRegistration)) < TrimQuietPeriod)
+        {
+            return;
+        }
+
+        var registrations = Interlocked.Exchange(ref _registrationsSinceTrim, 0);
+        var (before, after, took) = MemoryTrim.Run();
+        EdgeLog.MemoryTrimmed(_logger, registrations, before / (1024.0 * 1024), after / (1024.0 * 1024), took.TotalMilliseconds);
+    }
+
+    // A few origins (re)connecting leave little behind; a hundred handshakes leave megabytes, worth one
+    // pause of the process to give back.
+    private const int TrimAfterRegistrations = 100;
+
+    // The dials of a reconnect storm (an edge restart, origins redialing together) come within a
+    // second or two of each other; after 2 s without one the storm is over. A storm that trickles on
+    // longer is trimmed again later, each time after another hundred registrations.
+    private static readonly TimeSpan TrimQuietPeriod = TimeSpan.FromSeconds(2);
 
     /// <summary>
     /// After the revocation list or the CA bundle changed: every live connection whose credential may no
