@@ -402,7 +402,11 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             names.Add(hostname);
         }
 
-        var certificateNames = CertificateIssuer.GetDnsNames(certificate);
+        IReadOnlyList<string> certificateNames;
+        using (var probe = Probe(certificate))
+        {
+            certificateNames = CertificateIssuer.GetDnsNames(probe);
+        }
         foreach (var hostname in names)
         {
             if (!certificateNames.Any(pattern => HostnameRules.IsCoveredBy(hostname, pattern)))
@@ -643,9 +647,19 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         return ReferenceEquals(innermost, exception) ? detail : $"{exception.Message} {detail}";
     }
 
-    private static bool IsEdgeCertificate(X509Certificate2 certificate) =>
-        certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>()
+    private static bool IsEdgeCertificate(X509Certificate2 certificate)
+    {
+        using var probe = Probe(certificate);
+        return probe.Extensions.OfType<X509EnhancedKeyUsageExtension>()
             .Any(usage => usage.EnhancedKeyUsages.Cast<Oid>().Any(oid => oid.Value == ServerAuthOid));
+    }
+
+    /// <summary>
+    /// A throwaway handle to the same certificate, for reading its extensions: reading them caches them,
+    /// decoded (OIDs, names, a dozen objects, ~1.5 KB), on the object read, and both the TLS stream's
+    /// copy and the listener's are kept for the tunnel's whole life.
+    /// </summary>
+    private static X509Certificate2 Probe(X509Certificate2 certificate) => new(certificate);
 
     private const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
 
