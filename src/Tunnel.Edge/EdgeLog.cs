@@ -46,6 +46,9 @@ internal static partial class EdgeLog
     [LoggerMessage(10, LogLevel.Warning, "Tunnel {ConnectionId} has sent no heartbeat for {SilenceMilliseconds:0} ms; sending it no new requests until it does.", EventName = "TunnelSilent")]
     public static partial void TunnelSilent(ILogger logger, string connectionId, double silenceMilliseconds);
 
+    [LoggerMessage(12, LogLevel.Information, "Gave back the memory of {Registrations} registrations: resident set {BeforeMiB:0.0} MiB -> {AfterMiB:0.0} MiB in {Milliseconds:0} ms.", EventName = "MemoryTrimmed")]
+    public static partial void MemoryTrimmed(ILogger logger, int registrations, double beforeMiB, double afterMiB, double milliseconds);
+
     [LoggerMessage(11, LogLevel.Information, "Draining: asked {ConnectionCount} tunnel connections to move; waiting up to {DrainSeconds:0} s for them to close.", EventName = "Draining")]
     public static partial void Draining(ILogger logger, int connectionCount, double drainSeconds);
 

@@ -35,6 +35,34 @@ public class TunnelLifecycleTests
     }
 
     [Fact]
+    public async Task After_a_burst_of_a_hundred_registrations_the_edge_gives_back_memory_once_and_keeps_serving()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        await harness.StartOriginAsync(configureTunnel: t => t.HaConnections = 50);
+        await harness.StartOriginAsync(configureTunnel: t => t.HaConnections = 50);
+
+        // Two seconds after the hundredth registration, with no other since.
+        await Wait.UntilAsync(() => harness.EdgeLogs.Entries.Any(e => e.EventId.Name == "MemoryTrimmed"), TimeSpan.FromSeconds(30), "the edge trims after the burst");
+        var trimmed = harness.EdgeLogs.Entries.Single(e => e.EventId.Name == "MemoryTrimmed");
+        Assert.Matches(@"memory of 1\d\d registrations", trimmed.Message);
+
+        // The compaction moved every tunnel's objects; all of them still serve (a loaded machine may
+        // hold a heartbeat back long enough to mark a tunnel silent for a moment, hence the wait).
+        await Wait.UntilAsync(() => harness.Edge.Routes.Connections().Count(c => c.IsUsable) == 100, TimeSpan.FromSeconds(20), "all 100 tunnels are usable after the trim");
+        using var client = new HttpClient();
+        for (var i = 0; i < 20; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{harness.VisitorPort}/") { Headers = { Host = TunnelHarness.Hostname } };
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // No further registration, no further trim.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.Single(harness.EdgeLogs.Entries, e => e.EventId.Name == "MemoryTrimmed");
+    }
+
+    [Fact]
     public async Task A_hostname_the_certificate_does_not_cover_is_refused_and_retried_with_backoff()
     {
         await using var harness = await TunnelHarness.StartAsync();

@@ -17,14 +17,18 @@ internal sealed class AnchorHeartbeatContent(CancellationToken stop) : HttpConte
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop, cancellationToken);
+
+        // One timer for the anchor's life: a Task.Delay per beat was a timer and a task per second per
+        // tunnel, garbage that kept an idle edge's GC busy.
+        using var beats = new PeriodicTimer(TunnelLimits.AnchorHeartbeatInterval);
         try
         {
-            while (true)
+            do
             {
                 await stream.WriteAsync(Beat, linked.Token).ConfigureAwait(false);
                 await stream.FlushAsync(linked.Token).ConfigureAwait(false);
-                await Task.Delay(TunnelLimits.AnchorHeartbeatInterval, linked.Token).ConfigureAwait(false);
             }
+            while (await beats.WaitForNextTickAsync(linked.Token).ConfigureAwait(false));
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {

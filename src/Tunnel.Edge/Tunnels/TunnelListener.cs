@@ -30,10 +30,16 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private readonly TimeProvider _time;
     private readonly EdgeCredentials _credentials;
     private readonly ConcurrentDictionary<TunnelConnection, X509Certificate2> _certificates = new();
+
+    // The connections being served, for the heartbeat check twice a second: walking this costs nothing,
+    // where the route table's distinct copy of every connection was garbage of kilobytes per check.
+    private readonly ConcurrentDictionary<TunnelConnection, byte> _served = new();
     private readonly Socket _socket;
     private volatile bool _draining;
     private long _nextConnectionNumber;
     private int _tunnelPlaces;
+    private int _registrationsSinceTrim;
+    private long _lastRegistration;
 
     // An overloaded edge asks origins to stay away this long; they try other edges meanwhile.
     private const int OverloadedRetryAfterSeconds = 5;
@@ -334,6 +340,8 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             throw;
         }
 
+        Volatile.Write(ref _lastRegistration, _time.GetTimestamp());
+        Interlocked.Increment(ref _registrationsSinceTrim);
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
         _events.Registered(connection);
         return connection;
@@ -394,7 +402,11 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             names.Add(hostname);
         }
 
-        var certificateNames = CertificateIssuer.GetDnsNames(certificate);
+        IReadOnlyList<string> certificateNames;
+        using (var probe = Probe(certificate))
+        {
+            certificateNames = CertificateIssuer.GetDnsNames(probe);
+        }
         foreach (var hostname in names)
         {
             if (!certificateNames.Any(pattern => HostnameRules.IsCoveredBy(hostname, pattern)))
@@ -431,6 +443,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private async Task ServeAsync(TunnelConnection connection, X509Certificate2 clientCertificate)
     {
         _routes.Add(connection);
+        _served[connection] = 0;
         _certificates[connection] = clientCertificate;
         try
         {
@@ -448,6 +461,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         finally
         {
             _certificates.TryRemove(connection, out _);
+            _served.TryRemove(connection, out _);
             _routes.Remove(connection);
             Interlocked.Decrement(ref _tunnelPlaces);
             await connection.DisposeAsync().ConfigureAwait(false);
@@ -526,7 +540,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
-                foreach (var connection in _routes.Connections())
+                foreach (var (connection, _) in _served)
                 {
                     var wasSilent = connection.IsSilent;
                     if (connection.CheckHeartbeat(_time) && !wasSilent)
@@ -534,6 +548,8 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                         EdgeLog.TunnelSilent(_logger, connection.Id, TunnelLimits.AnchorSilenceLimit.TotalMilliseconds);
                     }
                 }
+
+                TrimAfterRegistrationBurst();
             }
         }
         catch (OperationCanceledException)
@@ -543,6 +559,33 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
     // Checking twice per heartbeat keeps the reaction to silence within half a beat of the limit.
     private static readonly TimeSpan HeartbeatCheckInterval = TunnelLimits.AnchorHeartbeatInterval / 2;
+
+    /// <summary>
+    /// Once a burst of registrations is over, gives back what its handshakes left behind (see
+    /// <see cref="MemoryTrim"/>): with no registration for <see cref="TrimQuietPeriod"/> after at least
+    /// <see cref="TrimAfterRegistrations"/> since the last trim.
+    /// </summary>
+    private void TrimAfterRegistrationBurst()
+    {
+        if (Volatile.Read(ref _registrationsSinceTrim) < TrimAfterRegistrations
+            || _time.GetElapsedTime(Volatile.Read(ref _lastRegistration)) < TrimQuietPeriod)
+        {
+            return;
+        }
+
+        var registrations = Interlocked.Exchange(ref _registrationsSinceTrim, 0);
+        var (before, after, took) = MemoryTrim.Run();
+        EdgeLog.MemoryTrimmed(_logger, registrations, before / (1024.0 * 1024), after / (1024.0 * 1024), took.TotalMilliseconds);
+    }
+
+    // A few origins (re)connecting leave little behind; a hundred handshakes leave megabytes, worth one
+    // pause of the process to give back.
+    private const int TrimAfterRegistrations = 100;
+
+    // The dials of a reconnect storm (an edge restart, origins redialing together) come within a
+    // second or two of each other; after 2 s without one the storm is over. A storm that trickles on
+    // longer is trimmed again later, each time after another hundred registrations.
+    private static readonly TimeSpan TrimQuietPeriod = TimeSpan.FromSeconds(2);
 
     /// <summary>
     /// After the revocation list or the CA bundle changed: every live connection whose credential may no
@@ -604,9 +647,19 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         return ReferenceEquals(innermost, exception) ? detail : $"{exception.Message} {detail}";
     }
 
-    private static bool IsEdgeCertificate(X509Certificate2 certificate) =>
-        certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>()
+    private static bool IsEdgeCertificate(X509Certificate2 certificate)
+    {
+        using var probe = Probe(certificate);
+        return probe.Extensions.OfType<X509EnhancedKeyUsageExtension>()
             .Any(usage => usage.EnhancedKeyUsages.Cast<Oid>().Any(oid => oid.Value == ServerAuthOid));
+    }
+
+    /// <summary>
+    /// A throwaway handle to the same certificate, for reading its extensions: reading them caches them,
+    /// decoded (OIDs, names, a dozen objects, ~1.5 KB), on the object read, and both the TLS stream's
+    /// copy and the listener's are kept for the tunnel's whole life.
+    /// </summary>
+    private static X509Certificate2 Probe(X509Certificate2 certificate) => new(certificate);
 
     private const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
 

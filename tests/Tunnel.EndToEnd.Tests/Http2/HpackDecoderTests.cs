@@ -127,6 +127,55 @@ public class HpackDecoderTests
         Assert.Equal(0, decoder.TableSize);
     }
 
+    [Fact]
+    public void The_dynamic_table_grows_past_its_first_slots_and_wraps_with_every_entry_in_order()
+    {
+        // Entries of 3 + 3 + 32 = 38 bytes: 107 fit in 4096. The ring starts with 8 slots.
+        var decoder = new HpackDecoder();
+        for (var i = 0; i < 100; i++)
+        {
+            Decode(decoder, "4003" + Convert.ToHexString(Encoding.ASCII.GetBytes($"n{i:00}")) + "03" + Convert.ToHexString(Encoding.ASCII.GetBytes($"v{i:00}")));
+        }
+
+        Assert.Equal(100, decoder.TableCount);
+        for (var age = 0; age < 100; age++)
+        {
+            var i = 99 - age;
+            Assert.Equal([($"n{i:00}", $"v{i:00}")], Decode(decoder, Indexed(62 + age)));
+        }
+
+        // 30 more: the oldest go, the ring wraps, the newest is still index 62.
+        for (var i = 100; i < 130; i++)
+        {
+            Decode(decoder, "4004" + Convert.ToHexString(Encoding.ASCII.GetBytes($"n{i:000}")) + "02" + Convert.ToHexString(Encoding.ASCII.GetBytes($"v{i % 10}")));
+        }
+
+        var count = decoder.TableCount;
+        Assert.InRange(count, 100, 107);
+        Assert.Equal([("n129", "v9")], Decode(decoder, Indexed(62)));
+        Assert.Equal([("n100", "v0")], Decode(decoder, Indexed(62 + 29)));
+        var oldest = 130 - count;
+        Assert.Equal([($"n{oldest:00}", $"v{oldest:00}")], Decode(decoder, Indexed(62 + count - 1)));
+        Assert.Throws<HpackException>(() => Decode(decoder, Indexed(62 + count)));
+    }
+
+    /// <summary>An indexed field (section 6.1) with the index as a 7-bit-prefix integer.</summary>
+    private static string Indexed(int index) =>
+        index < 127 ? (0x80 | index).ToString("x2") : "ff" + Convert.ToHexString(Continuation(index - 127));
+
+    private static byte[] Continuation(int value)
+    {
+        var bytes = new List<byte>();
+        while (value >= 128)
+        {
+            bytes.Add((byte)((value % 128) + 128));
+            value /= 128;
+        }
+
+        bytes.Add((byte)value);
+        return [.. bytes];
+    }
+
     [Theory]
     [InlineData("80", "index 0")]
     [InlineData("c0", "index beyond the tables")]

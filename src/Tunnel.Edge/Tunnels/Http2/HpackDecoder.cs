@@ -19,8 +19,14 @@ internal sealed class HpackDecoder
 {
     private const int EntryOverhead = 32;
 
+    // The ring starts small and doubles as entries arrive: a tunnel's responses (Kestrel's few
+    // headers) fill a handful, and every idle tunnel would otherwise carry the 129 slots a full
+    // 4 KiB table could need.
+    private const int InitialRingLength = 8;
+
     private readonly int _maxAllowedTableSize;
-    private readonly Entry?[] _ring;
+    private readonly int _maxRingLength;
+    private Entry?[] _ring;
     private int _head;
     private int _count;
     private int _tableSize;
@@ -33,7 +39,8 @@ internal sealed class HpackDecoder
     {
         _maxAllowedTableSize = maxAllowedTableSize;
         _maxTableSize = maxAllowedTableSize;
-        _ring = new Entry[(maxAllowedTableSize / EntryOverhead) + 1];
+        _maxRingLength = (maxAllowedTableSize / EntryOverhead) + 1;
+        _ring = new Entry[Math.Min(InitialRingLength, _maxRingLength)];
     }
 
     /// <summary>Bytes the dynamic table holds now (RFC 7541 section 4.1 sizes).</summary>
@@ -159,10 +166,32 @@ internal sealed class HpackDecoder
         }
 
         Evict(size);
+        if (_count == _ring.Length)
+        {
+            Grow();
+        }
+
         _ring[_head] = entry;
         _head = (_head + 1) % _ring.Length;
         _count++;
         _tableSize += size;
+    }
+
+    /// <summary>
+    /// Doubles the ring, oldest entry first. A full ring at its largest cannot happen: every entry
+    /// takes at least <see cref="EntryOverhead"/> bytes of a table of at most the allowed size.
+    /// </summary>
+    private void Grow()
+    {
+        var bigger = new Entry?[Math.Min(_ring.Length * 2, _maxRingLength)];
+        var oldest = (_head - _count + _ring.Length) % _ring.Length;
+        for (var i = 0; i < _count; i++)
+        {
+            bigger[i] = _ring[(oldest + i) % _ring.Length];
+        }
+
+        _ring = bigger;
+        _head = _count % bigger.Length;
     }
 
     /// <summary>Drops the oldest entries until <paramref name="room"/> more bytes fit.</summary>

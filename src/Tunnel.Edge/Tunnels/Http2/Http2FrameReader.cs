@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace Tunnel.Edge.Tunnels.Http2;
 
@@ -7,7 +8,8 @@ namespace Tunnel.Edge.Tunnels.Http2;
 /// is buffered it waits with a zero-byte read (SslStream then also lets go of its own buffer) and
 /// rents one only once bytes are there; it returns it whenever everything read has been consumed.
 /// The current frame's payload is valid until the next <see cref="ReadFrameAsync"/> or
-/// <see cref="Dispose"/>, and only on the reader's own loop.
+/// <see cref="Dispose"/>, and only on the reader's own loop. A read that waits reuses a pooled state
+/// machine, so an idle connection's frames (heartbeats, PINGs) allocate nothing.
 /// </summary>
 internal sealed class Http2FrameReader(Stream stream, int maxFrameSize) : IDisposable
 {
@@ -25,6 +27,7 @@ internal sealed class Http2FrameReader(Stream stream, int maxFrameSize) : IDispo
     /// <summary>Reads the next frame; <c>false</c> when the stream ended cleanly between frames.</summary>
     /// <exception cref="Http2ConnectionException">A frame larger than this end accepts.</exception>
     /// <exception cref="IOException">The stream ended inside a frame.</exception>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
     {
         _start += _consumed;

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net;
+using System.Runtime.CompilerServices;
 
 namespace Tunnel.Edge.Tunnels.Http2;
 
@@ -137,6 +138,7 @@ internal sealed class Http2Stream
         _connection.WriteDataAsync(this, buffer, cancellationToken);
 
     /// <summary>Reads response body bytes; 0 once the origin ended the stream.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         while (true)
