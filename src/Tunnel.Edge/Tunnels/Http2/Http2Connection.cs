@@ -149,8 +149,7 @@ internal sealed partial class Http2Connection : IDisposable
     {
         cancellationToken.ThrowIfCancellationRequested();
         EnsureStarted();
-        // A fields request says so itself; asking Headers would make a collection for every request.
-        var extendedConnect = request is Http2FieldsRequest fields ? fields.Protocol is not null : request.Headers.Protocol is not null;
+        var extendedConnect = Http2RequestHeaders.ProtocolOf(request) is not null;
         if (extendedConnect)
         {
             // RFC 8441 section 3: only once the server's SETTINGS allowed it.

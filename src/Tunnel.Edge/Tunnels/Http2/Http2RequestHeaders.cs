@@ -7,8 +7,23 @@ internal static class Http2RequestHeaders
     /// <exception cref="HttpRequestException">A header cannot be sent over HTTP/2.</exception>
     public static HpackEncoder Encode(HttpRequestMessage request, bool extendedConnect)
     {
+        // A fields request names its target itself; any other request is read from its URI and headers.
         var fieldsRequest = request as Http2FieldsRequest;
-        var uri = fieldsRequest is null ? request.RequestUri ?? throw new HttpRequestException("The request has no URI.") : null;
+        string scheme, path, authority;
+        if (fieldsRequest is not null)
+        {
+            scheme = "http";
+            path = fieldsRequest.PathAndQuery;
+            authority = fieldsRequest.Authority;
+        }
+        else
+        {
+            var uri = request.RequestUri ?? throw new HttpRequestException("The request has no URI.");
+            scheme = uri.Scheme;
+            path = PathOf(uri);
+            authority = request.Headers.Host ?? uri.Authority;
+        }
+
         var encoder = new HpackEncoder();
         try
         {
@@ -32,23 +47,22 @@ internal static class Http2RequestHeaders
 
             if (extendedConnect)
             {
-                encoder.WritePseudoLiteral(":protocol", fieldsRequest is null ? request.Headers.Protocol! : fieldsRequest.Protocol!);
+                encoder.WritePseudoLiteral(":protocol", ProtocolOf(request)!);
             }
 
-            if (uri is null || string.Equals(uri.Scheme, "http", StringComparison.Ordinal))
+            if (string.Equals(scheme, "http", StringComparison.Ordinal))
             {
                 encoder.WriteIndexed(HpackStaticTable.SchemeHttp);
             }
-            else if (string.Equals(uri.Scheme, "https", StringComparison.Ordinal))
+            else if (string.Equals(scheme, "https", StringComparison.Ordinal))
             {
                 encoder.WriteIndexed(HpackStaticTable.SchemeHttps);
             }
             else
             {
-                encoder.WriteLiteral(HpackStaticTable.SchemeHttp, uri.Scheme);
+                encoder.WriteLiteral(HpackStaticTable.SchemeHttp, scheme);
             }
 
-            var path = uri is null ? fieldsRequest!.PathAndQuery : PathOf(uri);
             if (path == "/")
             {
                 encoder.WriteIndexed(HpackStaticTable.PathRoot);
@@ -58,14 +72,13 @@ internal static class Http2RequestHeaders
                 encoder.WriteLiteral(HpackStaticTable.PathRoot, path);
             }
 
-            if (uri is null)
+            encoder.WriteLiteral(HpackStaticTable.Authority, authority);
+            if (fieldsRequest is not null)
             {
-                encoder.WriteLiteral(HpackStaticTable.Authority, fieldsRequest!.Authority);
                 fieldsRequest.WriteFields(encoder);
             }
             else
             {
-                encoder.WriteLiteral(HpackStaticTable.Authority, request.Headers.Host ?? uri.Authority);
                 WriteHeaderFields(request, encoder);
             }
 
@@ -100,6 +113,13 @@ internal static class Http2RequestHeaders
             throw;
         }
     }
+
+    /// <summary>
+    /// The <c>:protocol</c> of an extended CONNECT (RFC 8441), or <c>null</c>. A fields request says so
+    /// itself; asking any other request's <c>Headers</c> makes its header collection if it has none.
+    /// </summary>
+    public static string? ProtocolOf(HttpRequestMessage request) =>
+        request is Http2FieldsRequest fields ? fields.Protocol : request.Headers.Protocol;
 
     private static void WriteHeaderFields(HttpRequestMessage request, HpackEncoder encoder)
     {
