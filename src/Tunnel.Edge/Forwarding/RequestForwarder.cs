@@ -365,22 +365,9 @@ public sealed partial class RequestForwarder
             }
         }
 
-        if (WantsTrailers(source))
-        {
-            request.Headers.TryAddWithoutValidation("TE", "trailers");
-        }
-
-        // HTTP/2 :authority is the visitor's Host; the forwarded headers say who asked and how.
+        // HTTP/2 :authority is the visitor's Host.
         request.Headers.Host = source.Host.Value;
-        request.Headers.TryAddWithoutValidation(TunnelHeaderNames.ForwardedFor, context.Connection.RemoteIpAddress?.ToString() ?? "");
-        request.Headers.TryAddWithoutValidation(TunnelHeaderNames.ForwardedProto, source.Scheme);
-        request.Headers.TryAddWithoutValidation(TunnelHeaderNames.ForwardedHost, source.Host.Value);
-        if (System.Diagnostics.Activity.Current is { } span)
-        {
-            System.Diagnostics.DistributedContextPropagator.Current.Inject(span, request, static (carrier, name, value) =>
-                ((HttpRequestMessage)carrier!).Headers.TryAddWithoutValidation(name, value));
-        }
-
+        AddEdgeFields(context, request);
         return request;
     }
 
@@ -441,8 +428,39 @@ public sealed partial class RequestForwarder
             || (connectionTokens is not null && connectionTokens.Contains(name))
             || (webSocket is not null && WebSocketOnlyHttp11Headers.Contains(name)));
 
-    private static bool WantsTrailers(HttpRequest source) =>
-        source.Headers.TE.ToString().Contains("trailers", StringComparison.OrdinalIgnoreCase);
+    /// <summary>
+    /// The fields the edge adds to every request, into either carrier a request is built in (header
+    /// collections for the inter-edge hop, the HPACK block for a tunnel): TE: trailers when the visitor
+    /// accepts them, the forwarded headers that say who asked and how, and the edge span's trace context.
+    /// </summary>
+    private static void AddEdgeFields(HttpContext context, object carrier)
+    {
+        var source = context.Request;
+        if (source.Headers.TE.ToString().Contains("trailers", StringComparison.OrdinalIgnoreCase))
+        {
+            AddField(carrier, "TE", "trailers");
+        }
+
+        AddField(carrier, TunnelHeaderNames.ForwardedFor, context.Connection.RemoteIpAddress?.ToString());
+        AddField(carrier, TunnelHeaderNames.ForwardedProto, source.Scheme);
+        AddField(carrier, TunnelHeaderNames.ForwardedHost, source.Host.Value);
+        if (System.Diagnostics.Activity.Current is { } span)
+        {
+            System.Diagnostics.DistributedContextPropagator.Current.Inject(span, carrier, static (carrier, name, value) => AddField(carrier!, name, value));
+        }
+    }
+
+    private static void AddField(object carrier, string name, string? value)
+    {
+        if (carrier is Tunnels.Http2.HpackEncoder encoder)
+        {
+            encoder.WriteLiteral(name, value ?? "");
+        }
+        else
+        {
+            ((HttpRequestMessage)carrier).Headers.TryAddWithoutValidation(name, value ?? "");
+        }
+    }
 
     /// <summary>A visitor's request as a tunnel stream: its fields are written from the visitor's headers as the block is encoded.</summary>
     private sealed class TunnelRequestMessage(HttpMethod method, HttpContext context, string target, WebSocketUpgrade? webSocket)
@@ -456,8 +474,7 @@ public sealed partial class RequestForwarder
 
         public override void WriteFields(Tunnels.Http2.HpackEncoder encoder)
         {
-            var source = context.Request;
-            var headers = source.Headers;
+            var headers = context.Request.Headers;
             var connectionTokens = GetConnectionTokens(headers);
             foreach (var (name, values) in headers)
             {
@@ -474,20 +491,7 @@ public sealed partial class RequestForwarder
                 }
             }
 
-            if (WantsTrailers(source))
-            {
-                encoder.WriteLiteral("te", "trailers");
-            }
-
-            // The forwarded headers say who asked and how.
-            encoder.WriteLiteral(TunnelHeaderNames.ForwardedFor, context.Connection.RemoteIpAddress?.ToString() ?? "");
-            encoder.WriteLiteral(TunnelHeaderNames.ForwardedProto, source.Scheme);
-            encoder.WriteLiteral(TunnelHeaderNames.ForwardedHost, source.Host.Value ?? "");
-            if (System.Diagnostics.Activity.Current is { } span)
-            {
-                System.Diagnostics.DistributedContextPropagator.Current.Inject(span, encoder, static (carrier, name, value) =>
-                    ((Tunnels.Http2.HpackEncoder)carrier!).WriteLiteral(name, value ?? ""));
-            }
+            AddEdgeFields(context, encoder);
         }
     }
 
@@ -699,19 +703,18 @@ public sealed partial class RequestForwarder
     /// </summary>
     private static void CopyResponseHeaders(HttpResponseMessage upstream, IHeaderDictionary to, bool withContentHeaders)
     {
-        if (Tunnels.Http2.Http2ResponseFields.Of(upstream) is not { } fields)
+        if (Tunnels.Http2.Http2ResponseFields.Of(upstream) is { } fields)
         {
-            var connectionTokens = GetConnectionTokens(upstream.Headers);
-            CopyHeaders(upstream.Headers, to, connectionTokens);
-            if (withContentHeaders)
-            {
-                CopyHeaders(upstream.Content.Headers, to, connectionTokens);
-            }
-
+            CopyResponseFields(fields, to);
             return;
         }
 
-        CopyResponseFields(fields, to);
+        var connectionTokens = GetConnectionTokens(upstream.Headers);
+        CopyHeaders(upstream.Headers, to, connectionTokens);
+        if (withContentHeaders)
+        {
+            CopyHeaders(upstream.Content.Headers, to, connectionTokens);
+        }
     }
 
     /// <summary>A tunnel response's fields, in order, to the visitor's response headers (see <see cref="CopyResponseHeaders"/>).</summary>
