@@ -1,4 +1,5 @@
 using System.Net;
+using HelloOrigin;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Logging;
@@ -60,6 +61,49 @@ public class TunnelLifecycleTests
         // No further registration, no further trim.
         await Task.Delay(TimeSpan.FromSeconds(3));
         Assert.Single(harness.EdgeLogs.Entries, e => e.EventId.Name == "MemoryTrimmed");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Idle_tunnels_hold_no_TLS_record_buffers_unless_turned_off_and_carry_large_bodies_either_way(bool release)
+    {
+        await using var harness = await TunnelHarness.StartAsync(edge => edge.ReleaseIdleTlsBuffers = release);
+        await harness.StartOriginAsync();
+
+        var connections = harness.Edge.Routes.Connections().ToArray();
+        Assert.Equal(4, connections.Length);
+        Assert.All(connections, c => Assert.Equal(release, c.ReleasesIdleTlsBuffers));
+        Assert.DoesNotContain(harness.EdgeLogs.Entries, e => e.EventId.Name == "TlsBufferReleaseUnavailable");
+
+        // Buffers taken and given back for every record: bodies larger than many records, both ways,
+        // on several streams at once, arrive byte for byte.
+        using var client = new HttpClient();
+        const int Size = 3 * 1024 * 1024 + 123;
+        var upload = new byte[Size];
+        Random.Shared.NextBytes(upload);
+        var expectedDownload = new byte[Size];
+        for (var i = 0; i < Size; i++)
+        {
+            expectedDownload[i] = HelloEndpoints.PatternByte(i);
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(async _ =>
+        {
+            using var echo = new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{harness.VisitorPort}/echo") { Headers = { Host = TunnelHarness.Hostname }, Content = new ByteArrayContent(upload) };
+            using var echoed = await client.SendAsync(echo);
+            Assert.Equal(HttpStatusCode.OK, echoed.StatusCode);
+            var echoedBody = await echoed.Content.ReadAsByteArrayAsync();
+            Assert.True(upload.AsSpan().SequenceEqual(echoedBody), "the echoed body matches");
+
+            using var download = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{harness.VisitorPort}/download?bytes={Size}") { Headers = { Host = TunnelHarness.Hostname } };
+            using var downloaded = await client.SendAsync(download);
+            Assert.Equal(HttpStatusCode.OK, downloaded.StatusCode);
+            var downloadedBody = await downloaded.Content.ReadAsByteArrayAsync();
+            Assert.True(expectedDownload.AsSpan().SequenceEqual(downloadedBody), "the download matches");
+        }));
+
+        Assert.All(harness.Edge.Routes.Connections(), c => Assert.Equal(release, c.ReleasesIdleTlsBuffers));
     }
 
     [Fact]

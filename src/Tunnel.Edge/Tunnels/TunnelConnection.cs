@@ -21,6 +21,7 @@ public sealed class TunnelConnection : IAsyncDisposable
     // visitor gets a 502 rather than the edge holding it.
     private const int MaxResponseHeaderBytes = 64 * 1024;
 
+    private readonly SslStream _tls;
     private readonly ObservedStream _stream;
     private readonly TunnelHttp2Handler _handler;
     private int _inFlight;
@@ -35,6 +36,7 @@ public sealed class TunnelConnection : IAsyncDisposable
         Hostnames = hostnames;
         Remote = remote;
         ConnectedAt = time.GetUtcNow();
+        _tls = stream;
         _stream = new ObservedStream(stream);
         _handler = new TunnelHttp2Handler(_stream, new Http2ClientSettings
         {
@@ -51,6 +53,9 @@ public sealed class TunnelConnection : IAsyncDisposable
     /// matter. The visitor's host travels in the Host header (HTTP/2 <c>:authority</c>).
     /// </summary>
     internal const string RequestUriPrefix = "http://tunnel";
+
+    /// <summary>Whether OpenSSL frees this connection's record buffers while it is idle (tests).</summary>
+    internal bool ReleasesIdleTlsBuffers => TlsBufferRelease.IsApplied(_tls);
 
     /// <summary>The id the edge gave this connection.</summary>
     public string Id { get; }

@@ -248,6 +248,11 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                 return;
             }
 
+            if (_options.ReleaseIdleTlsBuffers && !TlsBufferRelease.TryApply(ssl, out var releaseProblem) && releaseProblem is not null)
+            {
+                EdgeLog.TlsBufferReleaseUnavailable(_logger, releaseProblem);
+            }
+
             using var clientCertificate = ssl.RemoteCertificate is { } presented ? new X509Certificate2(presented) : null;
             if (certificateProblem is not null || clientCertificate is null)
             {
