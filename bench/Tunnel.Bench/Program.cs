@@ -3,9 +3,9 @@ using Tunnel.Bench;
 
 // bench/run's driver: starts every setup on loopback, runs each workload against each, back to back,
 // and prints one table (also written into docs/benchmarks.md). See bench/README.md.
-if (args is [TlsFloor.ServerFlag, var floorCertificate, var floorKey])
+if (args is [TlsFloor.ServerFlag, var floorCertificate, var floorKey, var floorRelease])
 {
-    return await TlsFloor.ServeAsync(floorCertificate, floorKey);
+    return await TlsFloor.ServeAsync(floorCertificate, floorKey, floorRelease == "release");
 }
 
 var options = BenchOptions.Parse(args);
@@ -116,15 +116,20 @@ try
             edgeRows.Add(("Memory per idle tunnel connection", "n/a", ex.Message.Split('\n')[0]));
         }
 
-        Log("baseline: memory per idle TLS connection alone");
-        try
+        // Two floors: what SslStream costs as it comes, and with the record buffers released between
+        // records as the edge does (TlsBufferRelease); the tunnel row compares with the second.
+        foreach (var (label, release) in new[] { ("Baseline: memory per idle TLS connection alone", false), ("Baseline: the same, record buffers released as the edge does", true) })
         {
-            var (perConnection, detail) = await TlsFloor.MeasureAsync(processes, pki, options.MemoryOrigins * options.MemoryConnectionsPerOrigin, EdgeBenchmarks.SampleResidentAsync);
-            edgeRows.Add(("Baseline: memory per idle TLS connection alone", Kib(perConnection), detail));
-        }
-        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException)
-        {
-            edgeRows.Add(("Baseline: memory per idle TLS connection alone", "n/a", ex.Message.Split('\n')[0]));
+            Log(label.ToLowerInvariant());
+            try
+            {
+                var (perConnection, detail) = await TlsFloor.MeasureAsync(processes, pki, options.MemoryOrigins * options.MemoryConnectionsPerOrigin, release, EdgeBenchmarks.SampleResidentAsync);
+                edgeRows.Add((label, Kib(perConnection), detail));
+            }
+            catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException)
+            {
+                edgeRows.Add((label, "n/a", ex.Message.Split('\n')[0]));
+            }
         }
 
         Log("registrations per second");
