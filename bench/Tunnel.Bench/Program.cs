@@ -89,12 +89,25 @@ try
         await MeasureAsync(upload, available, options.Repeats, s => Workloads.UploadAsync(s, uploadFile, UploadLength));
         File.Delete(uploadFile);
 
-        foreach (var setup in available)
+        // Repeated and interleaved like the load rows, the median of each percentile kept: a p99 rests on
+        // the slowest 1 % of one run, and one stall of the machine during a setup's run moved a single
+        // run's ratio by 2x either way.
+        var latencies = available.ToDictionary(s => s.Name, _ => (Fifty: new List<Figure>(), NinetyNine: new List<Figure>()));
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
         {
-            Log($"latency: {setup.Name}");
-            var (fifty, ninetyNine) = await Workloads.LatencyAsync(setup, options.LatencyRate, TimeSpan.FromSeconds(options.LatencySeconds), work);
-            p50.Figures[setup.Name] = fifty;
-            p99.Figures[setup.Name] = ninetyNine;
+            foreach (var setup in available)
+            {
+                Log($"latency: {setup.Name} ({repeat + 1}/{options.Repeats})");
+                var (fifty, ninetyNine) = await Workloads.LatencyAsync(setup, options.LatencyRate, TimeSpan.FromSeconds(options.LatencySeconds), work);
+                latencies[setup.Name].Fifty.Add(fifty);
+                latencies[setup.Name].NinetyNine.Add(ninetyNine);
+            }
+        }
+
+        foreach (var (name, (fifties, ninetyNines)) in latencies)
+        {
+            p50.Figures[name] = Median(fifties);
+            p99.Figures[name] = Median(ninetyNines);
         }
     }
 
@@ -247,12 +260,19 @@ async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup,
 
     foreach (var (name, figures) in samples)
     {
-        var measured = figures.Where(f => f.Value is not null).OrderBy(f => f.Value).ToList();
-        row.Figures[name] = measured.Count == 0 ? figures[0] : measured[measured.Count / 2] with
-        {
-            Note = figures.FirstOrDefault(f => f.Note is not null)?.Note,
-        };
+        row.Figures[name] = Median(figures);
     }
+}
+
+// The median of the measured figures (the first failure's reason when none was measured), with the
+// first note any of them carried.
+static Figure Median(List<Figure> figures)
+{
+    var measured = figures.Where(f => f.Value is not null).OrderBy(f => f.Value).ToList();
+    return measured.Count == 0 ? figures[0] : measured[measured.Count / 2] with
+    {
+        Note = figures.FirstOrDefault(f => f.Note is not null)?.Note,
+    };
 }
 
 static string Kib(double bytes) => (bytes / 1024).ToString("0.0", CultureInfo.InvariantCulture) + " KiB";
