@@ -31,9 +31,6 @@ internal static class TlsBufferRelease
     private static readonly object Gate = new();
     private static Binding? s_binding;
 
-    /// <summary>Why the mode cannot be set in this process, or null when it can (or has not been tried yet).</summary>
-    public static string? Unavailable => s_binding?.Problem;
-
     /// <summary>
     /// Sets the release-buffers mode on a stream whose handshake is complete and on which nothing is
     /// reading or writing yet. Returns true when OpenSSL reports the mode set; false, with
