@@ -110,9 +110,10 @@ public sealed class EdgeOptions
     public TimeSpan TlsHandshakeTimeout { get; set; } = TunnelLimits.TlsHandshakeTimeout;
 
     /// <summary>
-    /// Whether OpenSSL frees a tunnel connection's record buffers while the connection is idle
-    /// (<c>SSL_MODE_RELEASE_BUFFERS</c>), which saves about 14 KiB per idle tunnel. Where it cannot be
-    /// set (not Linux/OpenSSL, or a runtime that hides the handle) the edge logs why once and goes on.
+    /// Whether OpenSSL frees the record buffers of an idle tunnel connection, and of an idle visitor
+    /// HTTPS connection, between records (<c>SSL_MODE_RELEASE_BUFFERS</c>), which saves about 14 KiB per
+    /// idle connection. Where it cannot be set (not Linux/OpenSSL, or a runtime that hides the handle)
+    /// the edge logs why once and goes on.
     /// </summary>
     /// <remarks>Defaults to true.</remarks>
     public bool ReleaseIdleTlsBuffers { get; set; } = true;

@@ -3,6 +3,7 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge;
 using Tunnel.Edge.Hosting;
@@ -19,6 +20,48 @@ public class VisitorTlsTests
     // A reload follows a file-system event after a short debounce; 10 s leaves room for a slow,
     // shared test machine without letting a broken reload pass unnoticed.
     private static readonly TimeSpan ReloadWait = TimeSpan.FromSeconds(10);
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Visitor_https_connections_release_their_TLS_record_buffers_unless_turned_off_and_bodies_arrive_whole(bool release)
+    {
+        using var sites = new TestPki();
+        var a = IssueSite(sites, "a", "a.test");
+        await using var harness = await TunnelHarness.StartAsync(o =>
+        {
+            o.VisitorHttpsPort = 0;
+            o.Certificates = [a];
+            o.ReleaseIdleTlsBuffers = release;
+        });
+        await harness.StartOriginAsync(hostnames: ["a.test"]);
+        var port = harness.Edge.VisitorHttpsEndPoint!.Port;
+
+        // Larger than many TLS records, so buffers are taken and given back again and again on the way.
+        const int Size = 3 * 1024 * 1024 + 17;
+        var expected = Enumerable.Range(0, Size).Select(i => HelloOrigin.HelloEndpoints.PatternByte(i)).ToArray();
+        foreach (var flag in (string[])["--http1.1", "--http2"])
+        {
+            var file = Path.Combine(sites.Directory, $"download{flag}.bin");
+            var result = await Cli.RunAsync("curl", ["-sS", "--fail", flag, "--resolve", $"a.test:{port}:127.0.0.1", "--cacert", sites.CaPath,
+                "-o", file, $"https://a.test:{port}/download?bytes={Size}"], CurlTimeout);
+            Assert.True(result.ExitCode == 0, Cli.Describe(result));
+            var downloaded = await File.ReadAllBytesAsync(file);
+            Assert.True(expected.AsSpan().SequenceEqual(downloaded), $"the {flag} download arrives whole");
+        }
+
+        var released = harness.Edge.Services.GetRequiredService<VisitorTlsBuffers>().Released;
+        if (release)
+        {
+            Assert.True(released >= 2, $"both visitor connections release their buffers ({released})");
+        }
+        else
+        {
+            Assert.Equal(0, released);
+        }
+
+        Assert.DoesNotContain(harness.EdgeLogs.Entries, e => e.EventId.Name == "TlsBufferReleaseUnavailable");
+    }
 
     [Fact]
     public async Task Https_port_serves_each_hostname_its_certificate_over_http1_and_http2_and_the_app_sees_https()

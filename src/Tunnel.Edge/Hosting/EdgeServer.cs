@@ -107,6 +107,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton<IConnectionListenerFactory>(handoff);
         services.AddSingleton(sp => VisitorCertificates.Load(options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors")));
         services.AddSingleton(new HttpsRedirect(options));
+        services.AddSingleton<VisitorTlsBuffers>();
         EdgeAdmin.AddServices(services);
         ListenOptions? adminListen = null;
         ListenOptions? peerListen = null;
@@ -140,6 +141,10 @@ public sealed class EdgeServer : IAsyncDisposable
                             ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
                         }),
                     });
+                    if (options.ReleaseIdleTlsBuffers)
+                    {
+                        listen.Use(kestrel.ApplicationServices.GetRequiredService<VisitorTlsBuffers>().Middleware);
+                    }
                 });
             }
 
