@@ -103,4 +103,7 @@ internal static partial class EdgeLog
 
     [LoggerMessage(75, LogLevel.Information, "Idle tunnel connections keep their TLS record buffers (about 14 KiB each): {Reason}.", EventName = "TlsBufferReleaseUnavailable")]
     public static partial void TlsBufferReleaseUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(76, LogLevel.Information, "glibc malloc arenas capped at {Arenas}, one per core (set MALLOC_ARENA_MAX to choose otherwise).", EventName = "NativeHeapArenasLimited")]
+    public static partial void NativeHeapArenasLimited(ILogger logger, int arenas);
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Tunnel.Edge;
 using Tunnel.Edge.Hosting;
 using Tunnel.Edge.Identity;
@@ -553,6 +554,7 @@ internal static class EdgeCommands
                 cluster.LeaseTtl = TimeSpan.FromSeconds(ttl);
             }
 
+            var arenas = NativeHeapArenas.LimitToCores();
             EdgeServer edge;
             try
             {
@@ -567,6 +569,11 @@ internal static class EdgeCommands
             await using (edge.ConfigureAwait(false))
             {
                 await edge.StartAsync(cancellationToken).ConfigureAwait(false);
+                if (arenas is { } count)
+                {
+                    EdgeLog.NativeHeapArenasLimited(edge.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("Tunnel.Edge.Hosting"), count);
+                }
+
                 var https = edge.VisitorHttpsEndPoint is { } endPoint ? $" and https://{endPoint}" : "";
                 var admin = edge.AdminEndPoint is { } adminEndPoint ? $", status, metrics and admin API on http://{adminEndPoint}/" : "";
                 var peers = edge.PeerEndPoint is { } peerEndPoint ? $", peers on https://{peerEndPoint} (advertised as {edge.PeerAdvertisedAddress})" : "";

@@ -42,6 +42,12 @@ public class EdgeCliTests(ITestOutputHelper output)
 
             await using (var edge = await EdgeProcess.StartAsync(directory, "cli-edge", "cli-region"))
             {
+                // serve caps glibc's malloc arenas at one per core, unless the operator chose a number.
+                if (Environment.GetEnvironmentVariable("MALLOC_ARENA_MAX") is null)
+                {
+                    await Wait.UntilAsync(() => edge.Output.Contains($"glibc malloc arenas capped at {Environment.ProcessorCount}", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "serve logs the arena cap");
+                }
+
                 var admin = $"http://127.0.0.1:{edge.AdminPort}";
                 var (origin, originLogs) = await StartOriginAsync(credential, edge.TunnelPort, directory);
                 apps.Add(origin);
