@@ -101,7 +101,7 @@ internal static partial class EdgeLog
     [LoggerMessage(74, LogLevel.Information, "Admin API: {Action}.", EventName = "AdminAction")]
     public static partial void AdminAction(ILogger logger, string action);
 
-    [LoggerMessage(75, LogLevel.Information, "Idle tunnel connections keep their TLS record buffers (about 14 KiB each): {Reason}.", EventName = "TlsBufferReleaseUnavailable")]
+    [LoggerMessage(75, LogLevel.Information, "Idle TLS connections (tunnels, visitor HTTPS) keep their record buffers (7-14 KiB each): {Reason}.", EventName = "TlsBufferReleaseUnavailable")]
     public static partial void TlsBufferReleaseUnavailable(ILogger logger, string reason);
 
     [LoggerMessage(76, LogLevel.Information, "glibc malloc arenas capped at {Arenas}, one per core (set MALLOC_ARENA_MAX to choose otherwise).", EventName = "NativeHeapArenasLimited")]

@@ -111,7 +111,7 @@ public sealed class EdgeOptions
 
     /// <summary>
     /// Whether OpenSSL frees the record buffers of an idle tunnel connection, and of an idle visitor
-    /// HTTPS connection, between records (<c>SSL_MODE_RELEASE_BUFFERS</c>), which saves about 14 KiB per
+    /// HTTPS connection, between records (<c>SSL_MODE_RELEASE_BUFFERS</c>), which saves 7-14 KiB per
     /// idle connection. Where it cannot be set (not Linux/OpenSSL, or a runtime that hides the handle)
     /// the edge logs why once and goes on.
     /// </summary>

@@ -7,11 +7,11 @@ namespace Tunnel.Edge.Hosting;
 /// connection's state from whichever arena its handshake's thread is using; glibc's default of eight
 /// arenas per core spreads a few thousand connections over many partly used heaps. Measured with 1000
 /// idle tunnels (bench/run --edge-only), one arena per core (2 here) took the per-tunnel figure from
-/// 64.3-65.1 to 61.8-63.0 KiB. One arena per core keeps malloc uncontended: at most that many threads
+/// 64.3-65.1 to 61.3-62.5 KiB. One arena per core keeps malloc uncontended: at most that many threads
 /// run at once. An operator's own <c>MALLOC_ARENA_MAX</c> wins; only <c>tunnel-edge serve</c> applies
 /// this, since it changes the whole process (an app that hosts <see cref="EdgeServer"/> itself decides).
 /// </summary>
-internal static partial class NativeHeapArenas
+internal static class NativeHeapArenas
 {
     private const int MArenaMax = -8; // M_ARENA_MAX in malloc.h
 

@@ -5,8 +5,9 @@ using System.Runtime.InteropServices;
 namespace Tunnel.Edge.Tunnels;
 
 /// <summary>
-/// Asks OpenSSL to let go of a tunnel connection's record buffers while it is idle
-/// (<c>SSL_MODE_RELEASE_BUFFERS</c>, which nginx sets on every connection). Without it each accepted
+/// Asks OpenSSL to let go of a TLS connection's record buffers while it is idle
+/// (<c>SSL_MODE_RELEASE_BUFFERS</c>, which nginx sets on every connection): the tunnel port's, and the
+/// visitor HTTPS port's (<see cref="Visitors.VisitorTlsBuffers"/>). Without it each accepted
 /// tunnel keeps about 14 KiB of buffers, sized for the largest TLS record, for as long as it lives,
 /// though an idle tunnel only ever carries a heartbeat; with thousands of origins that is most of the
 /// edge's memory past the TLS state itself. The buffers come back from the C heap for each record a
@@ -40,6 +41,16 @@ internal static class TlsBufferRelease
     {
         firstProblem = null;
         var binding = s_binding ?? Bind(out firstProblem);
+        return Control(binding, stream, SslModeReleaseBuffers);
+    }
+
+    /// <summary>Reads back whether the mode is set on a stream (tests).</summary>
+    internal static bool IsApplied(SslStream stream) =>
+        s_binding is { } binding && Control(binding, stream, 0); // SSL_CTRL_MODE ORs its argument in: zero adds nothing.
+
+    /// <summary>Calls <c>SSL_ctrl(SSL_CTRL_MODE, modeToAdd)</c> on the stream's handle; whether the result has the release bit.</summary>
+    private static bool Control(Binding binding, SslStream stream, long modeToAdd)
+    {
         if (binding.Control is null || binding.ContextField?.GetValue(stream) is not SafeHandle handle || handle.IsInvalid)
         {
             return false;
@@ -49,8 +60,7 @@ internal static class TlsBufferRelease
         try
         {
             handle.DangerousAddRef(ref added);
-            var mode = binding.Control(handle.DangerousGetHandle(), SslCtrlMode, SslModeReleaseBuffers, IntPtr.Zero);
-            return (mode & SslModeReleaseBuffers) != 0;
+            return (binding.Control(handle.DangerousGetHandle(), SslCtrlMode, modeToAdd, IntPtr.Zero) & SslModeReleaseBuffers) != 0;
         }
         catch (ObjectDisposedException)
         {
@@ -63,19 +73,6 @@ internal static class TlsBufferRelease
                 handle.DangerousRelease();
             }
         }
-    }
-
-    /// <summary>Reads back whether the mode is set on a stream (tests).</summary>
-    internal static bool IsApplied(SslStream stream)
-    {
-        var binding = s_binding;
-        if (binding?.Control is null || binding.ContextField?.GetValue(stream) is not SafeHandle handle || handle.IsInvalid)
-        {
-            return false;
-        }
-
-        // SSL_CTRL_MODE ORs its argument into the mode and returns the result; zero adds nothing.
-        return (binding.Control(handle.DangerousGetHandle(), SslCtrlMode, 0, IntPtr.Zero) & SslModeReleaseBuffers) != 0;
     }
 
     private static Binding Bind(out string? problem)
