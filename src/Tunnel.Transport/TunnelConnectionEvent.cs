@@ -28,6 +28,19 @@ public enum TunnelConnectionEventKind
     /// connection keeps serving until the replacement is registered.
     /// </summary>
     Renewing,
+
+    /// <summary>
+    /// The connection moves to an edge that held fewer connections (a restarted edge, say): its
+    /// replacement is already registered there, and this connection closes once its open requests
+    /// finish. <see cref="TunnelConnectionEvent.Reason"/> names the edge it moves to.
+    /// </summary>
+    Rebalancing,
+
+    /// <summary>
+    /// Moving the connection to a less used edge failed; the connection stays where it is.
+    /// <see cref="TunnelConnectionEvent.EdgeAddress"/> is the edge that could not be reached.
+    /// </summary>
+    RebalanceFailed,
 }
 
 /// <summary>
@@ -79,5 +92,5 @@ public sealed record TunnelConnectionEvent(TunnelConnectionEventKind Kind, int C
     public TimeSpan? Uptime { get; init; }
 
     /// <summary>Whether this event is a failure (dial failed, refused or dropped).</summary>
-    public bool IsFailure => Kind is TunnelConnectionEventKind.DialFailed or TunnelConnectionEventKind.Rejected or TunnelConnectionEventKind.Dropped;
+    public bool IsFailure => Kind is TunnelConnectionEventKind.DialFailed or TunnelConnectionEventKind.Rejected or TunnelConnectionEventKind.Dropped or TunnelConnectionEventKind.RebalanceFailed;
 }

@@ -124,6 +124,16 @@ public sealed class TunnelOptions
     /// <remarks>Defaults to 10 seconds.</remarks>
     public TimeSpan EdgeCoolDown { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How often the spread of connections over the edges is checked. When an edge holds two or more
+    /// connections more than another known edge that is up (a restarted edge, or one newly listed in
+    /// DNS), one connection moves there: the replacement is dialed first, and the old connection serves
+    /// until it is registered, then closes gracefully. A failed move leaves the connection where it was.
+    /// <see cref="TimeSpan.Zero"/> or <see cref="Timeout.InfiniteTimeSpan"/> turns the check off.
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds.</remarks>
+    public TimeSpan RebalanceInterval { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The redial schedule: exponential backoff with full jitter, capped, reset after a stable period.</summary>
     /// <remarks>Defaults to 1 s base, 30 s cap, 5 s stable period.</remarks>
     public RedialBackoffOptions Redial { get; set; } = new();

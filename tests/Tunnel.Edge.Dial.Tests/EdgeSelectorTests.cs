@@ -70,4 +70,82 @@ public class EdgeSelectorTests
         time.Advance(TimeSpan.FromSeconds(12));
         Assert.Equal(TimeSpan.Zero, (await selector.SelectAsync(0, CancellationToken.None)).Wait);
     }
+
+    [Fact]
+    public async Task After_an_edge_comes_back_the_planner_moves_one_slot_at_a_time_until_the_spread_is_even()
+    {
+        var time = new RedialBackoffTests.ManualTime();
+        var selector = new EdgeSelector(new StaticEdgeDiscovery([A, B]), TimeSpan.FromSeconds(10), time);
+
+        // A failed: all four slots went to B.
+        selector.ReportFailure(A);
+        for (var slot = 0; slot < 4; slot++)
+        {
+            Assert.Equal(B, (await selector.SelectAsync(slot, CancellationToken.None)).Edge);
+            selector.ReportConnected(slot, B, "r", TimeSpan.FromMilliseconds(1));
+        }
+
+        // Within A's cool-down nothing moves: it may still be down.
+        Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
+
+        time.Advance(TimeSpan.FromSeconds(11));
+        var first = await selector.PlanRebalanceAsync(CancellationToken.None);
+        Assert.Equal(new RebalanceMove(3, B, A, 4, 0), first);
+        selector.ReportConnected(first!.SlotIndex, A, "r", TimeSpan.FromMilliseconds(1));
+
+        var second = await selector.PlanRebalanceAsync(CancellationToken.None);
+        Assert.Equal(new RebalanceMove(2, B, A, 3, 1), second);
+        selector.ReportConnected(second!.SlotIndex, A, "r", TimeSpan.FromMilliseconds(1));
+
+        // Two and two: even, nothing more to move.
+        Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
+        Assert.Equal(2, selector.Placement()[A]);
+        Assert.Equal(2, selector.Placement()[B]);
+    }
+
+    [Fact]
+    public async Task The_planner_leaves_a_spread_off_by_one_alone_and_never_targets_a_failed_or_waiting_edge()
+    {
+        var time = new RedialBackoffTests.ManualTime();
+        var selector = new EdgeSelector(new StaticEdgeDiscovery([A, B, C]), TimeSpan.FromSeconds(10), time);
+        selector.ReportConnected(0, A, "r", TimeSpan.FromMilliseconds(1));
+        selector.ReportConnected(1, A, "r", TimeSpan.FromMilliseconds(1));
+        selector.ReportConnected(2, B, "r", TimeSpan.FromMilliseconds(1));
+
+        // 2, 1, 0: C is two short of A, but it failed lately, and B is only one short.
+        selector.ReportFailure(C);
+        Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
+
+        // C asked for a retry-after longer than the cool-down: not before it passes.
+        selector.ReportFailure(C, TimeSpan.FromSeconds(30));
+        time.Advance(TimeSpan.FromSeconds(11));
+        Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
+
+        time.Advance(TimeSpan.FromSeconds(20));
+        Assert.Equal(new RebalanceMove(1, A, C, 2, 0), await selector.PlanRebalanceAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task An_edge_newly_listed_by_discovery_gets_slots_moved_to_it()
+    {
+        var time = new RedialBackoffTests.ManualTime();
+        var discovery = new ListDiscovery([A]);
+        var selector = new EdgeSelector(discovery, TimeSpan.FromSeconds(10), time);
+        for (var slot = 0; slot < 2; slot++)
+        {
+            selector.ReportConnected(slot, (await selector.SelectAsync(slot, CancellationToken.None)).Edge, "r", TimeSpan.FromMilliseconds(1));
+        }
+
+        Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
+        discovery.Edges = [A, B];
+        Assert.Equal(new RebalanceMove(1, A, B, 2, 0), await selector.PlanRebalanceAsync(CancellationToken.None));
+        Assert.Equal(2, selector.KnownEdgeCount);
+    }
+
+    private sealed class ListDiscovery(IReadOnlyList<EdgeAddress> edges) : IEdgeDiscovery
+    {
+        public IReadOnlyList<EdgeAddress> Edges { get; set; } = edges;
+
+        public ValueTask<IReadOnlyList<EdgeAddress>> GetEdgesAsync(CancellationToken cancellationToken) => ValueTask.FromResult(Edges);
+    }
 }

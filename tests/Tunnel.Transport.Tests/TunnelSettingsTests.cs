@@ -68,9 +68,11 @@ public sealed class TunnelSettingsTests : IDisposable
         {
             CredentialPath = Write(credential),
             HaConnections = 0,
+            RebalanceInterval = TimeSpan.FromSeconds(-5),
         }, TimeProvider.System));
 
         Assert.Contains("HaConnections must be between 1 and 64", error.Message, StringComparison.Ordinal);
+        Assert.Contains("RebalanceInterval must not be negative (zero turns the check off)", error.Message, StringComparison.Ordinal);
         Assert.Contains("No edge is configured: the credential file", error.Message, StringComparison.Ordinal);
         Assert.Contains("No hostname is configured: the credential file", error.Message, StringComparison.Ordinal);
     }

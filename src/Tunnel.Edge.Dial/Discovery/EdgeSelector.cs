@@ -91,6 +91,67 @@ public sealed class EdgeSelector
         }
     }
 
+    /// <summary>
+    /// A connection worth moving so that the slots spread evenly again, or <c>null</c>. When some edge
+    /// holds at least two slots more than another known edge that is usable (not failed within the
+    /// cool-down, no retry-after pending), the answer is the highest-numbered slot on the fullest edge
+    /// and the usable edge a new dial would prefer (fewest slots, then fewest in its region, then
+    /// nearest, then discovery order). Asks discovery first, so edges newly listed count.
+    /// </summary>
+    /// <param name="cancellationToken">Stops the discovery lookup.</param>
+    public async ValueTask<RebalanceMove?> PlanRebalanceAsync(CancellationToken cancellationToken)
+    {
+        var edges = await _discovery.GetEdgesAsync(cancellationToken).ConfigureAwait(false);
+        var now = _time.GetTimestamp();
+        lock (_lock)
+        {
+            KnownEdgeCount = edges.Count;
+            if (_slots.Count == 0)
+            {
+                return null;
+            }
+
+            var fullest = _slots
+                .GroupBy(s => s.Value)
+                .Select(g => (Edge: g.Key, Count: g.Count(), Slot: g.Max(s => s.Key)))
+                .OrderByDescending(g => g.Count)
+                .ThenByDescending(g => g.Slot)
+                .First();
+            if (fullest.Count < 2)
+            {
+                return null;
+            }
+
+            var usable = new List<(EdgeAddress Edge, int Index, EdgeState State)>();
+            for (var i = 0; i < edges.Count; i++)
+            {
+                var state = StateOf(edges[i]);
+                var waiting = state.NotBefore is { } notBefore && notBefore > now;
+                var cooling = state.FailedAt is { } failedAt && _time.GetElapsedTime(failedAt, now) < _coolDown;
+                if (!waiting && !cooling && !edges[i].Equals(fullest.Edge))
+                {
+                    usable.Add((edges[i], i, state));
+                }
+            }
+
+            if (usable.Count == 0)
+            {
+                return null;
+            }
+
+            var target = usable
+                .OrderBy(c => SlotsOn(c.Edge, fullest.Slot))
+                .ThenBy(c => SlotsInRegion(c.State.RegionKey(c.Edge), fullest.Slot))
+                .ThenBy(c => c.State.ConnectMilliseconds ?? 0)
+                .ThenBy(c => c.Index)
+                .First();
+            var onTarget = SlotsOn(target.Edge, fullest.Slot);
+            return fullest.Count - onTarget >= 2
+                ? new RebalanceMove(fullest.Slot, fullest.Edge, target.Edge, fullest.Count, onTarget)
+                : null;
+        }
+    }
+
     /// <summary>Records a successful dial: the slot now uses the edge, which is in the region it reported.</summary>
     public void ReportConnected(int slotIndex, EdgeAddress edge, string? region, TimeSpan connectTime)
     {
@@ -181,3 +242,11 @@ public sealed class EdgeSelector
 /// <param name="Edge">The edge.</param>
 /// <param name="Wait">Zero, unless every edge asked for a retry-after that has not passed yet.</param>
 public readonly record struct EdgeChoice(EdgeAddress Edge, TimeSpan Wait);
+
+/// <summary>A connection slot to move to another edge, so that the slots spread evenly again.</summary>
+/// <param name="SlotIndex">The slot to move.</param>
+/// <param name="From">The edge it is on.</param>
+/// <param name="To">The edge to move it to.</param>
+/// <param name="SlotsOnFrom">How many slots the edge it is on holds, itself included.</param>
+/// <param name="SlotsOnTo">How many slots the edge to move to holds.</param>
+public sealed record RebalanceMove(int SlotIndex, EdgeAddress From, EdgeAddress To, int SlotsOnFrom, int SlotsOnTo);

@@ -46,6 +46,12 @@ internal sealed class TunnelEvents(ILoggerFactory loggerFactory, TunnelStatus st
             case TunnelConnectionEventKind.Dropped:
                 TunnelLog.TunnelSilent(_logger, e.ConnectionIndex, e.TunnelConnectionId ?? "", e.Reason ?? "");
                 break;
+            case TunnelConnectionEventKind.Rebalancing:
+                TunnelLog.Rebalancing(_logger, e.ConnectionIndex, e.TunnelConnectionId ?? "", e.EdgeName ?? "", e.Reason ?? "");
+                break;
+            case TunnelConnectionEventKind.RebalanceFailed:
+                TunnelLog.RebalanceFailed(_logger, e.ConnectionIndex, edge, e.Phase ?? "Unknown", e.ErrorType ?? "", e.Reason ?? "");
+                break;
         }
     }
 }

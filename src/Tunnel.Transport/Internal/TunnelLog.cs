@@ -69,4 +69,13 @@ internal static partial class TunnelLog
 
     [LoggerMessage(22, LogLevel.Error, "Checking the credential files failed unexpectedly; the loaded credential stays in use.", EventName = "CredentialCheckFault")]
     public static partial void CredentialCheckFault(ILogger logger, Exception exception);
+
+    [LoggerMessage(23, LogLevel.Information, "Tunnel connection {ConnectionIndex} ({TunnelConnectionId}) on edge {EdgeName} moves {Reason}: the replacement is registered there, and this connection closes once its open requests finish.", EventName = "Rebalancing")]
+    public static partial void Rebalancing(ILogger logger, int connectionIndex, string tunnelConnectionId, string edgeName, string reason);
+
+    [LoggerMessage(24, LogLevel.Warning, "Tunnel connection {ConnectionIndex} stays where it is: moving it to {EdgeAddress} failed in {Phase} ({ErrorType}): {Reason}", EventName = "RebalanceFailed")]
+    public static partial void RebalanceFailed(ILogger logger, int connectionIndex, string edgeAddress, string phase, string errorType, string reason);
+
+    [LoggerMessage(25, LogLevel.Error, "Checking the spread of tunnel connections over the edges failed unexpectedly; the connections stay where they are.", EventName = "RebalanceFault")]
+    public static partial void RebalanceFault(ILogger logger, Exception exception);
 }

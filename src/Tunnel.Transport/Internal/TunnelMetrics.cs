@@ -56,12 +56,12 @@ internal sealed class TunnelMetrics
                 _attempts.Add(1, new KeyValuePair<string, object?>("tunnel.attempt.result", "rejected"), new KeyValuePair<string, object?>("error.type", e.ErrorType));
                 _rejections.Add(1, new KeyValuePair<string, object?>("tunnel.rejection.reason", e.ErrorType), new KeyValuePair<string, object?>("tunnel.rejection.retryable", e.Retryable ?? false));
                 break;
-            case TunnelConnectionEventKind.DialFailed:
+            case TunnelConnectionEventKind.DialFailed or TunnelConnectionEventKind.RebalanceFailed:
                 _attempts.Add(1, new KeyValuePair<string, object?>("tunnel.attempt.result", "failed"), new KeyValuePair<string, object?>("error.type", e.ErrorType));
                 break;
-            case TunnelConnectionEventKind.Disconnected or TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing or TunnelConnectionEventKind.Dropped:
+            case TunnelConnectionEventKind.Disconnected or TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing or TunnelConnectionEventKind.Dropped or TunnelConnectionEventKind.Rebalancing:
                 _redials.Add(1, new KeyValuePair<string, object?>("tunnel.redial.cause", e.Kind.ToString().ToLowerInvariant()), Edge(e));
-                if (e.Uptime is { } uptime && e.Kind is not (TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing))
+                if (e.Uptime is { } uptime && e.Kind is not (TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing or TunnelConnectionEventKind.Rebalancing))
                 {
                     _lifetime.Record(uptime.TotalSeconds, Edge(e));
                 }

@@ -32,6 +32,7 @@ internal sealed class TunnelSettings
         Redial = options.Redial;
         CredentialCheckInterval = options.CredentialCheckInterval;
         CertificateExpiryWarning = options.CertificateExpiryWarning;
+        RebalanceInterval = options.RebalanceInterval == Timeout.InfiniteTimeSpan ? TimeSpan.Zero : options.RebalanceInterval;
         WatchedFiles = new[] { options.CredentialPath, options.Certificate is null ? options.CertificatePath : null, options.Certificate is null ? options.CertificateKeyPath : null, options.EdgeCaPath }
             .Where(path => !string.IsNullOrEmpty(path))
             .Select(path => Path.GetFullPath(path!))
@@ -52,6 +53,9 @@ internal sealed class TunnelSettings
     public TimeSpan CredentialCheckInterval { get; }
 
     public TimeSpan CertificateExpiryWarning { get; }
+
+    /// <summary>How often the spread over the edges is checked; zero when the check is off.</summary>
+    public TimeSpan RebalanceInterval { get; }
 
     public static TunnelSettings Create(TunnelOptions options, TimeProvider time)
     {
@@ -89,6 +93,11 @@ internal sealed class TunnelSettings
         if (options.CredentialCheckInterval <= TimeSpan.Zero)
         {
             problems.Add("Tunnel:CredentialCheckInterval must be positive.");
+        }
+
+        if (options.RebalanceInterval < TimeSpan.Zero && options.RebalanceInterval != Timeout.InfiniteTimeSpan)
+        {
+            problems.Add("Tunnel:RebalanceInterval must not be negative (zero turns the check off).");
         }
 
         if (options.CertificateExpiryWarning < TimeSpan.Zero)

@@ -131,8 +131,9 @@ internal sealed class TunnelStatus(TimeProvider time) : ITunnelStatus
                 TunnelConnectionEventKind.Disconnected or TunnelConnectionEventKind.Dropped =>
                     slot with { IsRegistered = false, Since = e.Timestamp, LastError = e.IsFailure ? e : slot.LastError },
 
-                // Moving, renewing: the old connection still serves until the replacement is registered.
-                TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing => slot,
+                // Moving, renewing, rebalancing: the old connection still serves until the replacement
+                // is registered (and a failed move leaves it serving, with the failure as its last error).
+                TunnelConnectionEventKind.Moving or TunnelConnectionEventKind.Renewing or TunnelConnectionEventKind.Rebalancing => slot,
                 _ => slot with { LastError = e },
             };
         }

@@ -40,8 +40,15 @@ public sealed partial class EdgeProcess : IAsyncDisposable
     public static Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, params string[] extraArguments) =>
         StartAsync(pki.Directory, name, region, extraArguments);
 
+    /// <summary>Starts an edge whose tunnel port is <paramref name="tunnelPort"/> (an edge restarted where it was).</summary>
+    public static Task<EdgeProcess> StartAsync(TestPki pki, string name, string region, int tunnelPort) =>
+        StartAsync(pki.Directory, name, region, tunnelPort, []);
+
     /// <summary>Starts <c>tunnel-edge serve --dir <paramref name="directory"/></c> on loopback ports the OS picks.</summary>
-    public static async Task<EdgeProcess> StartAsync(string directory, string name, string region, params string[] extraArguments)
+    public static Task<EdgeProcess> StartAsync(string directory, string name, string region, params string[] extraArguments) =>
+        StartAsync(directory, name, region, 0, extraArguments);
+
+    private static async Task<EdgeProcess> StartAsync(string directory, string name, string region, int tunnelPort, string[] extraArguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -51,7 +58,7 @@ public sealed partial class EdgeProcess : IAsyncDisposable
             WorkingDirectory = AppContext.BaseDirectory,
         };
         foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", directory, "--listen", "127.0.0.1",
-            "--tunnel-port", "0", "--http-port", "0", "--admin-port", "0", "--name", name, "--region", region, .. extraArguments])
+            "--tunnel-port", tunnelPort.ToString(CultureInfo.InvariantCulture), "--http-port", "0", "--admin-port", "0", "--name", name, "--region", region, .. extraArguments])
         {
             start.ArgumentList.Add(argument);
         }
