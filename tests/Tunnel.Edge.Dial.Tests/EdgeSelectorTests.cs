@@ -90,11 +90,11 @@ public class EdgeSelectorTests
 
         time.Advance(TimeSpan.FromSeconds(11));
         var first = await selector.PlanRebalanceAsync(CancellationToken.None);
-        Assert.Equal(new RebalanceMove(3, B, A, 4, 0), first);
+        Assert.Equal(new RebalanceMove(3, B, A, 4, 0, RebalanceCause.Spread), first);
         selector.ReportConnected(first!.SlotIndex, A, "r", TimeSpan.FromMilliseconds(1));
 
         var second = await selector.PlanRebalanceAsync(CancellationToken.None);
-        Assert.Equal(new RebalanceMove(2, B, A, 3, 1), second);
+        Assert.Equal(new RebalanceMove(2, B, A, 3, 1, RebalanceCause.Spread), second);
         selector.ReportConnected(second!.SlotIndex, A, "r", TimeSpan.FromMilliseconds(1));
 
         // Two and two: even, nothing more to move.
@@ -122,7 +122,7 @@ public class EdgeSelectorTests
         Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
 
         time.Advance(TimeSpan.FromSeconds(20));
-        Assert.Equal(new RebalanceMove(1, A, C, 2, 0), await selector.PlanRebalanceAsync(CancellationToken.None));
+        Assert.Equal(new RebalanceMove(1, A, C, 2, 0, RebalanceCause.Spread), await selector.PlanRebalanceAsync(CancellationToken.None));
     }
 
     [Fact]
@@ -138,8 +138,60 @@ public class EdgeSelectorTests
 
         Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
         discovery.Edges = [A, B];
-        Assert.Equal(new RebalanceMove(1, A, B, 2, 0), await selector.PlanRebalanceAsync(CancellationToken.None));
+        Assert.Equal(new RebalanceMove(1, A, B, 2, 0, RebalanceCause.Spread), await selector.PlanRebalanceAsync(CancellationToken.None));
         Assert.Equal(2, selector.KnownEdgeCount);
+    }
+
+    [Fact]
+    public async Task Slots_use_the_best_SRV_priority_and_a_backup_only_while_that_has_no_usable_edge()
+    {
+        var time = new RedialBackoffTests.ManualTime();
+        var primary1 = A with { Priority = 10 };
+        var backup = B with { Priority = 20 };
+        var primary2 = C with { Priority = 10 };
+        var selector = new EdgeSelector(new StaticEdgeDiscovery([primary1, backup, primary2]), TimeSpan.FromSeconds(10), time);
+
+        for (var slot = 0; slot < 4; slot++)
+        {
+            var choice = await selector.SelectAsync(slot, CancellationToken.None);
+            selector.ReportConnected(slot, choice.Edge, "r", TimeSpan.FromMilliseconds(1));
+        }
+
+        Assert.Equal(2, selector.Placement()[A]);
+        Assert.Equal(2, selector.Placement()[C]);
+        Assert.False(selector.Placement().ContainsKey(B));
+
+        // Both primaries fail: the backup takes the slots that redial.
+        selector.ReportFailure(A);
+        selector.ReportFailure(C);
+        selector.ReportDisconnected(0);
+        Assert.Equal(B, (await selector.SelectAsync(0, CancellationToken.None)).Edge);
+        selector.ReportConnected(0, B, "r", TimeSpan.FromMilliseconds(1));
+        Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
+
+        // Once a primary is usable again, the slot on the backup moves back first, whatever the spread.
+        time.Advance(TimeSpan.FromSeconds(11));
+        var back = await selector.PlanRebalanceAsync(CancellationToken.None);
+        Assert.Equal(0, back!.SlotIndex);
+        Assert.Equal(B, back.From);
+        Assert.Contains(back.To, new[] { A, C });
+        Assert.Equal(RebalanceCause.Priority, back.Cause);
+        Assert.Equal($"to {back.To}, whose SRV priority 10 comes before this edge's 20", back.Describe());
+    }
+
+    [Fact]
+    public async Task A_slot_on_an_edge_no_longer_listed_moves_to_a_listed_one()
+    {
+        var time = new RedialBackoffTests.ManualTime();
+        var discovery = new ListDiscovery([A, B]);
+        var selector = new EdgeSelector(discovery, TimeSpan.FromSeconds(10), time);
+        selector.ReportConnected(0, A, "r", TimeSpan.FromMilliseconds(1));
+        selector.ReportConnected(1, B, "r", TimeSpan.FromMilliseconds(1));
+        Assert.Null(await selector.PlanRebalanceAsync(CancellationToken.None));
+
+        // B is taken out of DNS (the operator retires it): its slot moves, although A has one already.
+        discovery.Edges = [A];
+        Assert.Equal(new RebalanceMove(1, B, A, 1, 1, RebalanceCause.Unlisted), await selector.PlanRebalanceAsync(CancellationToken.None));
     }
 
     private sealed class ListDiscovery(IReadOnlyList<EdgeAddress> edges) : IEdgeDiscovery

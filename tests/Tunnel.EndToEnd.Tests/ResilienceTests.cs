@@ -162,6 +162,7 @@ public class ResilienceTests(ITestOutputHelper output)
 
             output.WriteLine(string.Join("\n", origin.Logs.Entries.Where(e => e.Category.StartsWith("Tunnel", StringComparison.Ordinal)).Select(e => $"{e.At:HH:mm:ss.fff} {e.EventId.Name} {e.Message}")));
             Assert.Equal(2, Count("Rebalancing"));
+            Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "Rebalancing" && e.Message.Contains($"to 127.0.0.1:{tunnelPort} (comeback), which held 0 connection(s) against 4 here", StringComparison.Ordinal));
             Assert.Equal(2, OnEdge("comeback").Length);
             Assert.Equal(4, status.RegisteredConnections);
             Assert.Empty(load.Failures);

@@ -11,11 +11,17 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// </summary>
 /// <param name="Host">A DNS name or an IP address (IPv6 without brackets). It is also the TLS server name by default.</param>
 /// <param name="Port">The tunnel port.</param>
-/// <remarks>Two addresses are equal when host (case-insensitive) and port are; <see cref="Addresses"/> does not count.</remarks>
+/// <remarks>Two addresses are equal when host (case-insensitive) and port are; <see cref="Addresses"/> and <see cref="Priority"/> do not count.</remarks>
 public sealed record EdgeAddress(string Host, int Port)
 {
     /// <summary>IP addresses of <see cref="Host"/> found by discovery; empty to resolve <see cref="Host"/> when dialing.</summary>
     public IReadOnlyList<IPAddress> Addresses { get; init; } = [];
+
+    /// <summary>
+    /// The SRV priority the edge was listed with: connections use the lowest-numbered priority that has
+    /// a usable edge (RFC 2782). Zero for edges listed by address.
+    /// </summary>
+    public int Priority { get; init; }
 
     /// <inheritdoc />
     public bool Equals(EdgeAddress? other) =>

@@ -2,9 +2,10 @@ namespace Tunnel.Edge.Dial.Discovery;
 
 /// <summary>
 /// Chooses the edge each connection slot dials, so that the slots spread over as many distinct edges
-/// and regions as exist, nearest first by measured connect time. An edge that failed is set aside for
-/// a cool-down (another is taken while one is available); an edge that asked for a retry-after is not
-/// dialed before that time at all. Thread-safe.
+/// and regions as exist, nearest first by measured connect time. Only edges of the best (lowest) SRV
+/// priority that has a usable edge are chosen, as RFC 2782 asks; edges listed by address all have
+/// priority 0. An edge that failed is set aside for a cool-down (another is taken while one is
+/// available); an edge that asked for a retry-after is not dialed before that time at all. Thread-safe.
 /// </summary>
 public sealed class EdgeSelector
 {
@@ -77,26 +78,27 @@ public sealed class EdgeSelector
                 return new EdgeChoice(oldest.Edge, TimeSpan.Zero);
             }
 
+            // The best priority with a usable edge; a lower priority is a backup for when it has none.
+            var tier = healthy.Min(c => c.Edge.Priority);
+            healthy.RemoveAll(c => c.Edge.Priority != tier);
+
             // Fewest other slots on the edge, then on its region, then nearest, then discovery order.
-            var best = healthy
-                .OrderBy(c => SlotsOn(c.Edge, slotIndex))
-                .ThenBy(c => SlotsInRegion(c.State.RegionKey(c.Edge), slotIndex))
-                .ThenBy(c => c.State.ConnectMilliseconds ?? 0)
-                .ThenBy(c => c.Index)
-                .First();
+            var best = Preferred(healthy, slotIndex);
 
             // Hold the place now: slots that start together must not all see the same empty edge.
-            _slots[slotIndex] = best.Edge;
-            return new EdgeChoice(best.Edge, TimeSpan.Zero);
+            _slots[slotIndex] = best;
+            return new EdgeChoice(best, TimeSpan.Zero);
         }
     }
 
     /// <summary>
-    /// A connection worth moving so that the slots spread evenly again, or <c>null</c>. When some edge
-    /// holds at least two slots more than another known edge that is usable (not failed within the
-    /// cool-down, no retry-after pending), the answer is the highest-numbered slot on the fullest edge
-    /// and the usable edge a new dial would prefer (fewest slots, then fewest in its region, then
-    /// nearest, then discovery order). Asks discovery first, so edges newly listed count.
+    /// A connection worth moving, or <c>null</c>. Asks discovery first, so that edges newly listed, or
+    /// no longer listed, count. The usable edges are those listed, not failed within the cool-down and
+    /// with no retry-after pending; the target is always the usable edge of the best priority that a
+    /// new dial would prefer (fewest slots, then fewest in its region, then nearest, then discovery
+    /// order). First, a slot on an edge of a worse priority than that (a backup, or an edge no longer
+    /// listed) moves, the worst first. Otherwise, when an edge of that priority holds at least two slots
+    /// more than the target, its highest-numbered slot moves; a spread off by one is left alone.
     /// </summary>
     /// <param name="cancellationToken">Stops the discovery lookup.</param>
     public async ValueTask<RebalanceMove?> PlanRebalanceAsync(CancellationToken cancellationToken)
@@ -111,24 +113,15 @@ public sealed class EdgeSelector
                 return null;
             }
 
-            var fullest = _slots
-                .GroupBy(s => s.Value)
-                .Select(g => (Edge: g.Key, Count: g.Count(), Slot: g.Max(s => s.Key)))
-                .OrderByDescending(g => g.Count)
-                .ThenByDescending(g => g.Slot)
-                .First();
-            if (fullest.Count < 2)
-            {
-                return null;
-            }
-
+            var listed = new Dictionary<EdgeAddress, int>();
             var usable = new List<(EdgeAddress Edge, int Index, EdgeState State)>();
             for (var i = 0; i < edges.Count; i++)
             {
+                listed.TryAdd(edges[i], edges[i].Priority);
                 var state = StateOf(edges[i]);
                 var waiting = state.NotBefore is { } notBefore && notBefore > now;
                 var cooling = state.FailedAt is { } failedAt && _time.GetElapsedTime(failedAt, now) < _coolDown;
-                if (!waiting && !cooling && !edges[i].Equals(fullest.Edge))
+                if (!waiting && !cooling)
                 {
                     usable.Add((edges[i], i, state));
                 }
@@ -139,18 +132,60 @@ public sealed class EdgeSelector
                 return null;
             }
 
-            var target = usable
-                .OrderBy(c => SlotsOn(c.Edge, fullest.Slot))
-                .ThenBy(c => SlotsInRegion(c.State.RegionKey(c.Edge), fullest.Slot))
-                .ThenBy(c => c.State.ConnectMilliseconds ?? 0)
-                .ThenBy(c => c.Index)
-                .First();
-            var onTarget = SlotsOn(target.Edge, fullest.Slot);
+            var tier = usable.Min(c => c.Edge.Priority);
+            usable.RemoveAll(c => c.Edge.Priority != tier);
+            int PriorityOf(EdgeAddress edge) => listed.TryGetValue(edge, out var priority) ? priority : int.MaxValue;
+
+            // A slot below the best usable priority goes back up, whatever the spread.
+            var demoted = _slots
+                .Where(s => PriorityOf(s.Value) > tier)
+                .OrderByDescending(s => PriorityOf(s.Value))
+                .ThenByDescending(s => s.Key)
+                .Select(s => (KeyValuePair<int, EdgeAddress>?)s)
+                .FirstOrDefault();
+            if (demoted is { } slot)
+            {
+                var to = Preferred(usable, slot.Key);
+                var cause = listed.TryGetValue(slot.Value, out var priority) ? RebalanceCause.Priority : RebalanceCause.Unlisted;
+                return new RebalanceMove(slot.Key, slot.Value with { Priority = cause == RebalanceCause.Priority ? priority : slot.Value.Priority }, to, SlotsOn(slot.Value, -1), SlotsOn(to, slot.Key), cause);
+            }
+
+            // Within the best priority: from the fullest edge to the preferred one, when two apart.
+            var fullest = _slots
+                .Where(s => PriorityOf(s.Value) == tier)
+                .GroupBy(s => s.Value)
+                .Select(g => (Edge: g.Key, Count: g.Count(), Slot: g.Max(s => s.Key)))
+                .OrderByDescending(g => g.Count)
+                .ThenByDescending(g => g.Slot)
+                .FirstOrDefault();
+            if (fullest.Count < 2)
+            {
+                return null;
+            }
+
+            usable.RemoveAll(c => c.Edge.Equals(fullest.Edge));
+            if (usable.Count == 0)
+            {
+                return null;
+            }
+
+            var target = Preferred(usable, fullest.Slot);
+            var onTarget = SlotsOn(target, fullest.Slot);
             return fullest.Count - onTarget >= 2
-                ? new RebalanceMove(fullest.Slot, fullest.Edge, target.Edge, fullest.Count, onTarget)
+                ? new RebalanceMove(fullest.Slot, fullest.Edge, target, fullest.Count, onTarget, RebalanceCause.Spread)
                 : null;
         }
     }
+
+    /// <summary>The edge a new dial for <paramref name="slotIndex"/> would prefer among <paramref name="candidates"/>. Call under the lock.</summary>
+    private EdgeAddress Preferred(List<(EdgeAddress Edge, int Index, EdgeState State)> candidates, int slotIndex) =>
+        candidates
+            .OrderBy(c => SlotsOn(c.Edge, slotIndex))
+            .ThenBy(c => SlotsInRegion(c.State.RegionKey(c.Edge), slotIndex))
+            .ThenBy(c => c.State.ConnectMilliseconds ?? 0)
+            .ThenBy(c => c.Index)
+            .First()
+            .Edge;
 
     /// <summary>Records a successful dial: the slot now uses the edge, which is in the region it reported.</summary>
     public void ReportConnected(int slotIndex, EdgeAddress edge, string? region, TimeSpan connectTime)
@@ -243,10 +278,37 @@ public sealed class EdgeSelector
 /// <param name="Wait">Zero, unless every edge asked for a retry-after that has not passed yet.</param>
 public readonly record struct EdgeChoice(EdgeAddress Edge, TimeSpan Wait);
 
-/// <summary>A connection slot to move to another edge, so that the slots spread evenly again.</summary>
+/// <summary>A connection slot to move to another edge.</summary>
 /// <param name="SlotIndex">The slot to move.</param>
-/// <param name="From">The edge it is on.</param>
+/// <param name="From">The edge it is on (with its current SRV priority).</param>
 /// <param name="To">The edge to move it to.</param>
 /// <param name="SlotsOnFrom">How many slots the edge it is on holds, itself included.</param>
 /// <param name="SlotsOnTo">How many slots the edge to move to holds.</param>
-public sealed record RebalanceMove(int SlotIndex, EdgeAddress From, EdgeAddress To, int SlotsOnFrom, int SlotsOnTo);
+/// <param name="Cause">Why it moves.</param>
+public sealed record RebalanceMove(int SlotIndex, EdgeAddress From, EdgeAddress To, int SlotsOnFrom, int SlotsOnTo, RebalanceCause Cause)
+{
+    /// <summary>Why, in words, for logs: <c>"to edge:7844, which held 0 connection(s) against 4 here"</c>.</summary>
+    public string Describe(string? toName = null)
+    {
+        var to = toName is null ? To.ToString() : $"{To} ({toName})";
+        return Cause switch
+        {
+            RebalanceCause.Priority => $"to {to}, whose SRV priority {To.Priority} comes before this edge's {From.Priority}",
+            RebalanceCause.Unlisted => $"to {to}, since discovery no longer lists this edge",
+            _ => $"to {to}, which held {SlotsOnTo} connection(s) against {SlotsOnFrom} here",
+        };
+    }
+}
+
+/// <summary>Why a connection slot moves to another edge.</summary>
+public enum RebalanceCause
+{
+    /// <summary>Its edge holds at least two slots more than the edge it moves to.</summary>
+    Spread,
+
+    /// <summary>Its edge has a worse SRV priority than a usable edge (it is a backup).</summary>
+    Priority,
+
+    /// <summary>Discovery no longer lists its edge.</summary>
+    Unlisted,
+}

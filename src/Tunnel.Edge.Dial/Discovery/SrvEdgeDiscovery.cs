@@ -124,7 +124,7 @@ public sealed class SrvEdgeDiscovery : IEdgeDiscovery
             {
                 var result = await LookUpAsync().ConfigureAwait(false);
                 edges = SrvOrdering.Order(result.Targets, Random.Shared)
-                    .Select(target => new EdgeAddress(target.Host, target.Port) { Addresses = target.Addresses })
+                    .Select(target => new EdgeAddress(target.Host, target.Port) { Addresses = target.Addresses, Priority = target.Priority })
                     .Distinct()
                     .ToArray();
                 if (edges.Length == 0)

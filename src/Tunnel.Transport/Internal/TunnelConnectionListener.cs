@@ -485,7 +485,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                         Timestamp = movingAt,
                         Timings = null,
                         Uptime = movingAt - registeredAt,
-                        Reason = $"to {replacement.Connection.Edge} ({replacement.Connection.Registration.EdgeName}), which held {rebalancing.SlotsOnTo} connection(s) against {rebalancing.SlotsOnFrom} here",
+                        Reason = rebalancing.Describe(replacement.Connection.Registration.EdgeName),
                     });
                     retiring = connection;
                     continue;

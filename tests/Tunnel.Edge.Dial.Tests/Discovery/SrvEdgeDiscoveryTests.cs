@@ -26,6 +26,7 @@ public class SrvEdgeDiscoveryTests
         Assert.Equal([new("edge1.example.test", 7844), new("edge2.example.test", 7844), new EdgeAddress("edge3.example.test", 7844)], edges);
         Assert.Equal(Edge2.Addresses, edges[1].Addresses);
         Assert.Empty(edges[2].Addresses);
+        Assert.Equal([Edge1.Priority, Edge2.Priority, Edge3.Priority], edges.Select(e => e.Priority));
     }
 
     [Fact]
