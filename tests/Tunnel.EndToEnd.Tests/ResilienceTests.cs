@@ -121,65 +121,46 @@ public class ResilienceTests(ITestOutputHelper output)
     public async Task An_edge_restarted_after_a_kill_gets_half_the_connections_back_one_at_a_time_without_a_failed_request()
     {
         await using var harness = await TunnelHarness.StartAsync();
-        EdgeProcess? doomed = await EdgeProcess.StartAsync(harness.Pki, "comeback", "r2");
-        var tunnelPort = doomed.TunnelPort;
-        EdgeProcess? back = null;
-        try
+        await using var comeback = await RestartableEdge.StartAsync(harness.Pki, "comeback", "r2");
+        var origin = await harness.StartOriginAsync(waitForConnections: false, configureTunnel: t =>
         {
-            var origin = await harness.StartOriginAsync(waitForConnections: false, configureTunnel: t =>
-            {
-                t.Edges = [$"127.0.0.1:{harness.Edge.TunnelEndPoint.Port}", $"127.0.0.1:{tunnelPort}"];
-                t.RebalanceInterval = TimeSpan.FromSeconds(1);
-                t.EdgeCoolDown = TimeSpan.FromSeconds(1);
-            });
-            var status = origin.App.Services.GetRequiredService<ITunnelStatus>();
-            int Count(string eventName) => origin.Logs.Entries.Count(e => e.EventId.Name == eventName);
-            string[] OnEdge(string name) => status.Slots.Where(s => s.IsRegistered && s.EdgeName == name).Select(s => s.TunnelConnectionId!).Order().ToArray();
-            var survivor = harness.Edge.Options.Name;
-            await Wait.UntilAsync(() => OnEdge(survivor).Length == 2 && OnEdge("comeback").Length == 2, TimeSpan.FromSeconds(20), "the connections spread over both edges");
+            t.Edges = [$"127.0.0.1:{harness.Edge.TunnelEndPoint.Port}", $"127.0.0.1:{comeback.TunnelPort}"];
+            t.RebalanceInterval = TimeSpan.FromSeconds(1);
+            t.EdgeCoolDown = TimeSpan.FromSeconds(1);
+        });
+        var status = origin.App.Services.GetRequiredService<ITunnelStatus>();
+        int Count(string eventName) => origin.Logs.Entries.Count(e => e.EventId.Name == eventName);
+        string[] OnEdge(string name) => status.Slots.Where(s => s.IsRegistered && s.EdgeName == name).Select(s => s.TunnelConnectionId!).Order().ToArray();
+        var survivor = harness.Edge.Options.Name;
+        await Wait.UntilAsync(() => OnEdge(survivor).Length == 2 && OnEdge("comeback").Length == 2, TimeSpan.FromSeconds(20), "the connections spread over both edges");
 
-            await using var load = Load.Start(harness.VisitorPort, TunnelHarness.Hostname, workers: 2);
-            doomed.Process.Kill(entireProcessTree: true);
-            await doomed.DisposeAsync();
-            doomed = null;
-            await Wait.UntilAsync(() => OnEdge(survivor).Length == 4 && harness.Edge.Routes.Connections().Count(c => c.IsUsable) == 4, TimeSpan.FromSeconds(10), "4 connections on the surviving edge");
-            var settled = OnEdge(survivor);
+        await using var load = Load.Start(harness.VisitorPort, TunnelHarness.Hostname, workers: 2);
+        await comeback.KillAsync();
+        await Wait.UntilAsync(() => OnEdge(survivor).Length == 4 && harness.Edge.Routes.Connections().Count(c => c.IsUsable) == 4, TimeSpan.FromSeconds(10), "4 connections on the surviving edge");
+        var settled = OnEdge(survivor);
 
-            // While the other edge is down, each check tries it once its cool-down has passed, fails,
-            // and leaves every connection where it is.
-            var failedBefore = Count("RebalanceFailed");
-            await Wait.UntilAsync(() => Count("RebalanceFailed") >= failedBefore + 2, TimeSpan.FromSeconds(15), "two moves to the dead edge tried and failed");
-            Assert.Equal(settled, OnEdge(survivor));
-            Assert.Equal(0, Count("Rebalancing"));
-            Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "RebalanceFailed" && e.Message.Contains($"127.0.0.1:{tunnelPort}", StringComparison.Ordinal));
+        // While the other edge is down, each check tries it once its cool-down has passed, fails,
+        // and leaves every connection where it is.
+        var failedBefore = Count("RebalanceFailed");
+        await Wait.UntilAsync(() => Count("RebalanceFailed") >= failedBefore + 2, TimeSpan.FromSeconds(15), "two moves to the dead edge tried and failed");
+        Assert.Equal(settled, OnEdge(survivor));
+        Assert.Equal(0, Count("Rebalancing"));
+        Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "RebalanceFailed" && e.Message.Contains($"127.0.0.1:{comeback.TunnelPort}", StringComparison.Ordinal));
 
-            // The edge comes back where it was: two connections move to it, each dialed and registered
-            // there before the old one closes, and then the spread is even and nothing more moves.
-            back = await EdgeProcess.StartAsync(harness.Pki, "comeback", "r2", tunnelPort);
-            await Wait.UntilAsync(() => OnEdge("comeback").Length == 2 && OnEdge(survivor).Length == 2 && harness.Edge.Routes.ConnectionCount == 2, TimeSpan.FromSeconds(20), "two connections are back on the restarted edge");
-            await Task.Delay(TimeSpan.FromSeconds(2.5));
-            await load.StopAsync();
+        // The edge comes back where it was: two connections move to it, each dialed and registered
+        // there before the old one closes, and then the spread is even and nothing more moves.
+        await comeback.RestartAsync();
+        await Wait.UntilAsync(() => OnEdge("comeback").Length == 2 && OnEdge(survivor).Length == 2 && harness.Edge.Routes.ConnectionCount == 2, TimeSpan.FromSeconds(20), "two connections are back on the restarted edge");
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        await load.StopAsync();
 
-            output.WriteLine(string.Join("\n", origin.Logs.Entries.Where(e => e.Category.StartsWith("Tunnel", StringComparison.Ordinal)).Select(e => $"{e.At:HH:mm:ss.fff} {e.EventId.Name} {e.Message}")));
-            Assert.Equal(2, Count("Rebalancing"));
-            Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "Rebalancing" && e.Message.Contains($"to 127.0.0.1:{tunnelPort} (comeback), which held 0 connection(s) against 4 here", StringComparison.Ordinal));
-            Assert.Equal(2, OnEdge("comeback").Length);
-            Assert.Equal(4, status.RegisteredConnections);
-            Assert.Empty(load.Failures);
-            Assert.True(load.Succeeded > 0);
-        }
-        finally
-        {
-            if (doomed is not null)
-            {
-                await doomed.DisposeAsync();
-            }
-
-            if (back is not null)
-            {
-                await back.DisposeAsync();
-            }
-        }
+        output.WriteLine(string.Join("\n", origin.Logs.Entries.Where(e => e.Category.StartsWith("Tunnel", StringComparison.Ordinal)).Select(e => $"{e.At:HH:mm:ss.fff} {e.EventId.Name} {e.Message}")));
+        Assert.Equal(2, Count("Rebalancing"));
+        Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "Rebalancing" && e.Message.Contains($"to 127.0.0.1:{comeback.TunnelPort} (comeback), which held 0 connection(s) against 4 here", StringComparison.Ordinal));
+        Assert.Equal(2, OnEdge("comeback").Length);
+        Assert.Equal(4, status.RegisteredConnections);
+        Assert.Empty(load.Failures);
+        Assert.True(load.Succeeded > 0);
     }
 
     [Fact]

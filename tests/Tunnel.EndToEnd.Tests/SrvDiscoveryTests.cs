@@ -39,59 +39,41 @@ public class SrvDiscoveryTests(ITestOutputHelper output)
     public async Task An_SRV_backup_edge_carries_the_connections_only_while_the_primary_is_down()
     {
         await using var harness = await TunnelHarness.StartAsync();
-        EdgeProcess? primary = await EdgeProcess.StartAsync(harness.Pki, "primary", "r1");
-        var primaryPort = primary.TunnelPort;
-        EdgeProcess? restarted = null;
-        try
+        await using var primary = await RestartableEdge.StartAsync(harness.Pki, "primary", "r1");
+
+        // RFC 2782: priority 10 before 20; the backup (the harness's in-process edge) is for when no
+        // priority-10 edge can be reached.
+        using var dns = await Dnsmasq.StartAsync(ttl: 2, [
+            $"--srv-host=_tunnel._tcp.example.test,primary.example.test,{primary.TunnelPort},10,10",
+            $"--srv-host=_tunnel._tcp.example.test,backup.example.test,{harness.Edge.TunnelEndPoint.Port},20,10",
+            "--host-record=primary.example.test,127.0.0.1",
+            "--host-record=backup.example.test,127.0.0.1",
+        ]);
+        var origin = await harness.StartOriginAsync(waitForConnections: false, configureTunnel: t =>
         {
-            // RFC 2782: priority 10 before 20; the backup (the harness's in-process edge) is for when no
-            // priority-10 edge can be reached.
-            using var dns = await Dnsmasq.StartAsync(ttl: 2, [
-                $"--srv-host=_tunnel._tcp.example.test,primary.example.test,{primaryPort},10,10",
-                $"--srv-host=_tunnel._tcp.example.test,backup.example.test,{harness.Edge.TunnelEndPoint.Port},20,10",
-                "--host-record=primary.example.test,127.0.0.1",
-                "--host-record=backup.example.test,127.0.0.1",
-            ]);
-            var origin = await harness.StartOriginAsync(waitForConnections: false, configureTunnel: t =>
-            {
-                t.Edges = ["srv:_tunnel._tcp.example.test"];
-                t.DnsServers = [dns.EndPoint.ToString()];
-                t.RebalanceInterval = TimeSpan.FromSeconds(1);
-                t.EdgeCoolDown = TimeSpan.FromSeconds(1);
-            });
-            var status = origin.App.Services.GetRequiredService<ITunnelStatus>();
-            int On(string edgeName) => status.Slots.Count(s => s.IsRegistered && s.EdgeName == edgeName);
+            t.Edges = ["srv:_tunnel._tcp.example.test"];
+            t.DnsServers = [dns.EndPoint.ToString()];
+            t.RebalanceInterval = TimeSpan.FromSeconds(1);
+            t.EdgeCoolDown = TimeSpan.FromSeconds(1);
+        });
+        var status = origin.App.Services.GetRequiredService<ITunnelStatus>();
+        int On(string edgeName) => status.Slots.Count(s => s.IsRegistered && s.EdgeName == edgeName);
 
-            await Wait.UntilAsync(() => On("primary") == 4, TimeSpan.FromSeconds(20), "4 connections on the priority-10 edge");
-            await Task.Delay(TimeSpan.FromSeconds(1.5));
-            Assert.Equal(4, On("primary"));
-            Assert.Equal(0, harness.Edge.Routes.ConnectionCount);
+        await Wait.UntilAsync(() => On("primary") == 4, TimeSpan.FromSeconds(20), "4 connections on the priority-10 edge");
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        Assert.Equal(4, On("primary"));
+        Assert.Equal(0, harness.Edge.Routes.ConnectionCount);
 
-            primary.Process.Kill(entireProcessTree: true);
-            await primary.DisposeAsync();
-            primary = null;
-            await Wait.UntilAsync(() => harness.Edge.Routes.Connections().Count(c => c.IsUsable) == 4, TimeSpan.FromSeconds(10), "the backup takes the 4 connections");
+        await primary.KillAsync();
+        await Wait.UntilAsync(() => harness.Edge.Routes.Connections().Count(c => c.IsUsable) == 4, TimeSpan.FromSeconds(10), "the backup takes the 4 connections");
 
-            // The primary comes back where it was: every connection moves back to it, one at a time.
-            restarted = await EdgeProcess.StartAsync(harness.Pki, "primary", "r1", primaryPort);
-            await Wait.UntilAsync(() => On("primary") == 4 && harness.Edge.Routes.ConnectionCount == 0, TimeSpan.FromSeconds(30), "the 4 connections are back on the priority-10 edge");
-            output.WriteLine(string.Join("\n", origin.Logs.Entries.Where(e => e.Category.StartsWith("Tunnel", StringComparison.Ordinal)).Select(e => $"{e.At:HH:mm:ss.fff} {e.EventId.Name} {e.Message}")));
-            Assert.Equal(4, origin.Logs.Entries.Count(e => e.EventId.Name == "Rebalancing"));
-            Assert.All(origin.Logs.Entries.Where(e => e.EventId.Name == "Rebalancing"), e =>
-                Assert.Contains($"to primary.example.test:{primaryPort} (primary), whose SRV priority 10 comes before this edge's 20", e.Message, StringComparison.Ordinal));
-        }
-        finally
-        {
-            if (primary is not null)
-            {
-                await primary.DisposeAsync();
-            }
-
-            if (restarted is not null)
-            {
-                await restarted.DisposeAsync();
-            }
-        }
+        // The primary comes back where it was: every connection moves back to it, one at a time.
+        await primary.RestartAsync();
+        await Wait.UntilAsync(() => On("primary") == 4 && harness.Edge.Routes.ConnectionCount == 0, TimeSpan.FromSeconds(30), "the 4 connections are back on the priority-10 edge");
+        output.WriteLine(string.Join("\n", origin.Logs.Entries.Where(e => e.Category.StartsWith("Tunnel", StringComparison.Ordinal)).Select(e => $"{e.At:HH:mm:ss.fff} {e.EventId.Name} {e.Message}")));
+        Assert.Equal(4, origin.Logs.Entries.Count(e => e.EventId.Name == "Rebalancing"));
+        Assert.All(origin.Logs.Entries.Where(e => e.EventId.Name == "Rebalancing"), e =>
+            Assert.Contains($"to primary.example.test:{primary.TunnelPort} (primary), whose SRV priority 10 comes before this edge's 20", e.Message, StringComparison.Ordinal));
     }
 
     [Fact]
