@@ -65,10 +65,10 @@ public class VisitorRequestTests
         // The app writes one event every 100 ms: buffered delivery would bring them all at the end.
         var spread = arrivals[^1] - arrivals[0];
         Assert.True(spread >= TimeSpan.FromMilliseconds(700), $"events arrived within {spread.TotalMilliseconds:0} ms of each other; they were buffered");
-        for (var i = 1; i < arrivals.Count; i++)
-        {
-            Assert.True(arrivals[i] - arrivals[i - 1] >= TimeSpan.FromMilliseconds(40), $"events {i - 1} and {i} arrived together");
-        }
+        // Nor may some buffer pair them up. One close pair is allowed: a stall of any process on a
+        // busy machine can hold one event back until the next (CI saw it once, events 5 and 6).
+        var together = Enumerable.Range(1, arrivals.Count - 1).Where(i => arrivals[i] - arrivals[i - 1] < TimeSpan.FromMilliseconds(40)).ToArray();
+        Assert.True(together.Length <= 1, $"events arrived in pairs, at {string.Join(", ", together.Select(i => $"{i - 1} and {i}"))}: {string.Join(", ", arrivals.Select(a => $"{a.TotalMilliseconds:0}"))} ms");
     }
 
     [Fact]
