@@ -483,8 +483,10 @@ internal static class EdgeCommands
         var peerListen = new Option<string?>("--peer-listen") { Description = "The IP address the inter-edge port listens on (default --listen, else 0.0.0.0)." };
         var peerAdvertise = new Option<string?>("--peer-advertise") { Description = "host:port the other edges dial to reach this one (default the inter-edge address and port)." };
         var peerCertificate = new Option<string?>("--peer-cert") { Description = "The edge's certificate for the inter-edge port, CERT.pem:KEY.pem (default edge.pem; from issue-edge)." };
+        var etcdCa = new Option<string?>("--etcd-ca") { Description = "PEM file of the CA an https etcd endpoint's certificate must chain to (default the system roots)." };
+        var etcdCertificate = new Option<string?>("--etcd-cert") { Description = "The client certificate for an etcd with --client-cert-auth: CERT.pem:KEY.pem, or one PEM holding both." };
         var leaseTtl = new Option<double?>("--lease-ttl") { Description = "Seconds the edge's routes outlive it in the cluster (default 5)." };
-        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts, adminPort, adminAddress, adminAllow, etcd, peerPort, peerListen, peerAdvertise, peerCertificate, leaseTtl };
+        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts, adminPort, adminAddress, adminAllow, etcd, etcdCa, etcdCertificate, peerPort, peerListen, peerAdvertise, peerCertificate, leaseTtl };
         command.SetAction(async (result, cancellationToken) =>
         {
             var configuration = new ConfigurationBuilder();
@@ -547,6 +549,13 @@ internal static class EdgeCommands
             {
                 var colon = peerPair.LastIndexOf(':');
                 (cluster.PeerCertificatePath, cluster.PeerKeyPath) = colon > 1 ? (peerPair[..colon], peerPair[(colon + 1)..]) : (peerPair, peerPair);
+            }
+
+            cluster.StoreCaPath = result.GetValue(etcdCa) ?? cluster.StoreCaPath;
+            if (result.GetValue(etcdCertificate) is { } storePair)
+            {
+                var colon = storePair.LastIndexOf(':');
+                (cluster.StoreCertificatePath, cluster.StoreKeyPath) = colon > 1 ? (storePair[..colon], storePair[(colon + 1)..]) : (storePair, storePair);
             }
 
             if (result.GetValue(leaseTtl) is { } ttl)

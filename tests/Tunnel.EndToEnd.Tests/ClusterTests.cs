@@ -439,6 +439,51 @@ public class ClusterTests(ITestOutputHelper output)
         Assert.True(EdgeCluster.Series(await EdgeCluster.MetricsAsync(a), "tunnel_edge_cluster_received_total", ("tunnel_peer_name", "edge-b")) >= Burst);
     }
 
+    [Fact]
+    public async Task Edges_share_routes_through_an_etcd_that_requires_TLS_and_client_certificates_and_one_without_a_certificate_says_why_it_is_out()
+    {
+        await using var cluster = await EdgeCluster.StartAsync(tlsStore: true);
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        Assert.StartsWith("https://", cluster.Etcd.ClientUrl, StringComparison.Ordinal);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1");
+        var b = await cluster.StartEdgeAsync("edge-b", "r2");
+        // A longer lease gives etcd's calls 2 s: etcd answers a missing certificate after about 1 s.
+        var outsider = await cluster.StartEdgeAsync("edge-x", "r3", leaseTtlSeconds: 6, storeCertificate: false);
+        await cluster.StartOriginAsync(Host, [a]);
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+
+        // B learns A's route through etcd over TLS, and serves the app through one hop.
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, b, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "B serves the app through A");
+        var keys = await cluster.Etcd.RangeAsync("/tunnel/");
+        Assert.Contains(keys, pair => pair.Key.Contains("edge-a", StringComparison.Ordinal));
+        Assert.DoesNotContain(keys, pair => pair.Key.Contains("edge-x", StringComparison.Ordinal));
+
+        // The edge without a client certificate is refused by etcd, keeps serving its own tunnels
+        // (none), and its log names the TLS failure.
+        await EdgeCluster.UntilAsync(() => Task.FromResult(outsider.Output.Contains("StoreUnreachable", StringComparison.Ordinal) || outsider.Output.Contains("etcd is out of reach", StringComparison.Ordinal)), TimeSpan.FromSeconds(20), "the edge without a certificate logs that etcd is out of reach");
+        var line = outsider.Output.Split('\n').First(l => l.Contains("etcd is out of reach", StringComparison.Ordinal));
+        output.WriteLine(line);
+        Assert.Contains("bad certificate", line, StringComparison.Ordinal);
+        Assert.NotEqual(HttpStatusCode.OK, (await EdgeCluster.GetAsync(visitor, outsider, Host, "/")).Status);
+    }
+
+    [Fact]
+    public async Task Store_certificates_for_plain_http_etcd_or_a_missing_file_stop_the_edge_at_start_with_the_reason()
+    {
+        using var pki = new TestPki();
+        var plain = await Cli.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
+            "--tunnel-port", "0", "--http-port", "0", "--admin-port", "-1", "--name", "edge-a", "--etcd", "http://127.0.0.1:2379", "--etcd-ca", pki.CaPath], TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, plain.ExitCode);
+        Assert.Contains("StoreCaPath and StoreCertificatePath are for https:// etcd endpoints", plain.Stdout + plain.Stderr, StringComparison.Ordinal);
+
+        var missing = Path.Combine(pki.Directory, "no-such-client.pem");
+        var absent = await Cli.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
+            "--tunnel-port", "0", "--http-port", "0", "--admin-port", "-1", "--name", "edge-a", "--etcd", "https://127.0.0.1:2379", "--etcd-cert", missing], TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, absent.ExitCode);
+        Assert.Contains("Edge:Cluster:StoreCertificatePath", absent.Stdout + absent.Stderr, StringComparison.Ordinal);
+        Assert.Contains(missing, absent.Stdout + absent.Stderr, StringComparison.Ordinal);
+    }
+
     private static HttpClient PeerClient(string certificatePath, string keyPath)
     {
         var certificate = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);

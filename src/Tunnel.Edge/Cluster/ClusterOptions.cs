@@ -17,6 +17,24 @@ public sealed class ClusterOptions
     /// <remarks>Defaults to empty (no cluster).</remarks>
     public List<string> StoreEndpoints { get; set; } = [];
 
+    /// <summary>
+    /// PEM file of the CA certificates that an <c>https://</c> etcd endpoint's certificate must chain
+    /// to (etcd's <c>--trusted-ca-file</c> side is <see cref="StoreCertificatePath"/>).
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>: the system's trusted roots.</remarks>
+    public string? StoreCaPath { get; set; }
+
+    /// <summary>
+    /// PEM file of the client certificate the edge presents to etcd, for an etcd that runs with
+    /// <c>--client-cert-auth</c>. It needs the client-authentication usage and a CA etcd trusts.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>: no client certificate.</remarks>
+    public string? StoreCertificatePath { get; set; }
+
+    /// <summary>PEM file with the key of <see cref="StoreCertificatePath"/>.</summary>
+    /// <remarks>Defaults to <see cref="StoreCertificatePath"/> itself (one PEM holding both).</remarks>
+    public string? StoreKeyPath { get; set; }
+
     /// <summary>The prefix of every key the cluster writes, so several clusters can share one etcd.</summary>
     /// <remarks>Defaults to <c>/tunnel/</c>.</remarks>
     public string KeyPrefix { get; set; } = "/tunnel/";

@@ -97,12 +97,28 @@ internal static class ClusterServices
             throw new InvalidOperationException($"Edge:Cluster:AdvertiseAddress '{advertised}' is not host:port.");
         }
 
+        var https = false;
         foreach (var endpoint in cluster.StoreEndpoints)
         {
             if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
             {
                 throw new InvalidOperationException($"Edge:Cluster:StoreEndpoints: '{endpoint}' is not an etcd client URL such as http://127.0.0.1:2379.");
             }
+
+            https |= uri.Scheme == Uri.UriSchemeHttps;
         }
+
+        if (cluster.StoreKeyPath is { Length: > 0 } && cluster.StoreCertificatePath is not { Length: > 0 })
+        {
+            throw new InvalidOperationException("Edge:Cluster:StoreKeyPath is set without StoreCertificatePath.");
+        }
+
+        if (!https && (cluster.StoreCaPath is { Length: > 0 } || cluster.StoreCertificatePath is { Length: > 0 }))
+        {
+            throw new InvalidOperationException("Edge:Cluster:StoreCaPath and StoreCertificatePath are for https:// etcd endpoints, and every StoreEndpoints entry is http://: the certificates would never be used.");
+        }
+
+        // Read the files now, so a bad path stops the edge at start rather than at its first etcd call.
+        using var tls = EtcdTlsOptions.From(cluster)?.ClientCertificate;
     }
 }

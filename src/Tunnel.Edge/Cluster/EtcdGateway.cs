@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.Globalization;
 using System.Net;
+using System.Net.Security;
 using System.Runtime.CompilerServices;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 
@@ -20,10 +22,11 @@ public sealed class EtcdGateway : IDisposable
     private readonly Uri[] _endpoints;
     private int _current;
 
-    /// <summary>Creates a client for the given endpoints (<c>http://host:2379</c>).</summary>
+    /// <summary>Creates a client for the given endpoints (<c>http://host:2379</c> or <c>https://host:2379</c>).</summary>
     /// <param name="endpoints">The etcd client URLs of one cluster.</param>
     /// <param name="callTimeout">How long a unary call may take.</param>
-    public EtcdGateway(IEnumerable<string> endpoints, TimeSpan callTimeout)
+    /// <param name="tls">For <c>https</c> endpoints: the CAs to trust and the client certificate; <c>null</c> for the system roots and none.</param>
+    public EtcdGateway(IEnumerable<string> endpoints, TimeSpan callTimeout, EtcdTlsOptions? tls = null)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         _endpoints = endpoints.Select(Parse).ToArray();
@@ -38,6 +41,7 @@ public sealed class EtcdGateway : IDisposable
             ConnectTimeout = callTimeout,
             PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
             ActivityHeadersPropagator = System.Diagnostics.DistributedContextPropagator.CreateNoOutputPropagator(),
+            SslOptions = SslOptions(tls),
         })
         {
             // Per-call timeouts come from the callers' tokens; the watch stream lives as long as it can.
@@ -234,7 +238,7 @@ public sealed class EtcdGateway : IDisposable
             }
         }
 
-        throw new EtcdException($"No etcd endpoint answered ({string.Join(", ", _endpoints.Select(e => e.Authority))}): {last?.Message}", last);
+        throw new EtcdException($"No etcd endpoint answered ({string.Join(", ", _endpoints.Select(e => e.Authority))}): {Describe(last)}", last);
     }
 
     private static HttpRequestMessage CreateRequest(string path, Action<Utf8JsonWriter> writeBody)
@@ -360,6 +364,44 @@ public sealed class EtcdGateway : IDisposable
         return "\0";
     }
 
+    private static SslClientAuthenticationOptions SslOptions(EtcdTlsOptions? tls)
+    {
+        var options = new SslClientAuthenticationOptions();
+        if (tls?.ClientCertificate is { } certificate)
+        {
+            options.ClientCertificates = [certificate];
+        }
+
+        if (tls?.TrustedCas is { Count: > 0 } cas)
+        {
+            var policy = new X509ChainPolicy
+            {
+                TrustMode = X509ChainTrustMode.CustomRootTrust,
+                RevocationMode = X509RevocationMode.NoCheck,
+            };
+            policy.CustomTrustStore.AddRange(cas);
+            options.CertificateChainPolicy = policy;
+        }
+
+        return options;
+    }
+
+    // "The SSL connection could not be established, see inner exception." says nothing by itself:
+    // name each distinct cause down the chain.
+    private static string Describe(Exception? error)
+    {
+        var messages = new List<string>();
+        for (var e = error; e is not null; e = e.InnerException)
+        {
+            if (!messages.Contains(e.Message))
+            {
+                messages.Add(e.Message);
+            }
+        }
+
+        return messages.Count == 0 ? "no answer" : string.Join(" ", messages.Select(m => m.EndsWith('.') ? m : m + "."));
+    }
+
     private static Uri Parse(string endpoint)
     {
         if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
@@ -368,6 +410,64 @@ public sealed class EtcdGateway : IDisposable
         }
 
         return new Uri(uri.GetLeftPart(UriPartial.Authority) + "/");
+    }
+}
+
+/// <summary>TLS settings for <c>https</c> etcd endpoints.</summary>
+public sealed class EtcdTlsOptions
+{
+    /// <summary>The CAs the endpoint's certificate must chain to; <c>null</c> or empty for the system roots.</summary>
+    public X509Certificate2Collection? TrustedCas { get; init; }
+
+    /// <summary>The certificate (with key) presented to an etcd that asks for one; <c>null</c> for none.</summary>
+    public X509Certificate2? ClientCertificate { get; init; }
+
+    /// <summary>
+    /// The TLS settings <paramref name="cluster"/> names, or <c>null</c> when it names none. Reads the
+    /// files now, so a missing or unreadable one stops the edge at start with its path.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A file is missing, unreadable or holds no certificate.</exception>
+    public static EtcdTlsOptions? From(ClusterOptions cluster)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        if (cluster.StoreCaPath is not { Length: > 0 } && cluster.StoreCertificatePath is not { Length: > 0 })
+        {
+            return null;
+        }
+
+        X509Certificate2Collection? cas = null;
+        if (cluster.StoreCaPath is { Length: > 0 } caPath)
+        {
+            cas = [];
+            try
+            {
+                cas.ImportFromPemFile(caPath);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+            {
+                throw new InvalidOperationException($"Edge:Cluster:StoreCaPath: cannot read the CA certificates in '{caPath}': {ex.Message}", ex);
+            }
+
+            if (cas.Count == 0)
+            {
+                throw new InvalidOperationException($"Edge:Cluster:StoreCaPath: '{caPath}' holds no certificate.");
+            }
+        }
+
+        X509Certificate2? client = null;
+        if (cluster.StoreCertificatePath is { Length: > 0 } certificatePath)
+        {
+            try
+            {
+                client = Identity.CertificateIssuer.LoadPem(certificatePath, cluster.StoreKeyPath is { Length: > 0 } keyPath ? keyPath : certificatePath);
+            }
+            catch (InvalidOperationException ex)
+            {
+                throw new InvalidOperationException($"Edge:Cluster:StoreCertificatePath: {ex.Message}", ex);
+            }
+        }
+
+        return new EtcdTlsOptions { TrustedCas = cas, ClientCertificate = client };
     }
 }
 

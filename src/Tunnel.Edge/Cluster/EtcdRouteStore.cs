@@ -47,7 +47,7 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
         _cluster = options.Cluster;
         _routes = routes;
         _logger = logger;
-        _etcd = new EtcdGateway(_cluster.StoreEndpoints, CallTimeout(_cluster.LeaseTtl));
+        _etcd = new EtcdGateway(_cluster.StoreEndpoints, CallTimeout(_cluster.LeaseTtl), EtcdTlsOptions.From(_cluster));
         _routes.HostnamesChanged += () => _routesChanged.Writer.TryWrite(true);
     }
 
@@ -193,7 +193,7 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
                 if (!failing)
                 {
                     failing = true;
-                    ClusterLog.StoreUnreachable(_logger, ex.Message);
+                    ClusterLog.StoreUnreachable(_logger, ex is OperationCanceledException ? $"no answer within {_etcd.CallTimeout.TotalSeconds:0.#} s" : ex.Message);
 
                     // A watch on a half-dead connection may never notice; read everything again once
                     // etcd answers.

@@ -21,8 +21,11 @@ public sealed partial class EdgeCluster : IAsyncDisposable
     private readonly List<EdgeProcess> _edges = [];
     private readonly List<WebApplication> _origins = [];
 
-    private EdgeCluster(TestPki pki, EtcdProcess etcd, FaultProxy storeProxy, string peerCertificate, string peerKey)
+    private readonly bool _tlsStore;
+
+    private EdgeCluster(TestPki pki, EtcdProcess etcd, FaultProxy storeProxy, string peerCertificate, string peerKey, bool tlsStore)
     {
+        _tlsStore = tlsStore;
         Pki = pki;
         Etcd = etcd;
         StoreProxy = storeProxy;
@@ -44,22 +47,26 @@ public sealed partial class EdgeCluster : IAsyncDisposable
 
     public string Output => string.Join("\n", _edges.Select(e => e.Output)) + "\n[etcd]\n" + Etcd.Output;
 
-    public static async Task<EdgeCluster> StartAsync()
+    /// <summary>Starts etcd; with <paramref name="tlsStore"/>, etcd requires TLS and a client certificate from the edge CA, and the edges present the peer certificate.</summary>
+    public static async Task<EdgeCluster> StartAsync(bool tlsStore = false)
     {
         var pki = new TestPki();
-        var etcd = await EtcdProcess.StartAsync();
-        var proxy = FaultProxy.Start(new IPEndPoint(IPAddress.Loopback, etcd.ClientPort));
         using var peer = CertificateIssuer.IssueEdgeCertificate(pki.Ca, ["localhost"], [IPAddress.Loopback], TimeSpan.FromDays(1));
         var certificate = Path.Combine(pki.Directory, "peer.pem");
         var key = Path.Combine(pki.Directory, "peer.key");
         CertificateIssuer.WritePem(peer, certificate, key);
-        return new EdgeCluster(pki, etcd, proxy, certificate, key);
+        var etcd = await EtcdProcess.StartAsync(tlsStore ? new EtcdProcess.StoreTls(pki.CaPath, certificate, key) : null);
+        var proxy = FaultProxy.Start(new IPEndPoint(IPAddress.Loopback, etcd.ClientPort));
+        return new EdgeCluster(pki, etcd, proxy, certificate, key, tlsStore);
     }
 
     /// <summary>Starts an edge process in the cluster.</summary>
-    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null)
+    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null, bool storeCertificate = true)
     {
-        string[] arguments = ["--etcd", $"http://127.0.0.1:{StoreProxy.EndPoint.Port}", "--peer-port", "0", "--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}",
+        string[] store = _tlsStore
+            ? ["--etcd", $"https://127.0.0.1:{StoreProxy.EndPoint.Port}", "--etcd-ca", Pki.CaPath, .. storeCertificate ? (string[])["--etcd-cert", $"{PeerCertificatePath}:{PeerKeyPath}"] : []]
+            : ["--etcd", $"http://127.0.0.1:{StoreProxy.EndPoint.Port}"];
+        string[] arguments = [.. store, "--peer-port", "0", "--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}",
             "--lease-ttl", leaseTtlSeconds.ToString(CultureInfo.InvariantCulture), .. advertise is null ? [] : (string[])["--peer-advertise", advertise],
             .. configPath is null ? [] : (string[])["--config", configPath]];
         var edge = await EdgeProcess.StartAsync(Pki, name, region, arguments);

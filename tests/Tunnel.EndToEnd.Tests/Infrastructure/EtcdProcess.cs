@@ -16,14 +16,23 @@ public sealed partial class EtcdProcess : IAsyncDisposable
 {
     private readonly string _dataDirectory;
     private readonly List<string> _output = [];
+    private readonly StoreTls? _tls;
     private Process? _process;
 
-    private EtcdProcess(string dataDirectory)
+    private EtcdProcess(string dataDirectory, StoreTls? tls)
     {
         _dataDirectory = dataDirectory;
+        _tls = tls;
     }
 
-    /// <summary>The client URL, <c>http://127.0.0.1:PORT</c>, of the running process.</summary>
+    /// <summary>
+    /// TLS for the client port: etcd serves <paramref name="CertificatePath"/> and requires a client
+    /// certificate from <paramref name="CaPath"/> (<c>--client-cert-auth</c>). The certificate needs both
+    /// usages: etcd's JSON gateway dials etcd's own gRPC port with it.
+    /// </summary>
+    public sealed record StoreTls(string CaPath, string CertificatePath, string KeyPath);
+
+    /// <summary>The client URL, <c>http://127.0.0.1:PORT</c> (<c>https</c> with TLS), of the running process.</summary>
     public string ClientUrl { get; private set; } = "";
 
     /// <summary>The client port of the running process.</summary>
@@ -40,9 +49,9 @@ public sealed partial class EtcdProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<EtcdProcess> StartAsync()
+    public static async Task<EtcdProcess> StartAsync(StoreTls? tls = null)
     {
-        var etcd = new EtcdProcess(Directory.CreateTempSubdirectory("tunnel-etcd-").FullName);
+        var etcd = new EtcdProcess(Directory.CreateTempSubdirectory("tunnel-etcd-").FullName, tls);
         await etcd.RunAsync();
         return etcd;
     }
@@ -63,7 +72,12 @@ public sealed partial class EtcdProcess : IAsyncDisposable
     /// <summary>Every key under a prefix, read through the same JSON gateway the edges use.</summary>
     public async Task<IReadOnlyList<KeyValuePair<string, string>>> RangeAsync(string prefix)
     {
-        using var gateway = new EtcdGateway([ClientUrl], TimeSpan.FromSeconds(5));
+        using var gateway = new EtcdGateway([ClientUrl], TimeSpan.FromSeconds(5), _tls is null ? null : EtcdTlsOptions.From(new ClusterOptions
+        {
+            StoreCaPath = _tls.CaPath,
+            StoreCertificatePath = _tls.CertificatePath,
+            StoreKeyPath = _tls.KeyPath,
+        }));
         var (_, pairs) = await gateway.RangePrefixAsync(prefix, CancellationToken.None);
         return pairs;
     }
@@ -107,7 +121,7 @@ public sealed partial class EtcdProcess : IAsyncDisposable
     private async Task RunOnceAsync()
     {
         _process?.Dispose();
-        var client = $"http://127.0.0.1:{FreePort()}";
+        var client = $"{(_tls is null ? "http" : "https")}://127.0.0.1:{FreePort()}";
         var peer = $"http://127.0.0.1:{FreePort()}";
         var start = new ProcessStartInfo("etcd")
         {
@@ -118,7 +132,8 @@ public sealed partial class EtcdProcess : IAsyncDisposable
         foreach (var argument in (string[])["--name", "test", "--data-dir", _dataDirectory,
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", "test=" + peer])
+            "--initial-cluster", "test=" + peer,
+            .. _tls is null ? [] : (string[])["--cert-file", _tls.CertificatePath, "--key-file", _tls.KeyPath, "--client-cert-auth", "--trusted-ca-file", _tls.CaPath]])
         {
             start.ArgumentList.Add(argument);
         }
@@ -159,7 +174,7 @@ public sealed partial class EtcdProcess : IAsyncDisposable
             throw new InvalidOperationException("etcd did not start within 30 s:\n" + Output);
         }
 
-        ClientUrl = $"http://127.0.0.1:{ClientPort}";
+        ClientUrl = $"{(_tls is null ? "http" : "https")}://127.0.0.1:{ClientPort}";
 
         // Serving means the listener is up; wait until a read answers (the member has elected itself).
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
@@ -177,6 +192,6 @@ public sealed partial class EtcdProcess : IAsyncDisposable
         }
     }
 
-    [GeneratedRegex(@"serving insecure client requests on 127\.0\.0\.1:(?<port>\d+)")]
+    [GeneratedRegex(@"serving (insecure )?client requests on 127\.0\.0\.1:(?<port>\d+)")]
     private static partial Regex ServingLine();
 }
