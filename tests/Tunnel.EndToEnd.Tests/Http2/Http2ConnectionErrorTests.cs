@@ -66,7 +66,7 @@ public class Http2ConnectionErrorTests
     }
 
     [Fact]
-    public async Task A_refused_stream_is_opened_again_for_a_request_without_a_body_and_reported_as_not_processed_for_one_with_a_body()
+    public async Task A_refused_stream_is_opened_again_for_a_request_without_a_body_or_with_one_in_memory_and_reported_as_not_processed_for_a_streamed_one()
     {
         await using var peer = await HandWrittenServer.StartAsync();
         var serverStream = peer.ServerStream;
@@ -90,11 +90,24 @@ public class Http2ConnectionErrorTests
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
 
-        // A request with a body is not sent again by the client: its content may have been read.
+        // A body held in memory (the forwarder's replayable bodies) is sent again whole on a new stream.
         var post = invoker.SendAsync(new HttpRequestMessage(HttpMethod.Post, "http://tunnel/x") { Content = new ByteArrayContent([1, 2, 3]) }, CancellationToken.None);
         var third = await NextHeadersAsync(frames);
         await WriteFrameAsync(serverStream, Http2FrameType.RstStream, 0, third, RefusedStreamPayload());
-        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => post.WaitAsync(Generous));
+        var (fourth, body) = await NextHeadersAndBodyAsync(frames);
+        Assert.True(fourth > third);
+        Assert.Equal([1, 2, 3], body);
+        await WriteFrameAsync(serverStream, Http2FrameType.Headers, Http2Flags.EndHeaders | Http2Flags.EndStream, fourth, [0x88]);
+        using (var response = await post.WaitAsync(Generous))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // A streamed body is not sent again by the client: its content may have been read.
+        var streamed = invoker.SendAsync(new HttpRequestMessage(HttpMethod.Post, "http://tunnel/x") { Content = new StreamContent(new MemoryStream([4, 5, 6])) }, CancellationToken.None);
+        var fifth = await NextHeadersAsync(frames);
+        await WriteFrameAsync(serverStream, Http2FrameType.RstStream, 0, fifth, RefusedStreamPayload());
+        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => streamed.WaitAsync(Generous));
         Assert.Equal(HttpRequestError.ConnectionError, refused.HttpRequestError);
         Assert.True(Http2Errors.IsRefusedStream(refused));
     }
@@ -154,6 +167,25 @@ public class Http2ConnectionErrorTests
             if (frames.Header.Type == Http2FrameType.Headers)
             {
                 return frames.Header.StreamId;
+            }
+        }
+    }
+
+    /// <summary>The next HEADERS' stream, and the DATA sent on it up to END_STREAM.</summary>
+    private static async Task<(int StreamId, byte[] Body)> NextHeadersAndBodyAsync(Http2FrameReader frames)
+    {
+        var streamId = await NextHeadersAsync(frames);
+        var body = new List<byte>();
+        while (true)
+        {
+            Assert.True(await frames.ReadFrameAsync(CancellationToken.None).AsTask().WaitAsync(Generous));
+            if (frames.Header.Type == Http2FrameType.Data && frames.Header.StreamId == streamId)
+            {
+                body.AddRange(frames.Payload.ToArray());
+                if (frames.Header.HasFlag(Http2Flags.EndStream))
+                {
+                    return (streamId, body.ToArray());
+                }
             }
         }
     }

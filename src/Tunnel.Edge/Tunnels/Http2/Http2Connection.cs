@@ -179,17 +179,17 @@ internal sealed partial class Http2Connection : IDisposable
             {
                 return await stream.ReadResponseHeadersAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (HttpRequestException ex) when (content is null && attempt < RefusedStreamAttempts && Http2Errors.IsRefusedStream(ex))
+            catch (HttpRequestException ex) when (content is null or ByteArrayContent && attempt < RefusedStreamAttempts && Http2Errors.IsRefusedStream(ex))
             {
                 // Give the origin's loop a moment to retire its finished streams: 1, 2, 4, 8 ms.
                 await Task.Delay(TimeSpan.FromMilliseconds(1 << (attempt - 1)), _time, cancellationToken).ConfigureAwait(false);
 
                 // Kestrel counts a stream against MAX_CONCURRENT_STREAMS until its own loop has retired
                 // it, a moment after the stream's last frame went out; a stream opened in that moment
-                // is refused although the count here was within the limit. Nothing was processed and
-                // a request without a body can be sent again at once, as SocketsHttpHandler does.
-                // A request with a body is not: its content may have been read already; the caller
-                // sees the refusal (not processed) and decides.
+                // is refused although the count here was within the limit. Nothing was processed, so
+                // a request without a body, or with one held in memory (the forwarder's replayable
+                // bodies), is sent again, as SocketsHttpHandler does. A streamed body is not: it may
+                // have been read already; the caller sees the refusal (not processed) and decides.
             }
         }
     }
