@@ -485,8 +485,10 @@ internal static class EdgeCommands
         var peerCertificate = new Option<string?>("--peer-cert") { Description = "The edge's certificate for the inter-edge port, CERT.pem:KEY.pem (default edge.pem; from issue-edge)." };
         var etcdCa = new Option<string?>("--etcd-ca") { Description = "PEM file of the CA an https etcd endpoint's certificate must chain to (default the system roots)." };
         var etcdCertificate = new Option<string?>("--etcd-cert") { Description = "The client certificate for an etcd with --client-cert-auth: CERT.pem:KEY.pem, or one PEM holding both." };
+        var etcdUser = new Option<string?>("--etcd-user") { Description = "The etcd user to log in as, for an etcd with authentication enabled." };
+        var etcdPasswordFile = new Option<FileInfo?>("--etcd-password-file") { Description = "A file holding the password of --etcd-user (or set TUNNEL_EDGE_Edge__Cluster__StorePassword)." };
         var leaseTtl = new Option<double?>("--lease-ttl") { Description = "Seconds the edge's routes outlive it in the cluster (default 5)." };
-        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts, adminPort, adminAddress, adminAllow, etcd, etcdCa, etcdCertificate, peerPort, peerListen, peerAdvertise, peerCertificate, leaseTtl };
+        var command = new Command("serve", "Run the edge.") { config, dir, name, region, tunnelPort, httpPort, listen, httpsPort, certificates, certificateDirectory, redirectHosts, adminPort, adminAddress, adminAllow, etcd, etcdCa, etcdCertificate, etcdUser, etcdPasswordFile, peerPort, peerListen, peerAdvertise, peerCertificate, leaseTtl };
         command.SetAction(async (result, cancellationToken) =>
         {
             var configuration = new ConfigurationBuilder();
@@ -556,6 +558,21 @@ internal static class EdgeCommands
             {
                 var colon = storePair.LastIndexOf(':');
                 (cluster.StoreCertificatePath, cluster.StoreKeyPath) = colon > 1 ? (storePair[..colon], storePair[(colon + 1)..]) : (storePair, storePair);
+            }
+
+            cluster.StoreUsername = result.GetValue(etcdUser) ?? cluster.StoreUsername;
+            if (result.GetValue(etcdPasswordFile) is { } passwordFile)
+            {
+                try
+                {
+                    // One line; a trailing newline (echo > file) is not part of the password.
+                    cluster.StorePassword = File.ReadAllText(passwordFile.FullName).TrimEnd('\r', '\n');
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    Console.Error.WriteLine($"tunnel-edge cannot start: --etcd-password-file {passwordFile.FullName}: {ex.Message}");
+                    return 2;
+                }
             }
 
             if (result.GetValue(leaseTtl) is { } ttl)

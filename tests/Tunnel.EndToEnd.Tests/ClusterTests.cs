@@ -468,7 +468,37 @@ public class ClusterTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Store_certificates_for_plain_http_etcd_or_a_missing_file_stop_the_edge_at_start_with_the_reason()
+    public async Task Edges_log_in_to_an_etcd_with_authentication_again_after_it_restarts_and_a_wrong_password_is_named()
+    {
+        await using var cluster = await EdgeCluster.StartAsync(storePassword: "correct horse");
+        using var dump = new WriteOnDispose(output, () => cluster.Output);
+        var a = await cluster.StartEdgeAsync("edge-a", "r1");
+        var b = await cluster.StartEdgeAsync("edge-b", "r2");
+        var outsider = await cluster.StartEdgeAsync("edge-x", "r3", storePassword: "battery staple");
+        await cluster.StartOriginAsync(Host, [a]);
+        using var visitor = EdgeCluster.VisitorClient(VisitorAddress);
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, b, Host, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "B serves the app through A");
+
+        // The wrong password is refused by etcd, and the edge's log says so (never the password).
+        await EdgeCluster.UntilAsync(() => Task.FromResult(outsider.Output.Contains("etcd is out of reach", StringComparison.Ordinal)), TimeSpan.FromSeconds(20), "the edge with the wrong password logs that etcd is out of reach");
+        var line = outsider.Output.Split('\n').First(l => l.Contains("etcd is out of reach", StringComparison.Ordinal));
+        output.WriteLine(line);
+        Assert.Contains("refused the login of user 'root'", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("battery staple", outsider.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain(await cluster.Etcd.RangeAsync("/tunnel/"), pair => pair.Key.Contains("edge-x", StringComparison.Ordinal));
+
+        // etcd keeps its users but forgets its tokens when it restarts: the edges log in again, and a
+        // second app that lands on B meanwhile is served at A too.
+        await cluster.Etcd.KillAsync();
+        await cluster.Etcd.RestartAsync();
+        cluster.StoreProxy.Target = new IPEndPoint(IPAddress.Loopback, cluster.Etcd.ClientPort);
+        const string NewHost = "new.test";
+        await cluster.StartOriginAsync(NewHost, [b]);
+        await EdgeCluster.UntilAsync(async () => (await EdgeCluster.GetAsync(visitor, a, NewHost, "/")).Status == HttpStatusCode.OK, TimeSpan.FromSeconds(20), "A serves the new app through B after etcd's restart");
+    }
+
+    [Fact]
+    public async Task Store_certificates_for_plain_http_etcd_a_missing_file_or_a_user_without_password_stop_the_edge_at_start_with_the_reason()
     {
         using var pki = new TestPki();
         var plain = await Cli.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
@@ -482,6 +512,11 @@ public class ClusterTests(ITestOutputHelper output)
         Assert.NotEqual(0, absent.ExitCode);
         Assert.Contains("Edge:Cluster:StoreCertificatePath", absent.Stdout + absent.Stderr, StringComparison.Ordinal);
         Assert.Contains(missing, absent.Stdout + absent.Stderr, StringComparison.Ordinal);
+
+        var userOnly = await Cli.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", pki.Directory, "--listen", "127.0.0.1",
+            "--tunnel-port", "0", "--http-port", "0", "--admin-port", "-1", "--name", "edge-a", "--etcd", "http://127.0.0.1:2379", "--etcd-user", "root"], TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, userOnly.ExitCode);
+        Assert.Contains("Edge:Cluster:StoreUsername is set without StorePassword", userOnly.Stdout + userOnly.Stderr, StringComparison.Ordinal);
     }
 
     private static HttpClient PeerClient(string certificatePath, string keyPath)

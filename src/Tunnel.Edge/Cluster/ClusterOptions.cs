@@ -35,6 +35,21 @@ public sealed class ClusterOptions
     /// <remarks>Defaults to <see cref="StoreCertificatePath"/> itself (one PEM holding both).</remarks>
     public string? StoreKeyPath { get; set; }
 
+    /// <summary>
+    /// The etcd user the edge logs in as, for an etcd with authentication enabled; it needs read and
+    /// write access to <see cref="KeyPrefix"/>.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>: no login.</remarks>
+    public string? StoreUsername { get; set; }
+
+    /// <summary>
+    /// The password of <see cref="StoreUsername"/>. Give it through the environment
+    /// (<c>TUNNEL_EDGE_Edge__Cluster__StorePassword</c>) or a file (<c>--etcd-password-file</c>), not
+    /// a command line that other users can read.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>.</remarks>
+    public string? StorePassword { get; set; }
+
     /// <summary>The prefix of every key the cluster writes, so several clusters can share one etcd.</summary>
     /// <remarks>Defaults to <c>/tunnel/</c>.</remarks>
     public string KeyPrefix { get; set; } = "/tunnel/";

@@ -118,6 +118,8 @@ internal static class ClusterServices
             throw new InvalidOperationException("Edge:Cluster:StoreCaPath and StoreCertificatePath are for https:// etcd endpoints, and every StoreEndpoints entry is http://: the certificates would never be used.");
         }
 
+        _ = EtcdLogin.From(cluster);
+
         // Read the files now, so a bad path stops the edge at start rather than at its first etcd call.
         using var tls = EtcdTlsOptions.From(cluster)?.ClientCertificate;
     }

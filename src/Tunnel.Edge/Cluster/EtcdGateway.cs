@@ -20,14 +20,18 @@ public sealed class EtcdGateway : IDisposable
 {
     private readonly HttpClient _client;
     private readonly Uri[] _endpoints;
+    private readonly EtcdLogin? _login;
     private int _current;
+    private volatile string? _token;
 
     /// <summary>Creates a client for the given endpoints (<c>http://host:2379</c> or <c>https://host:2379</c>).</summary>
     /// <param name="endpoints">The etcd client URLs of one cluster.</param>
     /// <param name="callTimeout">How long a unary call may take.</param>
     /// <param name="tls">For <c>https</c> endpoints: the CAs to trust and the client certificate; <c>null</c> for the system roots and none.</param>
-    public EtcdGateway(IEnumerable<string> endpoints, TimeSpan callTimeout, EtcdTlsOptions? tls = null)
+    /// <param name="login">For an etcd with authentication enabled: the user to log in as; <c>null</c> for none.</param>
+    public EtcdGateway(IEnumerable<string> endpoints, TimeSpan callTimeout, EtcdTlsOptions? tls = null, EtcdLogin? login = null)
     {
+        _login = login;
         ArgumentNullException.ThrowIfNull(endpoints);
         _endpoints = endpoints.Select(Parse).ToArray();
         if (_endpoints.Length == 0)
@@ -209,14 +213,17 @@ public sealed class EtcdGateway : IDisposable
         for (var i = 0; i < _endpoints.Length; i++)
         {
             var index = (first + i) % _endpoints.Length;
-            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(_endpoints[index], template.RequestUri!))
-            {
-                Content = new ByteArrayContent(body),
-            };
-            request.Content.Headers.ContentType = new("application/json");
             try
             {
-                var response = await _client.SendAsync(request, completion, cancellationToken).ConfigureAwait(false);
+                var response = await SendOnceAsync(_endpoints[index], template.RequestUri!, body, completion, cancellationToken).ConfigureAwait(false);
+                if (response.StatusCode == HttpStatusCode.Unauthorized && _login is not null)
+                {
+                    // The token expired, or etcd restarted and forgot it: log in again, once.
+                    response.Dispose();
+                    _token = null;
+                    response = await SendOnceAsync(_endpoints[index], template.RequestUri!, body, completion, cancellationToken).ConfigureAwait(false);
+                }
+
                 if (response.StatusCode != HttpStatusCode.OK)
                 {
                     // The gateway answers errors with a JSON body naming them; keep its message.
@@ -239,6 +246,47 @@ public sealed class EtcdGateway : IDisposable
         }
 
         throw new EtcdException($"No etcd endpoint answered ({string.Join(", ", _endpoints.Select(e => e.Authority))}): {Describe(last)}", last);
+    }
+
+    private async Task<HttpResponseMessage> SendOnceAsync(Uri endpoint, Uri path, byte[] body, HttpCompletionOption completion, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(endpoint, path)) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new("application/json");
+        if (_login is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", _token ?? await LogInAsync(endpoint, cancellationToken).ConfigureAwait(false));
+        }
+
+        return await _client.SendAsync(request, completion, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Gets a token for <see cref="_login"/> (etcd's <c>Authenticate</c>); kept until etcd refuses it.</summary>
+    private async Task<string> LogInAsync(Uri endpoint, CancellationToken cancellationToken)
+    {
+        var login = _login!;
+        using var request = CreateRequest("/v3/auth/authenticate", w =>
+        {
+            w.WriteString("name", login.User);
+            w.WriteString("password", login.Password);
+        });
+        request.RequestUri = new Uri(endpoint, request.RequestUri!);
+        request.Content!.Headers.ContentType = new("application/json");
+        using var response = await _client.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            throw new EtcdException($"etcd at {endpoint} refused the login of user '{login.User}' ({(int)response.StatusCode}): {ErrorMessage(text)}");
+        }
+
+        using var reply = Parse(Encoding.UTF8.GetBytes(text));
+        var token = reply.RootElement.TryGetProperty("token", out var value) ? value.GetString() : null;
+        if (string.IsNullOrEmpty(token))
+        {
+            throw new EtcdException($"etcd at {endpoint} accepted the login of user '{login.User}' but sent no token: is authentication enabled on it?");
+        }
+
+        _token = token;
+        return token;
     }
 
     private static HttpRequestMessage CreateRequest(string path, Action<Utf8JsonWriter> writeBody)
@@ -280,7 +328,7 @@ public sealed class EtcdGateway : IDisposable
     }
 
     /// <summary>The streamed calls wrap each reply in <c>result</c>; errors come as <c>error</c>.</summary>
-    private static JsonElement Result(JsonElement root)
+    private JsonElement Result(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
@@ -290,6 +338,12 @@ public sealed class EtcdGateway : IDisposable
         if (root.TryGetProperty("error", out var error))
         {
             var message = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var m) ? m.GetString() : error.ToString();
+            if (message?.Contains("auth token", StringComparison.Ordinal) == true)
+            {
+                // A streamed call (watch, keepalive) answers an expired token inside the stream.
+                _token = null;
+            }
+
             throw new EtcdException($"etcd: {message}");
         }
 
@@ -411,6 +465,29 @@ public sealed class EtcdGateway : IDisposable
 
         return new Uri(uri.GetLeftPart(UriPartial.Authority) + "/");
     }
+}
+
+/// <summary>An etcd user and password, for an etcd with authentication enabled.</summary>
+/// <param name="User">The etcd user.</param>
+/// <param name="Password">Its password.</param>
+public sealed record EtcdLogin(string User, string Password)
+{
+    /// <summary>The login <paramref name="cluster"/> names, or <c>null</c>.</summary>
+    /// <exception cref="InvalidOperationException">Only one of user and password is set.</exception>
+    public static EtcdLogin? From(ClusterOptions cluster)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        return (cluster.StoreUsername, cluster.StorePassword) switch
+        {
+            ({ Length: > 0 } user, { Length: > 0 } password) => new EtcdLogin(user, password),
+            (null or "", null or "") => null,
+            ({ Length: > 0 }, _) => throw new InvalidOperationException("Edge:Cluster:StoreUsername is set without StorePassword (or --etcd-password-file)."),
+            _ => throw new InvalidOperationException("Edge:Cluster:StorePassword is set without StoreUsername (--etcd-user)."),
+        };
+    }
+
+    /// <summary>The user only: the password never reaches a log.</summary>
+    public override string ToString() => $"EtcdLogin {{ User = {User} }}";
 }
 
 /// <summary>TLS settings for <c>https</c> etcd endpoints.</summary>

@@ -47,7 +47,7 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
         _cluster = options.Cluster;
         _routes = routes;
         _logger = logger;
-        _etcd = new EtcdGateway(_cluster.StoreEndpoints, CallTimeout(_cluster.LeaseTtl), EtcdTlsOptions.From(_cluster));
+        _etcd = new EtcdGateway(_cluster.StoreEndpoints, CallTimeout(_cluster.LeaseTtl), EtcdTlsOptions.From(_cluster), EtcdLogin.From(_cluster));
         _routes.HostnamesChanged += () => _routesChanged.Writer.TryWrite(true);
     }
 

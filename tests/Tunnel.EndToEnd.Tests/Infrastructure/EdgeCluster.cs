@@ -22,10 +22,12 @@ public sealed partial class EdgeCluster : IAsyncDisposable
     private readonly List<WebApplication> _origins = [];
 
     private readonly bool _tlsStore;
+    private readonly string? _storePassword;
 
-    private EdgeCluster(TestPki pki, EtcdProcess etcd, FaultProxy storeProxy, string peerCertificate, string peerKey, bool tlsStore)
+    private EdgeCluster(TestPki pki, EtcdProcess etcd, FaultProxy storeProxy, string peerCertificate, string peerKey, bool tlsStore, string? storePassword)
     {
         _tlsStore = tlsStore;
+        _storePassword = storePassword;
         Pki = pki;
         Etcd = etcd;
         StoreProxy = storeProxy;
@@ -48,24 +50,33 @@ public sealed partial class EdgeCluster : IAsyncDisposable
     public string Output => string.Join("\n", _edges.Select(e => e.Output)) + "\n[etcd]\n" + Etcd.Output;
 
     /// <summary>Starts etcd; with <paramref name="tlsStore"/>, etcd requires TLS and a client certificate from the edge CA, and the edges present the peer certificate.</summary>
-    public static async Task<EdgeCluster> StartAsync(bool tlsStore = false)
+    /// <remarks>With <paramref name="storePassword"/>, etcd has authentication on, and the edges log in as <c>root</c> with it.</remarks>
+    public static async Task<EdgeCluster> StartAsync(bool tlsStore = false, string? storePassword = null)
     {
         var pki = new TestPki();
         using var peer = CertificateIssuer.IssueEdgeCertificate(pki.Ca, ["localhost"], [IPAddress.Loopback], TimeSpan.FromDays(1));
         var certificate = Path.Combine(pki.Directory, "peer.pem");
         var key = Path.Combine(pki.Directory, "peer.key");
         CertificateIssuer.WritePem(peer, certificate, key);
-        var etcd = await EtcdProcess.StartAsync(tlsStore ? new EtcdProcess.StoreTls(pki.CaPath, certificate, key) : null);
+        var etcd = await EtcdProcess.StartAsync(tlsStore ? new EtcdProcess.StoreTls(pki.CaPath, certificate, key) : null, storePassword);
         var proxy = FaultProxy.Start(new IPEndPoint(IPAddress.Loopback, etcd.ClientPort));
-        return new EdgeCluster(pki, etcd, proxy, certificate, key, tlsStore);
+        return new EdgeCluster(pki, etcd, proxy, certificate, key, tlsStore, storePassword);
     }
 
     /// <summary>Starts an edge process in the cluster.</summary>
-    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null, bool storeCertificate = true)
+    /// <param name="storePassword">With an etcd that has authentication on: the password this edge logs in with, instead of the right one.</param>
+    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null, bool storeCertificate = true, string? storePassword = null)
     {
+
         string[] store = _tlsStore
             ? ["--etcd", $"https://127.0.0.1:{StoreProxy.EndPoint.Port}", "--etcd-ca", Pki.CaPath, .. storeCertificate ? (string[])["--etcd-cert", $"{PeerCertificatePath}:{PeerKeyPath}"] : []]
             : ["--etcd", $"http://127.0.0.1:{StoreProxy.EndPoint.Port}"];
+        if (_storePassword is not null)
+        {
+            var passwordFile = Path.Combine(Pki.Directory, $"etcd-password-{name}");
+            await File.WriteAllTextAsync(passwordFile, (storePassword ?? _storePassword) + "\n");
+            store = [.. store, "--etcd-user", "root", "--etcd-password-file", passwordFile];
+        }
         string[] arguments = [.. store, "--peer-port", "0", "--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}",
             "--lease-ttl", leaseTtlSeconds.ToString(CultureInfo.InvariantCulture), .. advertise is null ? [] : (string[])["--peer-advertise", advertise],
             .. configPath is null ? [] : (string[])["--config", configPath]];

@@ -17,6 +17,7 @@ public sealed partial class EtcdProcess : IAsyncDisposable
     private readonly string _dataDirectory;
     private readonly List<string> _output = [];
     private readonly StoreTls? _tls;
+    private EtcdLogin? _login;
     private Process? _process;
 
     private EtcdProcess(string dataDirectory, StoreTls? tls)
@@ -49,11 +50,41 @@ public sealed partial class EtcdProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<EtcdProcess> StartAsync(StoreTls? tls = null)
+    /// <summary>Starts etcd; with <paramref name="rootPassword"/>, authentication is enabled and only the user <c>root</c> with that password may read or write.</summary>
+    public static async Task<EtcdProcess> StartAsync(StoreTls? tls = null, string? rootPassword = null)
     {
         var etcd = new EtcdProcess(Directory.CreateTempSubdirectory("tunnel-etcd-").FullName, tls);
         await etcd.RunAsync();
+        if (rootPassword is not null)
+        {
+            await etcd.EnableAuthenticationAsync(rootPassword);
+        }
+
         return etcd;
+    }
+
+    /// <summary>Adds the user and role <c>root</c> and turns authentication on, through the JSON gateway as etcdctl would.</summary>
+    private async Task EnableAuthenticationAsync(string rootPassword)
+    {
+        if (_tls is not null)
+        {
+            throw new NotSupportedException("These tests enable authentication on a plain-http etcd only.");
+        }
+
+        using var client = new HttpClient { BaseAddress = new Uri(ClientUrl) };
+        foreach (var (path, body) in new[]
+        {
+            ("/v3/auth/role/add", """{"name":"root"}"""),
+            ("/v3/auth/user/add", $$"""{"name":"root","password":"{{rootPassword}}"}"""),
+            ("/v3/auth/user/grant", """{"user":"root","role":"root"}"""),
+            ("/v3/auth/enable", "{}"),
+        })
+        {
+            using var response = await client.PostAsync(path, new StringContent(body));
+            Assert.True(response.IsSuccessStatusCode, $"{path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+
+        _login = new EtcdLogin("root", rootPassword);
     }
 
     /// <summary>Kills etcd at once (SIGKILL), as a crash would.</summary>
@@ -77,7 +108,7 @@ public sealed partial class EtcdProcess : IAsyncDisposable
             StoreCaPath = _tls.CaPath,
             StoreCertificatePath = _tls.CertificatePath,
             StoreKeyPath = _tls.KeyPath,
-        }));
+        }), _login);
         var (_, pairs) = await gateway.RangePrefixAsync(prefix, CancellationToken.None);
         return pairs;
     }
