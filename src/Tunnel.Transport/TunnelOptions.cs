@@ -128,7 +128,8 @@ public sealed class TunnelOptions
     /// How often the spread of connections over the edges is checked. When an edge holds two or more
     /// connections more than another known edge that is up (a restarted edge, or one newly listed in
     /// DNS), one connection moves there: the replacement is dialed first, and the old connection serves
-    /// until it is registered, then closes gracefully. A failed move leaves the connection where it was.
+    /// until it is registered, then closes gracefully. A failed move leaves the connection where it was,
+    /// and that edge is tried less and less often (its cool-down doubled per failure, up to 5 minutes).
     /// <see cref="TimeSpan.Zero"/> or <see cref="Timeout.InfiniteTimeSpan"/> turns the check off.
     /// </summary>
     /// <remarks>Defaults to 30 seconds.</remarks>

@@ -126,6 +126,52 @@ public class EdgeSelectorTests
     }
 
     [Fact]
+    public async Task An_edge_that_keeps_failing_is_tried_as_a_move_target_less_and_less_often_until_it_connects()
+    {
+        var time = new RedialBackoffTests.ManualTime();
+        var selector = new EdgeSelector(new StaticEdgeDiscovery([A, B]), TimeSpan.FromSeconds(10), time);
+        selector.ReportConnected(0, B, "r", TimeSpan.FromMilliseconds(1));
+        selector.ReportConnected(1, B, "r", TimeSpan.FromMilliseconds(1));
+
+        // A failed once (it was killed): after the cool-down it is a target again.
+        selector.ReportFailure(A);
+        time.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(A, (await selector.PlanRebalanceAsync(CancellationToken.None))!.To);
+
+        // Each failed move doubles the wait: 20 s, 40 s, 80 s ... up to 5 minutes.
+        var waits = new List<double>();
+        for (var failure = 0; failure < 8; failure++)
+        {
+            selector.ReportFailure(A);
+            var waited = TimeSpan.Zero;
+            while (await selector.PlanRebalanceAsync(CancellationToken.None) is null)
+            {
+                time.Advance(TimeSpan.FromSeconds(1));
+                waited += TimeSpan.FromSeconds(1);
+                Assert.True(waited <= TimeSpan.FromMinutes(6), "the edge was left out for good");
+            }
+
+            waits.Add(waited.TotalSeconds);
+        }
+
+        Assert.Equal([20, 40, 80, 160, 300, 300, 300, 300], waits);
+
+        // A slot's own dial is not held back by this: it still sees A after the plain cool-down.
+        selector.ReportFailure(A);
+        selector.ReportDisconnected(1);
+        time.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(A, (await selector.SelectAsync(1, CancellationToken.None)).Edge);
+
+        // Once A connects, its record is clean: the next failure waits the plain cool-down.
+        selector.ReportConnected(1, A, "r", TimeSpan.FromMilliseconds(1));
+        selector.ReportDisconnected(1);
+        selector.ReportConnected(1, B, "r", TimeSpan.FromMilliseconds(1));
+        selector.ReportFailure(A);
+        time.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(A, (await selector.PlanRebalanceAsync(CancellationToken.None))!.To);
+    }
+
+    [Fact]
     public async Task An_edge_newly_listed_by_discovery_gets_slots_moved_to_it()
     {
         var time = new RedialBackoffTests.ManualTime();

@@ -120,7 +120,7 @@ public sealed class EdgeSelector
                 listed.TryAdd(edges[i], edges[i].Priority);
                 var state = StateOf(edges[i]);
                 var waiting = state.NotBefore is { } notBefore && notBefore > now;
-                var cooling = state.FailedAt is { } failedAt && _time.GetElapsedTime(failedAt, now) < _coolDown;
+                var cooling = state.FailedAt is { } failedAt && _time.GetElapsedTime(failedAt, now) < RebalanceCoolDown(state);
                 if (!waiting && !cooling)
                 {
                     usable.Add((edges[i], i, state));
@@ -196,6 +196,7 @@ public sealed class EdgeSelector
             var state = StateOf(edge);
             state.Region = string.IsNullOrEmpty(region) ? null : region;
             state.FailedAt = null;
+            state.ConsecutiveFailures = 0;
             var measured = connectTime.TotalMilliseconds;
             state.ConnectMilliseconds = state.ConnectMilliseconds is { } previous
                 ? previous + (ConnectTimeSmoothing * (measured - previous))
@@ -225,6 +226,7 @@ public sealed class EdgeSelector
             var now = _time.GetTimestamp();
             var state = StateOf(edge);
             state.FailedAt = now;
+            state.ConsecutiveFailures++;
             if (retryAfter is { } delay && delay > TimeSpan.Zero)
             {
                 state.NotBefore = now + (long)(delay.TotalSeconds * _time.TimestampFrequency);
@@ -258,8 +260,26 @@ public sealed class EdgeSelector
     private int SlotsInRegion(string regionKey, int exceptSlot) =>
         _slots.Count(s => s.Key != exceptSlot && StateOf(s.Value).RegionKey(s.Value) == regionKey);
 
+    /// <summary>
+    /// How long after its last failure an edge is left out of rebalancing plans: the cool-down, doubled
+    /// for each failure in a row beyond the first, at most <see cref="MaxRebalanceCoolDown"/>. An edge
+    /// back after a restart is found again within a cool-down or two; one that stays down (left in
+    /// the configuration, say) costs one refused connect every few minutes, not one per check.
+    /// </summary>
+    private TimeSpan RebalanceCoolDown(EdgeState state)
+    {
+        var doublings = Math.Clamp(state.ConsecutiveFailures - 1, 0, 16);
+        var ticks = Math.Min(_coolDown.Ticks * (1L << doublings), MaxRebalanceCoolDown.Ticks);
+        return TimeSpan.FromTicks(Math.Max(ticks, _coolDown.Ticks));
+    }
+
+    /// <summary>The longest an edge that keeps failing is left out of rebalancing plans.</summary>
+    public static readonly TimeSpan MaxRebalanceCoolDown = TimeSpan.FromMinutes(5);
+
     private sealed class EdgeState
     {
+        public int ConsecutiveFailures { get; set; }
+
         public long? FailedAt { get; set; }
 
         public long? NotBefore { get; set; }
