@@ -121,6 +121,7 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
         var nextKeepAlive = DateTime.UtcNow;
         var retryDelay = FirstRetryDelay;
         var failing = false;
+        string? failingReason = null;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -190,15 +191,24 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
             catch (Exception ex) when (ex is EtcdException or HttpRequestException or IOException or OperationCanceledException && !stoppingToken.IsCancellationRequested)
             {
                 _publishConnected = false;
+                var reason = ex is OperationCanceledException ? $"no answer within {_etcd.CallTimeout.TotalSeconds:0.#} s" : ex.Message;
                 if (!failing)
                 {
                     failing = true;
-                    ClusterLog.StoreUnreachable(_logger, ex is OperationCanceledException ? $"no answer within {_etcd.CallTimeout.TotalSeconds:0.#} s" : ex.Message);
+                    ClusterLog.StoreUnreachable(_logger, reason);
 
                     // A watch on a half-dead connection may never notice; read everything again once
                     // etcd answers.
                     RestartWatch();
                 }
+                else if (reason != failingReason)
+                {
+                    // Still out of reach, for another reason (a timeout, then a refused login, say):
+                    // the operator needs the one that explains it.
+                    ClusterLog.StoreUnreachable(_logger, reason);
+                }
+
+                failingReason = reason;
 
                 try
                 {
