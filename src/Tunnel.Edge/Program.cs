@@ -282,6 +282,16 @@ internal static class EdgeCommands
         return command;
     }
 
+    /// <summary>
+    /// Splits <c>CERT.pem:KEY.pem</c> at the last ':' (so a Windows drive letter stays with its path);
+    /// the key is <c>null</c> for one PEM holding both.
+    /// </summary>
+    private static (string CertificatePath, string? KeyPath) SplitPemPair(string pair)
+    {
+        var colon = pair.LastIndexOf(':');
+        return colon > 1 ? (pair[..colon], pair[(colon + 1)..]) : (pair, null);
+    }
+
     private static Option<DirectoryInfo> DirectoryOption() => new("--dir") { Description = "The edge directory (from init).", Required = true };
 
     private static Option<string?> AdminUrlOption() => new("--admin") { Description = "The running edge's admin URL (default http://127.0.0.1:9844)." };
@@ -526,11 +536,8 @@ internal static class EdgeCommands
             options.VisitorHttpsPort = result.GetValue(httpsPort) ?? options.VisitorHttpsPort;
             foreach (var pair in result.GetValue(certificates) ?? [])
             {
-                // Split at the last ':' so a Windows drive letter stays with its path.
-                var colon = pair.LastIndexOf(':');
-                options.Certificates.Add(colon > 1
-                    ? new Tunnel.Edge.Visitors.VisitorCertificateFile { CertificatePath = pair[..colon], KeyPath = pair[(colon + 1)..] }
-                    : new Tunnel.Edge.Visitors.VisitorCertificateFile { CertificatePath = pair });
+                var (certificatePath, keyPath) = SplitPemPair(pair);
+                options.Certificates.Add(new Tunnel.Edge.Visitors.VisitorCertificateFile { CertificatePath = certificatePath, KeyPath = keyPath });
             }
 
             options.CertificateDirectory = result.GetValue(certificateDirectory)?.FullName ?? options.CertificateDirectory;
@@ -549,15 +556,15 @@ internal static class EdgeCommands
             cluster.AdvertiseAddress = result.GetValue(peerAdvertise) ?? cluster.AdvertiseAddress;
             if (result.GetValue(peerCertificate) is { } peerPair)
             {
-                var colon = peerPair.LastIndexOf(':');
-                (cluster.PeerCertificatePath, cluster.PeerKeyPath) = colon > 1 ? (peerPair[..colon], peerPair[(colon + 1)..]) : (peerPair, peerPair);
+                var (certificatePath, keyPath) = SplitPemPair(peerPair);
+                (cluster.PeerCertificatePath, cluster.PeerKeyPath) = (certificatePath, keyPath ?? certificatePath);
             }
 
             cluster.StoreCaPath = result.GetValue(etcdCa) ?? cluster.StoreCaPath;
             if (result.GetValue(etcdCertificate) is { } storePair)
             {
-                var colon = storePair.LastIndexOf(':');
-                (cluster.StoreCertificatePath, cluster.StoreKeyPath) = colon > 1 ? (storePair[..colon], storePair[(colon + 1)..]) : (storePair, storePair);
+                var (certificatePath, keyPath) = SplitPemPair(storePair);
+                (cluster.StoreCertificatePath, cluster.StoreKeyPath) = (certificatePath, keyPath ?? certificatePath);
             }
 
             cluster.StoreUsername = result.GetValue(etcdUser) ?? cluster.StoreUsername;

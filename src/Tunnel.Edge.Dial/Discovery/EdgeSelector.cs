@@ -146,8 +146,10 @@ public sealed class EdgeSelector
             if (demoted is { } slot)
             {
                 var to = Preferred(usable, slot.Key);
-                var cause = listed.TryGetValue(slot.Value, out var priority) ? RebalanceCause.Priority : RebalanceCause.Unlisted;
-                return new RebalanceMove(slot.Key, slot.Value with { Priority = cause == RebalanceCause.Priority ? priority : slot.Value.Priority }, to, SlotsOn(slot.Value, -1), SlotsOn(to, slot.Key), cause);
+                var (from, cause) = listed.TryGetValue(slot.Value, out var priority)
+                    ? (slot.Value with { Priority = priority }, RebalanceCause.Priority)
+                    : (slot.Value, RebalanceCause.Unlisted);
+                return new RebalanceMove(slot.Key, from, to, SlotsOn(slot.Value, -1), SlotsOn(to, slot.Key), cause);
             }
 
             // Within the best priority: from the fullest edge to the preferred one, when two apart.
