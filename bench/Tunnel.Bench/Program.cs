@@ -247,8 +247,9 @@ async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup,
     {
         foreach (var setup in available)
         {
-            // A setup that failed once (PageKite's upload, say) is not tried again: its row says why.
-            if (samples[setup.Name].Any(f => f.Value is null))
+            // A setup that failed once, or got only a partial figure (PageKite's upload), is not tried
+            // again: its row says why.
+            if (samples[setup.Name].Any(f => f.Value is null || f.Partial))
             {
                 continue;
             }

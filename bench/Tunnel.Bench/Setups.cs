@@ -217,8 +217,13 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         var frontEnd = processes.Start("pagekite front-end", "pagekite", ["--clean", "--nullui", "--nocrashreport", "--isfrontend", "--host=127.0.0.1",
             $"--ports={port}", "--protos=http", $"--domain=http:{Hostname}:{secret}", $"--logfile={directory}/frontend.log"]);
         await BenchProcesses.WaitForPortAsync(port, TimeSpan.FromSeconds(20), frontEnd).ConfigureAwait(false);
+        // --keepalive: Debian's PageKite 1.5.2 front-end crashes answering the back-end's tunnel PING under
+        // Python 3 (SendPong compares a None quota with 0, "Corrupt chunk"), which the back-end sends
+        // after 116 s; the tunnel then drops, and the front-end dies with "Too much data" once load
+        // comes back over the new one, answering every request with an error page for the rest of the
+        // run. A day between pings keeps the tunnel it made at the start for the whole run.
         processes.Start("pagekite back-end", "pagekite", ["--clean", "--nullui", "--nocrashreport", $"--frontend=127.0.0.1:{port}",
-            $"--service_on=http:{Hostname}:127.0.0.1:{OriginHttp1Port}:{secret}", $"--logfile={directory}/backend.log"]);
+            "--keepalive=86400", $"--service_on=http:{Hostname}:127.0.0.1:{OriginHttp1Port}:{secret}", $"--logfile={directory}/backend.log"]);
 
         // HTTP/1.1 only: PageKite routes by the Host header of each HTTP/1 connection.
         return new Setup(PageKite, port, null, Hostname, "PageKite relays HTTP/1 only");
