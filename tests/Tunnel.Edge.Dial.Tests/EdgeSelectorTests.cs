@@ -186,6 +186,27 @@ public class EdgeSelectorTests
         discovery.Edges = [A, B];
         Assert.Equal(new RebalanceMove(1, A, B, 2, 0, RebalanceCause.Spread), await selector.PlanRebalanceAsync(CancellationToken.None));
         Assert.Equal(2, selector.KnownEdgeCount);
+
+        // Listed by address, every edge is priority 0: all of them are the best priority.
+        Assert.Equal([A, B], selector.BestPriorityEdges);
+    }
+
+    [Fact]
+    public async Task The_best_priority_edges_follow_discovery_and_a_lone_primary_is_one_edge()
+    {
+        var discovery = new ListDiscovery([A with { Priority = 20 }, B with { Priority = 10 }]);
+        var selector = new EdgeSelector(discovery, TimeSpan.FromSeconds(10));
+        Assert.Empty(selector.BestPriorityEdges);
+
+        _ = await selector.SelectAsync(0, CancellationToken.None);
+        Assert.Equal(2, selector.KnownEdgeCount);
+        var best = Assert.Single(selector.BestPriorityEdges);
+        Assert.Equal(B, best);
+        Assert.Equal(10, best.Priority);
+
+        discovery.Edges = [A with { Priority = 5 }, B with { Priority = 10 }, C with { Priority = 5 }];
+        _ = await selector.PlanRebalanceAsync(CancellationToken.None);
+        Assert.Equal([A, C], selector.BestPriorityEdges);
     }
 
     [Fact]
@@ -206,6 +227,9 @@ public class EdgeSelectorTests
         Assert.Equal(2, selector.Placement()[A]);
         Assert.Equal(2, selector.Placement()[C]);
         Assert.False(selector.Placement().ContainsKey(B));
+        Assert.Equal(3, selector.KnownEdgeCount);
+        Assert.Equal([primary1, primary2], selector.BestPriorityEdges);
+        Assert.All(selector.BestPriorityEdges, e => Assert.Equal(10, e.Priority));
 
         // Both primaries fail: the backup takes the slots that redial.
         selector.ReportFailure(A);

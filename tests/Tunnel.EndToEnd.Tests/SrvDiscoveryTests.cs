@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Dial.Tests.Discovery;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Tunnel.Transport;
@@ -72,6 +73,13 @@ public class SrvDiscoveryTests(ITestOutputHelper output)
         await Wait.UntilAsync(() => On("primary") == 4 && harness.Edge.Routes.ConnectionCount == 0, TimeSpan.FromSeconds(30), "the 4 connections are back on the priority-10 edge");
         output.WriteLine(string.Join("\n", origin.Logs.Entries.Where(e => e.Category.StartsWith("Tunnel", StringComparison.Ordinal)).Select(e => $"{e.At:HH:mm:ss.fff} {e.EventId.Name} {e.Message}")));
         Assert.Equal(4, origin.Logs.Entries.Count(e => e.EventId.Name == "Rebalancing"));
+
+        // Two edges are known, so not FewEdges; but one edge failure drops every connection at once,
+        // and the operator hears so, once (the listing did not change).
+        Assert.DoesNotContain(origin.Logs.Entries, e => e.EventId.Name == "FewEdges");
+        var lone = Assert.Single(origin.Logs.Entries, e => e.EventId.Name == "OneBestPriorityEdge");
+        Assert.Equal(LogLevel.Warning, lone.Level);
+        Assert.Contains($"All 4 tunnel connections go to primary.example.test:{primary.TunnelPort}, the only edge of the best SRV priority (10) of the 2 known", lone.Message, StringComparison.Ordinal);
         Assert.All(origin.Logs.Entries.Where(e => e.EventId.Name == "Rebalancing"), e =>
             Assert.Contains($"to primary.example.test:{primary.TunnelPort} (primary), whose SRV priority 10 comes before this edge's 20", e.Message, StringComparison.Ordinal));
     }

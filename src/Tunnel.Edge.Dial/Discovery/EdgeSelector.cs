@@ -31,8 +31,27 @@ public sealed class EdgeSelector
         _time = timeProvider ?? TimeProvider.System;
     }
 
+    private void Remember(IReadOnlyList<EdgeAddress> edges)
+    {
+        KnownEdgeCount = edges.Count;
+        if (edges.Count == 0)
+        {
+            BestPriorityEdges = [];
+            return;
+        }
+
+        var best = edges.Min(e => e.Priority);
+        BestPriorityEdges = edges.Where(e => e.Priority == best).ToArray();
+    }
+
     /// <summary>How many edges the last discovery returned.</summary>
     public int KnownEdgeCount { get; private set; }
+
+    /// <summary>
+    /// The edges of the best (lowest) SRV priority in the last discovery: the only ones slots use while
+    /// any of them can be reached. All of them when the edges are listed by address (priority 0).
+    /// </summary>
+    public IReadOnlyList<EdgeAddress> BestPriorityEdges { get; private set; } = [];
 
     /// <summary>
     /// The edge slot <paramref name="slotIndex"/> should dial, and how long to wait first (zero unless
@@ -44,7 +63,7 @@ public sealed class EdgeSelector
         var now = _time.GetTimestamp();
         lock (_lock)
         {
-            KnownEdgeCount = edges.Count;
+            Remember(edges);
             var open = new List<(EdgeAddress Edge, int Index, EdgeState State)>();
             EdgeAddress? soonest = null;
             var soonestAt = long.MaxValue;
@@ -107,7 +126,7 @@ public sealed class EdgeSelector
         var now = _time.GetTimestamp();
         lock (_lock)
         {
-            KnownEdgeCount = edges.Count;
+            Remember(edges);
             if (_slots.Count == 0)
             {
                 return null;

@@ -25,7 +25,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     private readonly CancellationTokenSource _stopping = new();
     private Task[] _slots = [];
     private int _unbound;
-    private int _lastWarnedEdgeCount = -1;
+    private string? _lastEdgeWarning;
 
     // Kestrel disposes a dead connection within milliseconds of its anchor breaking; a draining edge's
     // connection stays open. This long tells the two apart without delaying the replacement noticeably.
@@ -355,7 +355,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
                     Timings = edgeConnection.Timings,
                 };
                 _events.Publish(registered);
-                WarnAboutFewEdges(selector.KnownEdgeCount);
+                WarnAboutFewEdges(selector);
 
                 var connection = new StreamTransportConnection(edgeConnection.Stream, registration.ConnectionId, edgeConnection.LocalEndPoint, edgeConnection.RemoteEndPoint);
                 var feature = new TunnelConnectionFeature
@@ -626,12 +626,28 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         public TaskCompletionSource<bool>? RebalanceDone { get; set; }
     }
 
-    private void WarnAboutFewEdges(int knownEdges)
+    /// <summary>
+    /// Warns, once per change of what discovery lists, when one edge failure would drop every tunnel
+    /// connection: a single edge known, or a single edge of the best SRV priority (the others are
+    /// backups that slots use only while it is down).
+    /// </summary>
+    private void WarnAboutFewEdges(EdgeSelector selector)
     {
-        var previous = Interlocked.Exchange(ref _lastWarnedEdgeCount, knownEdges);
-        if (previous != knownEdges && knownEdges < Math.Min(2, _settings.HaConnections))
+        var knownEdges = selector.KnownEdgeCount;
+        var best = selector.BestPriorityEdges;
+        var key = $"{knownEdges}|{string.Join(',', best)}";
+        if (Interlocked.Exchange(ref _lastEdgeWarning, key) == key || _settings.HaConnections < 2)
+        {
+            return;
+        }
+
+        if (knownEdges < 2)
         {
             TunnelLog.FewEdges(_logger, knownEdges, _settings.HaConnections);
+        }
+        else if (best.Count == 1)
+        {
+            TunnelLog.OneBestPriorityEdge(_logger, _settings.HaConnections, best[0].ToString(), best[0].Priority, knownEdges);
         }
     }
 

@@ -34,6 +34,9 @@ internal static partial class TunnelLog
     [LoggerMessage(11, LogLevel.Warning, "Only {EdgeCount} edge(s) known for {HaConnections} tunnel connections: one edge failure takes the app offline until it returns. Add edges for high availability.", EventName = "FewEdges")]
     public static partial void FewEdges(ILogger logger, int edgeCount, int haConnections);
 
+    [LoggerMessage(26, LogLevel.Warning, "All {HaConnections} tunnel connections go to {EdgeAddress}, the only edge of the best SRV priority ({Priority}) of the {EdgeCount} known: its failure drops every connection at once until they reconnect to an edge of a later priority. Publish another edge at priority {Priority} to keep half of them through a failure.", EventName = "OneBestPriorityEdge")]
+    public static partial void OneBestPriorityEdge(ILogger logger, int haConnections, string edgeAddress, int priority, int edgeCount);
+
     [LoggerMessage(12, LogLevel.Information, "Tunnel connection {ConnectionIndex} waits {WaitMilliseconds:0} ms for edge {EdgeAddress}'s retry-after.", EventName = "WaitingForRetryAfter")]
     public static partial void WaitingForRetryAfter(ILogger logger, int connectionIndex, string edgeAddress, double waitMilliseconds);
 
