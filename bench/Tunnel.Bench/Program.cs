@@ -109,6 +109,32 @@ try
             p50.Figures[name] = Median(fifties);
             p99.Figures[name] = Median(ninetyNines);
         }
+
+        // PageKite fails in ways of its own (see bench/README.md): when any of its rows has no figure,
+        // its logs are kept and their last errors shown, so the next run's reader can tell why.
+        Row[] pageKiteRows = [h1, download, upload, p50];
+        if (pageKiteRows.Any(r => r.Figures.TryGetValue(Setups.PageKite, out var f) && f.Value is null))
+        {
+            var kept = Path.Combine(Path.GetTempPath(), "tunnel-bench-pagekite-logs");
+            Directory.CreateDirectory(kept);
+            foreach (var log in new[] { "frontend.log", "backend.log" })
+            {
+                var path = Path.Combine(work, "pagekite", log);
+                if (!File.Exists(path))
+                {
+                    continue;
+                }
+
+                File.Copy(path, Path.Combine(kept, log), overwrite: true);
+                var errors = File.ReadLines(path).Where(l => l.Contains("err=", StringComparison.Ordinal) || l.StartsWith("Error", StringComparison.Ordinal)).TakeLast(3);
+                foreach (var error in errors)
+                {
+                    Log($"PageKite {log}: {(error.Length > 300 ? error[..300] + "..." : error)}");
+                }
+            }
+
+            Log($"PageKite's logs are kept in {kept}");
+        }
     }
 
     if (!options.SkipEdge)
