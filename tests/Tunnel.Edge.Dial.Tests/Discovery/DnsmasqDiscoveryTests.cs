@@ -14,6 +14,10 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
     // Timeouts kept short so the timeout tests are quick; loopback answers take well under a millisecond.
     private static readonly TimeSpan ShortTimeout = TimeSpan.FromMilliseconds(300);
 
+    // For lookups that dnsmasq answers: no test times these, and on a loaded machine dnsmasq has been
+    // slower than two 0.3 s tries (a CI run failed that way), so they wait as the product would.
+    private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(2);
+
     private readonly List<IDisposable> _servers = [];
 
     public void Dispose()
@@ -32,7 +36,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
             Srv("edge2.example.test", 7845, priority: 1, weight: 5),
             "--host-record=edge1.example.test,127.0.0.1,::1",
             "--host-record=edge2.example.test,127.0.0.2");
-        var resolver = Resolver(dnsmasq.EndPoint);
+        var resolver = Resolver(AnswerTimeout, dnsmasq.EndPoint);
 
         var result = await resolver.ResolveSrvAsync(Name, CancellationToken.None);
 
@@ -58,7 +62,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
             "--host-record=edge1.example.test,127.0.0.1,::1",
             "--address=/wild.example.test/127.0.0.9");
 
-        var result = await Resolver(dnsmasq.EndPoint).ResolveSrvAsync(Name, CancellationToken.None);
+        var result = await Resolver(AnswerTimeout, dnsmasq.EndPoint).ResolveSrvAsync(Name, CancellationToken.None);
 
         var byHost = result.Targets.ToDictionary(t => t.Host);
         Assert.Equal([IPAddress.Parse("127.0.0.1"), IPAddress.IPv6Loopback], byHost["alias.example.test"].Addresses);
@@ -72,7 +76,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
     {
         var dnsmasq = await StartAsync(Srv("edge1.example.test", 7844));
 
-        var error = await Assert.ThrowsAsync<DnsResolutionException>(() => Resolver(dnsmasq.EndPoint).ResolveSrvAsync("_nothing._tcp.example.test", CancellationToken.None));
+        var error = await Assert.ThrowsAsync<DnsResolutionException>(() => Resolver(AnswerTimeout, dnsmasq.EndPoint).ResolveSrvAsync("_nothing._tcp.example.test", CancellationToken.None));
 
         Assert.Equal("name_not_found", error.ErrorType);
         Assert.Contains("_nothing._tcp.example.test", error.Message, StringComparison.Ordinal);
@@ -86,7 +90,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
         // 30 targets with long names: about 3 KB, far over the 512 bytes of a UDP answer without EDNS0.
         var hosts = Enumerable.Range(1, 30).Select(i => $"edge-{i:00}-with-a-deliberately-long-label-to-fill-the-answer.region-{i:00}.example.test").ToArray();
         var dnsmasq = await StartAsync(hosts.SelectMany((host, i) => new[] { Srv(host, 7844), $"--host-record={host},127.0.0.{i + 1}" }).ToArray());
-        var resolver = Resolver(dnsmasq.EndPoint);
+        var resolver = Resolver(AnswerTimeout, dnsmasq.EndPoint);
 
         var result = await resolver.ResolveSrvAsync(Name, CancellationToken.None);
 
@@ -101,7 +105,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
     {
         var silent = Silent();
         var dnsmasq = await StartAsync(Srv("edge1.example.test", 7844), "--host-record=edge1.example.test,127.0.0.1");
-        var resolver = Resolver(silent.EndPoint, dnsmasq.EndPoint);
+        var resolver = Resolver(ShortTimeout, silent.EndPoint, dnsmasq.EndPoint);
 
         var started = Stopwatch.GetTimestamp();
         var result = await resolver.ResolveSrvAsync(Name, CancellationToken.None);
@@ -120,7 +124,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
     public async Task Gives_up_within_attempts_times_servers_times_the_timeout_when_no_server_answers()
     {
         var (first, second) = (Silent(), Silent());
-        var resolver = Resolver(first.EndPoint, second.EndPoint);
+        var resolver = Resolver(ShortTimeout, first.EndPoint, second.EndPoint);
 
         var started = Stopwatch.GetTimestamp();
         var error = await Assert.ThrowsAsync<DnsResolutionException>(() => resolver.ResolveSrvAsync(Name, CancellationToken.None));
@@ -141,11 +145,11 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
         var refusing = await Dnsmasq.StartAsync(ttl: 2, [], localZone: false);
         _servers.Add(refusing);
         var dnsmasq = await StartAsync(Srv("edge1.example.test", 7844), "--host-record=edge1.example.test,127.0.0.1");
-        var refusingOnly = await Assert.ThrowsAsync<DnsResolutionException>(() => Resolver(refusing.EndPoint).ResolveSrvAsync(Name, CancellationToken.None));
+        var refusingOnly = await Assert.ThrowsAsync<DnsResolutionException>(() => Resolver(AnswerTimeout, refusing.EndPoint).ResolveSrvAsync(Name, CancellationToken.None));
         Assert.Equal("refused", refusingOnly.ErrorType);
         Assert.Contains($"{refusing.EndPoint} answered REFUSED", refusingOnly.Message, StringComparison.Ordinal);
 
-        var result = await Resolver(refusing.EndPoint, dnsmasq.EndPoint).ResolveSrvAsync(Name, CancellationToken.None);
+        var result = await Resolver(AnswerTimeout, refusing.EndPoint, dnsmasq.EndPoint).ResolveSrvAsync(Name, CancellationToken.None);
 
         Assert.Equal("edge1.example.test", Assert.Single(result.Targets).Host);
     }
@@ -159,7 +163,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
             Srv("edge2.example.test", 7844, priority: 1),
             "--host-record=edge1.example.test,127.0.0.1",
             "--host-record=edge2.example.test,127.0.0.2");
-        var resolver = Resolver(dnsmasq.EndPoint);
+        var resolver = Resolver(AnswerTimeout, dnsmasq.EndPoint);
         var discovery = new SrvEdgeDiscovery(Name, resolver, fallback: null, time, cacheFloor: TimeSpan.FromSeconds(1));
 
         Assert.Equal(["edge1.example.test", "edge2.example.test"], (await discovery.GetEdgesAsync(CancellationToken.None)).Select(e => e.Host));
@@ -186,7 +190,7 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
     {
         var time = new ManualTime();
         var dnsmasq = await StartAsync(Srv("edge1.example.test", 7844), "--host-record=edge1.example.test,127.0.0.1");
-        var discovery = new SrvEdgeDiscovery(Name, Resolver(dnsmasq.EndPoint), fallback: null, time, cacheFloor: TimeSpan.FromSeconds(1));
+        var discovery = new SrvEdgeDiscovery(Name, Resolver(ShortTimeout, dnsmasq.EndPoint), fallback: null, time, cacheFloor: TimeSpan.FromSeconds(1));
         var good = await discovery.GetEdgesAsync(CancellationToken.None);
 
         dnsmasq.Stop();
@@ -202,9 +206,9 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
 
     private static string Srv(string target, int port, int priority = 0, int weight = 10) => $"--srv-host={Name},{target},{port},{priority},{weight}";
 
-    private static DnsSrvResolver Resolver(params IPEndPoint[] servers)
+    private static DnsSrvResolver Resolver(TimeSpan timeout, params IPEndPoint[] servers)
     {
-        var options = new DnsResolverOptions { Timeout = ShortTimeout, Attempts = 2 };
+        var options = new DnsResolverOptions { Timeout = timeout, Attempts = 2 };
         foreach (var server in servers)
         {
             options.Servers.Add(server);
