@@ -27,6 +27,33 @@ public class ResilienceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_request_sent_on_a_tunnel_connection_the_edge_has_just_closed_fails_as_not_processed_so_it_is_retried()
+    {
+        // The forwarder picks a connection, then sends on it; the edge may close that connection in
+        // between (a reset tunnel). The send must then fail the way the forwarder retries on another
+        // connection (not processed), not with an ObjectDisposedException that became a bare 500 for a
+        // GET in the soak.
+        await using var harness = await TunnelHarness.StartAsync();
+        await harness.StartOriginAsync();
+        var connection = harness.Edge.Routes.Connections().First();
+        await connection.DisposeAsync();
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, Tunnel.Edge.Tunnels.TunnelConnection.RequestUriPrefix + "/");
+        var error = await Assert.ThrowsAsync<HttpRequestException>(() => connection.Invoker.SendAsync(request, CancellationToken.None));
+        Assert.Equal(HttpRequestError.ConnectionError, error.HttpRequestError);
+        Assert.Contains("closed", error.Message, StringComparison.Ordinal);
+
+        // The visitor never sees it: the other connections serve.
+        using var client = new HttpClient();
+        for (var i = 0; i < 20; i++)
+        {
+            using var visit = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{harness.VisitorPort}/") { Headers = { Host = TunnelHarness.Hostname } };
+            using var response = await client.SendAsync(visit);
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        }
+    }
+
+    [Fact]
     public async Task A_black_holed_connection_is_replaced_within_10_seconds_and_the_others_are_untouched()
     {
         await using var harness = await TunnelHarness.StartAsync();

@@ -176,11 +176,16 @@ public sealed class TunnelConnection : IAsyncDisposable
         return false;
     }
 
-    /// <summary>Closes the connection at once.</summary>
+    /// <summary>
+    /// Closes the connection at once. <see cref="Invoker"/> is left undisposed on purpose: a request
+    /// that picked this connection just before it closed then fails as not processed (the handler's
+    /// closed connection), which the forwarder retries on another, rather than with the invoker's
+    /// ObjectDisposedException, which nobody expects and which reached the visitor as a bare 500. The
+    /// invoker holds nothing of its own; the handler and the stream are disposed here.
+    /// </summary>
     public ValueTask DisposeAsync()
     {
         MarkDraining();
-        Invoker.Dispose();
         _handler.Dispose();
         _stream.Dispose();
         return ValueTask.CompletedTask;
