@@ -31,19 +31,6 @@ public sealed class EdgeSelector
         _time = timeProvider ?? TimeProvider.System;
     }
 
-    private void Remember(IReadOnlyList<EdgeAddress> edges)
-    {
-        KnownEdgeCount = edges.Count;
-        if (edges.Count == 0)
-        {
-            BestPriorityEdges = [];
-            return;
-        }
-
-        var best = edges.Min(e => e.Priority);
-        BestPriorityEdges = edges.Where(e => e.Priority == best).ToArray();
-    }
-
     /// <summary>How many edges the last discovery returned.</summary>
     public int KnownEdgeCount { get; private set; }
 
@@ -97,9 +84,7 @@ public sealed class EdgeSelector
                 return new EdgeChoice(oldest.Edge, TimeSpan.Zero);
             }
 
-            // The best priority with a usable edge; a lower priority is a backup for when it has none.
-            var tier = healthy.Min(c => c.Edge.Priority);
-            healthy.RemoveAll(c => c.Edge.Priority != tier);
+            KeepBestPriority(healthy);
 
             // Fewest other slots on the edge, then on its region, then nearest, then discovery order.
             var best = Preferred(healthy, slotIndex);
@@ -151,8 +136,7 @@ public sealed class EdgeSelector
                 return null;
             }
 
-            var tier = usable.Min(c => c.Edge.Priority);
-            usable.RemoveAll(c => c.Edge.Priority != tier);
+            var tier = KeepBestPriority(usable);
             int PriorityOf(EdgeAddress edge) => listed.TryGetValue(edge, out var priority) ? priority : int.MaxValue;
 
             // A slot below the best usable priority goes back up, whatever the spread.
@@ -196,6 +180,31 @@ public sealed class EdgeSelector
                 ? new RebalanceMove(fullest.Slot, fullest.Edge, target, fullest.Count, onTarget, RebalanceCause.Spread)
                 : null;
         }
+    }
+
+    /// <summary>Records what the last discovery listed (<see cref="KnownEdgeCount"/>, <see cref="BestPriorityEdges"/>). Call under the lock.</summary>
+    private void Remember(IReadOnlyList<EdgeAddress> edges)
+    {
+        KnownEdgeCount = edges.Count;
+        if (edges.Count == 0)
+        {
+            BestPriorityEdges = [];
+            return;
+        }
+
+        var best = edges.Min(e => e.Priority);
+        BestPriorityEdges = edges.Where(e => e.Priority == best).ToArray();
+    }
+
+    /// <summary>
+    /// Keeps only the candidates of the best (lowest) priority among them, and returns it: a worse
+    /// priority is a backup for when the best has no usable edge (RFC 2782). Not empty on entry.
+    /// </summary>
+    private static int KeepBestPriority(List<(EdgeAddress Edge, int Index, EdgeState State)> candidates)
+    {
+        var tier = candidates.Min(c => c.Edge.Priority);
+        candidates.RemoveAll(c => c.Edge.Priority != tier);
+        return tier;
     }
 
     /// <summary>The edge a new dial for <paramref name="slotIndex"/> would prefer among <paramref name="candidates"/>. Call under the lock.</summary>
