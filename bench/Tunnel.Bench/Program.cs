@@ -19,6 +19,10 @@ var upload = new Row("256 MiB upload (curl)", Report.ByteRate);
 var p50 = new Row($"Latency p50 at {options.LatencyRate} req/s (h2load --h1, 4 connections)", Report.Milliseconds, lowerIsBetter: true);
 var p99 = new Row($"Latency p99 at {options.LatencyRate} req/s", Report.Milliseconds, lowerIsBetter: true);
 var rows = new List<Row> { h1, h2, download, upload, p50, p99 };
+var h1Cpu = new CpuRow("Small GET, HTTP/1.1", "request");
+var h2Cpu = new CpuRow("Small GET, HTTP/2", "request");
+var downloadCpu = new CpuRow("1 MiB downloads (per MiB)", "MiB");
+var cpuRows = new List<CpuRow> { h1Cpu, h2Cpu, downloadCpu };
 var edgeRows = new List<(string, string, string)>();
 List<UnavailableSetup> unavailable = [];
 double? memoryPerTunnel = null;
@@ -70,9 +74,10 @@ try
 
         // Each workload runs against every setup in turn, repeated; the median of the repeats is kept,
         // so a burst of other work on the machine skews one sample of each, not one setup.
-        await MeasureAsync(h1, available, options.Repeats, s => Workloads.SmallGetHttp1Async(s, duration));
-        await MeasureAsync(h2, available, options.Repeats, s => Workloads.SmallGetHttp2Async(s, duration));
-        await MeasureAsync(download, available, options.Repeats, s => Workloads.DownloadAsync(s, duration));
+        // Each run's requests (or MiB) are its rate times its length: wrk and h2load run for exactly that long.
+        await MeasureAsync(h1, available, options.Repeats, s => Workloads.SmallGetHttp1Async(s, duration), (h1Cpu, setups.AppPid, rate => rate * duration.TotalSeconds));
+        await MeasureAsync(h2, available, options.Repeats, s => Workloads.SmallGetHttp2Async(s, duration), (h2Cpu, setups.AppPid, rate => rate * duration.TotalSeconds));
+        await MeasureAsync(download, available, options.Repeats, s => Workloads.DownloadAsync(s, duration), (downloadCpu, setups.AppPid, rate => rate * duration.TotalSeconds / Workloads.Mib));
 
         var uploadFile = Path.Combine(work, "upload.bin");
         const long UploadLength = 256L * Workloads.Mib;
@@ -227,7 +232,7 @@ var targets = new List<TargetCheck>
 
 var method = $"Throughput: median of {options.Repeats} runs of {options.Seconds} s per setup, the setups taking turns within each workload. "
     + "The same HelloOrigin (Release) serves every setup; the tunnel is tunnel-edge plus the UseTunnelTransport plugin with 4 connections. All on loopback.";
-var rendered = Report.Render(setupNames, rows, edgeRows, targets, unavailable, method);
+var rendered = Report.Render(setupNames, rows, cpuRows, edgeRows, targets, unavailable, method);
 Console.WriteLine();
 Console.WriteLine(rendered);
 if (options.Output is { } output)
@@ -266,7 +271,8 @@ static async Task WarmUpAsync(Setup setup, string what, Func<Setup, Task<Figure>
     Log($"{setup.Name} {what}: still rising after {MaxRounds} rounds ({previous:0} req/s)");
 }
 
-async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup, Task<Figure>> measure)
+// With cpu given, each run's CPU time is read around it (CpuMeter), and divided by the work it did.
+async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup, Task<Figure>> measure, (CpuRow Row, int AppPid, Func<double, double> Units)? cpu = null)
 {
     var samples = available.ToDictionary(s => s.Name, _ => new List<Figure>());
     for (var repeat = 0; repeat < repeats; repeat++)
@@ -281,7 +287,13 @@ async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup,
             }
 
             Log($"{row.Name}: {setup.Name} ({repeat + 1}/{repeats})");
-            samples[setup.Name].Add(await measure(setup));
+            var before = cpu is { } meter ? CpuMeter.Read(setup.RelayPids, meter.AppPid) : default;
+            var figure = await measure(setup);
+            samples[setup.Name].Add(figure);
+            if (cpu is { } used && figure.Value is { } rate && !figure.Partial)
+            {
+                used.Row.Add(setup.Name, CpuMeter.Between(before, CpuMeter.Read(setup.RelayPids, used.AppPid)), used.Units(rate));
+            }
         }
     }
 

@@ -18,6 +18,43 @@ internal sealed class Row(string name, Func<double, string> format, bool lowerIs
     public double? Value(string setup) => Figures.TryGetValue(setup, out var figure) ? figure.Value : null;
 }
 
+/// <summary>
+/// The CPU each setup's parts spent per unit of work (a request, or a MiB of downloads) in the runs of
+/// one workload.
+/// </summary>
+internal sealed class CpuRow(string name, string unit)
+{
+    public string Name { get; } = name;
+
+    /// <summary>"request" or "MiB".</summary>
+    public string Unit { get; } = unit;
+
+    public Dictionary<string, List<(CpuMeter.Spent Spent, double Units)>> Runs { get; } = [];
+
+    public void Add(string setup, CpuMeter.Spent spent, double units)
+    {
+        if (units > 0)
+        {
+            (Runs.TryGetValue(setup, out var runs) ? runs : Runs[setup] = []).Add((spent, units));
+        }
+    }
+
+    /// <summary>
+    /// The run whose CPU per unit, all parts together, is the median, with each part divided by the
+    /// units of work: one run's figures, so that the parts add up.
+    /// </summary>
+    public (double LoadGenerator, double Relay, double App, double All, double CoresBusy)? Median(string setup)
+    {
+        if (!Runs.TryGetValue(setup, out var runs) || runs.Count == 0)
+        {
+            return null;
+        }
+
+        var (spent, units) = runs.OrderBy(r => r.Spent.All / r.Units).ElementAt(runs.Count / 2);
+        return (spent.LoadGenerator / units, spent.Relay / units, spent.App / units, spent.All / units, spent.CoresBusy);
+    }
+}
+
 /// <summary>A target from the issue: a measured value and the bound it must meet.</summary>
 internal sealed record TargetCheck(string Target, double? Measured, double Bound, bool AtMost, Func<double, string> Format)
 {
@@ -33,7 +70,7 @@ internal static class Report
     /// <summary>The 1, 5 and 15 minute load averages when the run began: other work on the machine skews absolute figures.</summary>
     public static string LoadAtStart { get; } = File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
 
-    public static string Render(IReadOnlyList<string> setups, IReadOnlyList<Row> rows, IReadOnlyList<(string Name, string Value, string Detail)> edgeRows,
+    public static string Render(IReadOnlyList<string> setups, IReadOnlyList<Row> rows, IReadOnlyList<CpuRow> cpuRows, IReadOnlyList<(string Name, string Value, string Detail)> edgeRows,
         IReadOnlyList<TargetCheck> targets, IReadOnlyList<UnavailableSetup> unavailable, string method)
     {
         var text = new StringBuilder();
@@ -85,6 +122,11 @@ internal static class Report
             text.AppendLine();
         }
 
+        if (cpuRows.Any(r => r.Runs.Count > 0))
+        {
+            RenderCpu(text, setups, cpuRows);
+        }
+
         text.AppendLine();
         text.AppendLine("| Edge | Figure | Detail |");
         text.AppendLine("|---|---:|---|");
@@ -103,6 +145,38 @@ internal static class Report
         }
 
         return text.ToString();
+    }
+
+    private static void RenderCpu(StringBuilder text, IReadOnlyList<string> setups, IReadOnlyList<CpuRow> cpuRows)
+    {
+        text.AppendLine();
+        text.AppendLine("Where the CPU goes: CPU time per request (per MiB for downloads) of the load generator, of the processes between it and the app "
+            + "(the relay: tunnel-edge; nginx's processes; sshd's and the ssh client's; PageKite's two ends) and of the app, from the run with the median total; "
+            + "cores busy is the machine's mean over that run (2.00: both cores all the time). With both cores busy, a setup's rate is about "
+            + "2 s ÷ its total, so the tunnel's throughput ratios in the table above follow from its totals here.");
+        text.AppendLine();
+        text.AppendLine("| Workload | Setup | Load generator | Relay | App | Total | Total ÷ direct Kestrel's | Cores busy |");
+        text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var row in cpuRows)
+        {
+            var direct = row.Median(Setups.Direct);
+            var first = true;
+            foreach (var setup in setups)
+            {
+                if (row.Median(setup) is not { } cpu)
+                {
+                    continue;
+                }
+
+                var name = first ? row.Name : "";
+                first = false;
+                var relay = setup == Setups.Direct ? "–" : Micro(cpu.Relay);
+                var ratio = direct is { All: > 0 } d ? string.Create(CultureInfo.InvariantCulture, $"{cpu.All / d.All:0.00}x") : "–";
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {setup} | {Micro(cpu.LoadGenerator)} | {relay} | {Micro(cpu.App)} | {Micro(cpu.All)} | {ratio} | {cpu.CoresBusy:0.00} |");
+            }
+        }
+
+        static string Micro(double seconds) => (seconds * 1e6).ToString(seconds < 1e-4 ? "0.0" : "#,0", CultureInfo.InvariantCulture) + " µs";
     }
 
     public static double? Ratio(Row row, string setup, string peer) =>

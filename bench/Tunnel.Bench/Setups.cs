@@ -11,6 +11,9 @@ namespace Tunnel.Bench;
 /// <param name="NoHttp2Reason">Why there is no HTTP/2 port.</param>
 internal sealed record Setup(string Name, int Http1Port, int? Http2Port, string? Host, string? NoHttp2Reason = null)
 {
+    /// <summary>The processes between the load generator and the app (their descendants included when measured); none for direct Kestrel.</summary>
+    public IReadOnlyList<int> RelayPids { get; init; } = [];
+
     public string Http1Url(string path) => $"http://127.0.0.1:{Http1Port.ToString(CultureInfo.InvariantCulture)}{path}";
 
     public string Http2Url(string path) => $"http://127.0.0.1:{Http2Port!.Value.ToString(CultureInfo.InvariantCulture)}{path}";
@@ -41,6 +44,9 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
 
     public int OriginHttp2Port { get; private set; }
 
+    /// <summary>The app's process, which serves every setup.</summary>
+    public int AppPid { get; private set; }
+
     public async Task StartAsync()
     {
         Pki = await Pki.CreateAsync(Path.Combine(workDirectory, "pki")).ConfigureAwait(false);
@@ -65,12 +71,13 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
             ["DOTNET_ENVIRONMENT"] = "Production",
             ["ASPNETCORE_ENVIRONMENT"] = "Production",
         });
+        AppPid = origin.Id;
         await BenchProcesses.WaitForPortAsync(OriginHttp1Port, TimeSpan.FromSeconds(60), origin).ConfigureAwait(false);
         await BenchProcesses.WaitForPortAsync(OriginHttp2Port, TimeSpan.FromSeconds(10), origin).ConfigureAwait(false);
         Available.Add(new Setup(Direct, OriginHttp1Port, OriginHttp2Port, null));
 
         await edge.WaitForTunnelsAsync(4, TimeSpan.FromSeconds(60)).ConfigureAwait(false);
-        var tunnel = new Setup(Tunnel, edge.VisitorPort, edge.VisitorPort, Hostname);
+        var tunnel = new Setup(Tunnel, edge.VisitorPort, edge.VisitorPort, Hostname) { RelayPids = [edge.Process.Id] };
         await ExpectOkAsync(tunnel).ConfigureAwait(false);
         Available.Add(tunnel);
 
@@ -163,7 +170,7 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         var nginx = processes.Start("nginx", "nginx", ["-p", directory, "-c", Path.Combine(directory, "nginx.conf"), "-g", "daemon off;"]);
         await BenchProcesses.WaitForPortAsync(http1, TimeSpan.FromSeconds(10), nginx).ConfigureAwait(false);
         await BenchProcesses.WaitForPortAsync(http2, TimeSpan.FromSeconds(10), nginx).ConfigureAwait(false);
-        return new Setup(Nginx, http1, http2, null);
+        return new Setup(Nginx, http1, http2, null) { RelayPids = [nginx.Id] };
     }
 
     private async Task<Setup> StartSshAsync()
@@ -204,7 +211,10 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
             $"{Environment.UserName}@127.0.0.1"]);
         var http1 = await client.WaitForLineAsync(AllocatedPort(OriginHttp1Port), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
         var http2 = await client.WaitForLineAsync(AllocatedPort(OriginHttp2Port), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
-        return new Setup(Ssh, int.Parse(http1.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(http2.Groups[1].Value, CultureInfo.InvariantCulture), null);
+        return new Setup(Ssh, int.Parse(http1.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(http2.Groups[1].Value, CultureInfo.InvariantCulture), null)
+        {
+            RelayPids = [sshd.Id, client.Id],
+        };
     }
 
     private static Regex AllocatedPort(int target) => new($@"Allocated port (\d+) for remote forward to 127\.0\.0\.1:{target}\b");
@@ -222,10 +232,10 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         // after 116 s; the tunnel then drops, and the front-end dies with "Too much data" once load
         // comes back over the new one, answering every request with an error page for the rest of the
         // run. A day between pings keeps the tunnel it made at the start for the whole run.
-        processes.Start("pagekite back-end", "pagekite", ["--clean", "--nullui", "--nocrashreport", $"--frontend=127.0.0.1:{port}",
+        var backEnd = processes.Start("pagekite back-end", "pagekite", ["--clean", "--nullui", "--nocrashreport", $"--frontend=127.0.0.1:{port}",
             "--keepalive=86400", $"--service_on=http:{Hostname}:127.0.0.1:{OriginHttp1Port}:{secret}", $"--logfile={directory}/backend.log"]);
 
         // HTTP/1.1 only: PageKite routes by the Host header of each HTTP/1 connection.
-        return new Setup(PageKite, port, null, Hostname, "PageKite relays HTTP/1 only");
+        return new Setup(PageKite, port, null, Hostname, "PageKite relays HTTP/1 only") { RelayPids = [frontEnd.Id, backEnd.Id] };
     }
 }

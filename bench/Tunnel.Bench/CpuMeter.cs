@@ -1,0 +1,138 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace Tunnel.Bench;
+
+/// <summary>
+/// CPU time spent by each part of a setup during one load run: the load generator, the relay's
+/// processes (the edge, nginx, sshd and ssh, PageKite's two ends) and the app, from Linux's own
+/// accounting (<c>/proc/&lt;pid&gt;/stat</c> for running processes, <c>getrusage(RUSAGE_CHILDREN)</c>
+/// for the load generator once it has exited), and how busy the machine's cores were meanwhile
+/// (<c>/proc/stat</c>). On two cores that every process shares, a setup's rate is bounded by the CPU
+/// all its parts spend per request, so this says where a ratio in the main table comes from.
+/// </summary>
+internal static partial class CpuMeter
+{
+    /// <summary>Linux's USER_HZ, the unit of <c>/proc</c>'s CPU times: 100 on every mainstream architecture.</summary>
+    private const double TicksPerSecond = 100;
+
+    /// <summary>A reading before or after a run.</summary>
+    public readonly record struct Reading(double LoadGenerator, double Relay, double App, long BusyTicks, long AllTicks);
+
+    /// <summary>What one run spent, in CPU seconds, and the cores' mean busy count (2.0: both cores all the time).</summary>
+    public readonly record struct Spent(double LoadGenerator, double Relay, double App, double CoresBusy)
+    {
+        public double All => LoadGenerator + Relay + App;
+    }
+
+    public static Reading Read(IReadOnlyList<int> relayRoots, int appPid)
+    {
+        var (busy, all) = MachineTicks();
+        return new Reading(ChildrenSeconds(), TreeSeconds(relayRoots), ProcessSeconds(appPid), busy, all);
+    }
+
+    public static Spent Between(Reading before, Reading after)
+    {
+        var ticks = after.AllTicks - before.AllTicks;
+        var cores = ticks > 0 ? Environment.ProcessorCount * (after.BusyTicks - before.BusyTicks) / (double)ticks : 0;
+        return new Spent(after.LoadGenerator - before.LoadGenerator, after.Relay - before.Relay, after.App - before.App, cores);
+    }
+
+    /// <summary>User plus system CPU seconds of one process so far (0 when it is gone).</summary>
+    public static double ProcessSeconds(int pid)
+    {
+        var fields = StatFields(pid);
+        return fields is null ? 0 : (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / TicksPerSecond;
+    }
+
+    /// <summary>The CPU seconds of the given processes and of every live descendant (nginx's workers, sshd's session processes).</summary>
+    public static double TreeSeconds(IReadOnlyList<int> roots)
+    {
+        if (roots.Count == 0)
+        {
+            return 0;
+        }
+
+        var parents = new Dictionary<int, int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(directory), CultureInfo.InvariantCulture, out var pid) && StatFields(pid) is { } fields)
+            {
+                parents[pid] = int.Parse(fields[1], CultureInfo.InvariantCulture);
+            }
+        }
+
+        var members = new HashSet<int>(roots);
+        bool added;
+        do
+        {
+            added = false;
+            foreach (var (pid, parent) in parents)
+            {
+                if (members.Contains(parent) && members.Add(pid))
+                {
+                    added = true;
+                }
+            }
+        }
+        while (added);
+
+        return members.Sum(ProcessSeconds);
+    }
+
+    /// <summary>
+    /// The fields of <c>/proc/&lt;pid&gt;/stat</c> after the command name (index 0 is the state, 1 the
+    /// parent, 11 and 12 user and system time), or <c>null</c> when the process is gone.
+    /// </summary>
+    private static string[]? StatFields(int pid)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+
+        // The command name is in parentheses and may itself hold spaces or parentheses.
+        var end = text.LastIndexOf(')');
+        return end < 0 ? null : text[(end + 2)..].Split(' ');
+    }
+
+    /// <summary>Busy and total ticks of all cores since boot, from the first line of <c>/proc/stat</c>.</summary>
+    private static (long Busy, long All) MachineTicks()
+    {
+        var line = File.ReadLines("/proc/stat").First();
+        var values = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Take(8).Select(v => long.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        var all = values.Sum();
+        var idle = values[3] + values[4]; // idle, iowait
+        return (all - idle, all);
+    }
+
+    /// <summary>CPU seconds of this process's children that have exited and been waited for: the load generators run so far.</summary>
+    private static double ChildrenSeconds()
+    {
+        const int RusageChildren = -1;
+        if (GetResourceUsage(RusageChildren, out var usage) != 0)
+        {
+            throw new InvalidOperationException($"getrusage failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+
+        return usage.UserSeconds + usage.UserMicroseconds / 1e6 + usage.SystemSeconds + usage.SystemMicroseconds / 1e6;
+    }
+
+    [LibraryImport("libc", EntryPoint = "getrusage", SetLastError = true)]
+    private static partial int GetResourceUsage(int who, out ResourceUsage usage);
+
+    /// <summary>struct rusage on 64-bit Linux: two timevals, then 14 longs this meter does not read (144 bytes in all).</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 144)]
+    private struct ResourceUsage
+    {
+        public long UserSeconds;
+        public long UserMicroseconds;
+        public long SystemSeconds;
+        public long SystemMicroseconds;
+    }
+}
