@@ -17,10 +17,14 @@ internal static partial class CpuMeter
     private const double TicksPerSecond = 100;
 
     /// <summary>A reading before or after a run.</summary>
-    public readonly record struct Reading(double LoadGenerator, double Relay, double App, long BusyTicks, long AllTicks);
+    public readonly record struct Reading(double LoadGenerator, double Relay, double App, long BusyTicks, long AllTicks, long RelayMemory);
 
-    /// <summary>What one run spent, in CPU seconds, and the cores' mean busy count (2.0: both cores all the time).</summary>
-    public readonly record struct Spent(double LoadGenerator, double Relay, double App, double CoresBusy)
+    /// <summary>
+    /// What one run spent, in CPU seconds, the cores' mean busy count (2.0: both cores all the time),
+    /// and the relay's memory at the end of the run (its processes' proportional set size, PSS, in
+    /// bytes: pages shared between them, such as nginx's workers', counted once in all).
+    /// </summary>
+    public readonly record struct Spent(double LoadGenerator, double Relay, double App, double CoresBusy, long RelayMemory)
     {
         public double All => LoadGenerator + Relay + App;
     }
@@ -28,14 +32,15 @@ internal static partial class CpuMeter
     public static Reading Read(IReadOnlyList<int> relayRoots, int appPid)
     {
         var (busy, all) = MachineTicks();
-        return new Reading(ChildrenSeconds(), TreeSeconds(relayRoots), ProcessSeconds(appPid), busy, all);
+        var relay = Tree(relayRoots);
+        return new Reading(ChildrenSeconds(), relay.Sum(ProcessSeconds), ProcessSeconds(appPid), busy, all, relay.Sum(ProportionalBytes));
     }
 
     public static Spent Between(Reading before, Reading after)
     {
         var ticks = after.AllTicks - before.AllTicks;
         var cores = ticks > 0 ? Environment.ProcessorCount * (after.BusyTicks - before.BusyTicks) / (double)ticks : 0;
-        return new Spent(after.LoadGenerator - before.LoadGenerator, after.Relay - before.Relay, after.App - before.App, cores);
+        return new Spent(after.LoadGenerator - before.LoadGenerator, after.Relay - before.Relay, after.App - before.App, cores, after.RelayMemory);
     }
 
     /// <summary>User plus system CPU seconds of one process so far (0 when it is gone).</summary>
@@ -45,12 +50,12 @@ internal static partial class CpuMeter
         return fields is null ? 0 : (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / TicksPerSecond;
     }
 
-    /// <summary>The CPU seconds of the given processes and of every live descendant (nginx's workers, sshd's session processes).</summary>
-    public static double TreeSeconds(IReadOnlyList<int> roots)
+    /// <summary>The given processes and every live descendant (nginx's workers, sshd's session processes).</summary>
+    private static HashSet<int> Tree(IReadOnlyList<int> roots)
     {
         if (roots.Count == 0)
         {
-            return 0;
+            return [];
         }
 
         var parents = new Dictionary<int, int>();
@@ -77,7 +82,27 @@ internal static partial class CpuMeter
         }
         while (added);
 
-        return members.Sum(ProcessSeconds);
+        return members;
+    }
+
+    /// <summary>A process's proportional set size (<c>Pss</c> in <c>/proc/&lt;pid&gt;/smaps_rollup</c>) in bytes; 0 when it is gone.</summary>
+    private static long ProportionalBytes(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/smaps_rollup"))
+            {
+                if (line.StartsWith("Pss:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line["Pss:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return 0;
     }
 
     /// <summary>

@@ -43,7 +43,7 @@ internal sealed class CpuRow(string name, string unit)
     /// The run whose CPU per unit, all parts together, is the median, with each part divided by the
     /// units of work: one run's figures, so that the parts add up.
     /// </summary>
-    public (double LoadGenerator, double Relay, double App, double All, double CoresBusy)? Median(string setup)
+    public (double LoadGenerator, double Relay, double App, double All, double CoresBusy, long RelayMemory)? Median(string setup)
     {
         if (!Runs.TryGetValue(setup, out var runs) || runs.Count == 0)
         {
@@ -51,7 +51,7 @@ internal sealed class CpuRow(string name, string unit)
         }
 
         var (spent, units) = runs.OrderBy(r => r.Spent.All / r.Units).ElementAt(runs.Count / 2);
-        return (spent.LoadGenerator / units, spent.Relay / units, spent.App / units, spent.All / units, spent.CoresBusy);
+        return (spent.LoadGenerator / units, spent.Relay / units, spent.App / units, spent.All / units, spent.CoresBusy, spent.RelayMemory);
     }
 }
 
@@ -153,10 +153,11 @@ internal static class Report
         text.AppendLine("Where the CPU goes: CPU time per request (per MiB for downloads) of the load generator, of the processes between it and the app "
             + "(the relay: tunnel-edge; nginx's processes; sshd's and the ssh client's; PageKite's two ends) and of the app, from the run with the median total; "
             + "cores busy is the machine's mean over that run (2.00: both cores all the time). With both cores busy, a setup's rate is about "
-            + "2 s ÷ its total, so the tunnel's throughput ratios in the table above follow from its totals here.");
+            + "2 s ÷ its total, so the tunnel's throughput ratios in the table above follow from its totals here. "
+            + "Relay memory is the relay's processes' proportional set size (PSS: shared pages counted once) at the end of that run, in steady service.");
         text.AppendLine();
-        text.AppendLine("| Workload | Setup | Load generator | Relay | App | Total | Total ÷ direct Kestrel's | Cores busy |");
-        text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        text.AppendLine("| Workload | Setup | Load generator | Relay | App | Total | Total ÷ direct Kestrel's | Cores busy | Relay memory |");
+        text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var row in cpuRows)
         {
             var direct = row.Median(Setups.Direct);
@@ -172,7 +173,8 @@ internal static class Report
                 first = false;
                 var relay = setup == Setups.Direct ? "–" : Micro(cpu.Relay);
                 var ratio = direct is { All: > 0 } d ? string.Create(CultureInfo.InvariantCulture, $"{cpu.All / d.All:0.00}x") : "–";
-                text.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {setup} | {Micro(cpu.LoadGenerator)} | {relay} | {Micro(cpu.App)} | {Micro(cpu.All)} | {ratio} | {cpu.CoresBusy:0.00} |");
+                var memory = setup == Setups.Direct ? "–" : (cpu.RelayMemory / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) + " MiB";
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {setup} | {Micro(cpu.LoadGenerator)} | {relay} | {Micro(cpu.App)} | {Micro(cpu.All)} | {ratio} | {cpu.CoresBusy:0.00} | {memory} |");
             }
         }
 
