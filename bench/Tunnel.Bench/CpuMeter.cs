@@ -44,7 +44,7 @@ internal static partial class CpuMeter
     }
 
     /// <summary>User plus system CPU seconds of one process so far (0 when it is gone).</summary>
-    public static double ProcessSeconds(int pid)
+    private static double ProcessSeconds(int pid)
     {
         var fields = StatFields(pid);
         return fields is null ? 0 : (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / TicksPerSecond;

@@ -22,12 +22,9 @@ internal sealed class Row(string name, Func<double, string> format, bool lowerIs
 /// The CPU each setup's parts spent per unit of work (a request, or a MiB of downloads) in the runs of
 /// one workload.
 /// </summary>
-internal sealed class CpuRow(string name, string unit)
+internal sealed class CpuRow(string name)
 {
     public string Name { get; } = name;
-
-    /// <summary>"request" or "MiB".</summary>
-    public string Unit { get; } = unit;
 
     public Dictionary<string, List<(CpuMeter.Spent Spent, double Units)>> Runs { get; } = [];
 
