@@ -535,10 +535,4 @@ public class ClusterTests(ITestOutputHelper output)
         })
         { Timeout = TimeSpan.FromSeconds(15), DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
     }
-
-    /// <summary>Writes the processes' output to the test log at the end, for when it fails.</summary>
-    private sealed class WriteOnDispose(ITestOutputHelper output, Func<string> text) : IDisposable
-    {
-        public void Dispose() => output.WriteLine(text());
-    }
 }

@@ -184,7 +184,7 @@ public class DashboardTests(ITestOutputHelper output)
     /// <summary>Every <c>expr</c> of every panel (rows' nested panels too), Grafana's variables substituted.</summary>
     private static List<string> DashboardQueries()
     {
-        var path = Path.Combine(RepositoryRoot(), "docs", "dashboards", "tunnel-health.json");
+        var path = Path.Combine(Repository.Root, "docs", "dashboards", "tunnel-health.json");
         var dashboard = JsonNode.Parse(File.ReadAllText(path))!;
         Assert.Equal(39, dashboard["schemaVersion"]!.GetValue<int>());
 
@@ -215,17 +215,6 @@ public class DashboardTests(ITestOutputHelper output)
 
     /// <summary>The one dashboard query that begins with <paramref name="start"/>.</summary>
     private static string Query(List<string> queries, string start) => Assert.Single(queries, q => q.StartsWith(start, StringComparison.Ordinal));
-
-    private static string RepositoryRoot()
-    {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Tunnel.sln")))
-        {
-            directory = directory.Parent;
-        }
-
-        return directory?.FullName ?? throw new InvalidOperationException("Tunnel.sln not found above " + AppContext.BaseDirectory);
-    }
 
     /// <summary>A plain loopback listener beside the tunnel (the plugin keeps URL listeners), for <c>/metrics</c>.</summary>
     private static void LoopbackListener(WebApplicationBuilder builder) => builder.WebHost.UseUrls("http://127.0.0.1:0");

@@ -511,13 +511,18 @@ public sealed partial class RequestForwarder
             try
             {
                 body = await upstream.Content.ReadAsStreamAsync(context.RequestAborted).ConfigureAwait(false);
-                await response.StartAsync(context.RequestAborted).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
                 return;
             }
 
+            // The response is not started here: it starts with the first body bytes, or with a flush
+            // once a read has to wait. A response the origin ended with its headers (a gRPC
+            // trailers-only status, 204, 304, HEAD, an empty body) is then never started by the
+            // forwarder, and Kestrel sends it as one HEADERS frame with END_STREAM, as the origin did.
+            // Started early, it went out as HEADERS and an empty DATA frame with END_STREAM, and gRPC
+            // clients read the status fields as initial metadata of a call that ended without a status.
             await using (body.ConfigureAwait(false))
             {
                 // Bytes [start, end) of the buffer are read and not yet sent. What the tunnel already

@@ -89,7 +89,7 @@ public sealed partial class EdgeCluster : IAsyncDisposable
     /// Starts a HelloOrigin app serving <paramref name="hostname"/> through the given edges only
     /// (<paramref name="configureTunnel"/> may change that, e.g. to an SRV name).
     /// </summary>
-    public async Task<WebApplication> StartOriginAsync(string hostname, IEnumerable<EdgeProcess> edges, int haConnections = 4, Action<WebApplication>? configureApp = null, Action<TunnelOptions>? configureTunnel = null)
+    public async Task<WebApplication> StartOriginAsync(string hostname, IEnumerable<EdgeProcess> edges, int haConnections = 4, Action<WebApplication>? configureApp = null, Action<TunnelOptions>? configureTunnel = null, Action<WebApplicationBuilder>? configureBuilder = null)
     {
         var (certificatePath, keyPath) = Pki.IssueOrigin(hostname);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Production" });
@@ -105,6 +105,7 @@ public sealed partial class EdgeCluster : IAsyncDisposable
             tunnel.HaConnections = haConnections;
             configureTunnel?.Invoke(tunnel);
         });
+        configureBuilder?.Invoke(builder);
         var app = builder.Build();
         app.MapHelloEndpoints();
         configureApp?.Invoke(app);
