@@ -160,9 +160,11 @@ public sealed class TunnelOptions
     public bool ApplyForwardedHeaders { get; set; } = true;
 
     /// <summary>
-    /// Keep listening on the URLs the app was given (<c>--urls</c>, <c>ASPNETCORE_URLS</c>) beside the
-    /// tunnel. Kestrel otherwise ignores URLs once any endpoint is declared in code, as the tunnel's is.
+    /// Keep listening on the URLs the app was given (<c>--urls</c>, <c>ASPNETCORE_URLS</c>,
+    /// <c>ASPNETCORE_HTTP_PORTS</c>, <c>app.Urls</c>) beside the tunnel. Kestrel otherwise ignores URLs,
+    /// with a warning, once any endpoint is declared in code, as the tunnel's is.
     /// </summary>
-    /// <remarks>Defaults to <c>true</c>. Has no effect when the app declares endpoints in <c>Kestrel:Endpoints</c>.</remarks>
+    /// <remarks>Defaults to <c>true</c>. Has no effect when the app declares endpoints in <c>Kestrel:Endpoints</c>
+    /// or sets <c>PreferHostingUrls</c>.</remarks>
     public bool KeepUrlListeners { get; set; } = true;
 }

@@ -44,6 +44,7 @@ public static class WebHostBuilderTunnelExtensions
                 sp.GetRequiredService<TunnelEvents>(),
                 sp.GetRequiredService<TimeProvider>())));
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KestrelServerOptions>, TunnelKestrelOptionsSetup>());
+            services.TryAddSingleton<UrlListeners>();
             services.TryAddEnumerable(ServiceDescriptor.Transient<IStartupFilter, TunnelStartupFilter>());
         });
     }

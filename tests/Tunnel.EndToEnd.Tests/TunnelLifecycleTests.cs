@@ -156,6 +156,43 @@ public class TunnelLifecycleTests
         var spoofedBody = await spoofed.Content.ReadAsStringAsync();
         Assert.Contains("\"remoteIp\":\"127.0.0.1\"", spoofedBody, StringComparison.Ordinal);
         Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "KeepingUrls");
+
+        // Kestrel binds both, so its warning that it overrides the URLs would be false.
+        Assert.DoesNotContain(origin.Logs.Entries, e => e.Message.Contains("Overriding address", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Urls_given_in_code_or_as_http_ports_answer_beside_the_tunnel_without_kestrels_override_warning()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        var inCode = FreePort();
+        var asPort = FreePort();
+        var fromPorts = await harness.StartOriginAsync(configureBuilder: builder => builder.WebHost.UseSetting("http_ports", asPort.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var fromCode = await harness.StartOriginAsync(configureApp: app => app.Urls.Add($"http://127.0.0.1:{inCode}"), waitForConnections: false);
+
+        using var client = new HttpClient();
+        foreach (var port in new[] { inCode, asPort })
+        {
+            var direct = await client.GetStringAsync($"http://127.0.0.1:{port}/headers");
+            Assert.Contains("\"viaTunnel\":false", direct, StringComparison.Ordinal);
+        }
+
+        foreach (var origin in new[] { fromPorts, fromCode })
+        {
+            Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "KeepingUrls");
+            Assert.DoesNotContain(origin.Logs.Entries, e => e.Message.Contains("Overriding address", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public async Task The_registration_line_names_an_edge_without_a_region_without_empty_parentheses()
+    {
+        await using var harness = await TunnelHarness.StartAsync(o => o.Region = "");
+        var origin = await harness.StartOriginAsync();
+
+        var registered = origin.Logs.Entries.Where(e => e.EventId.Name == "Registered").Select(e => e.Message).ToList();
+        Assert.NotEmpty(registered);
+        Assert.All(registered, m => Assert.Contains("registered with edge test-edge at ", m, StringComparison.Ordinal));
     }
 
     [Fact]

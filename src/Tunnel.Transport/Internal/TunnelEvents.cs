@@ -19,6 +19,10 @@ internal sealed class TunnelEvents(ILoggerFactory loggerFactory, TunnelStatus st
         Log(e);
     }
 
+    /// <summary>The edge's name, and its region in parentheses when it has one.</summary>
+    internal static string DescribeEdge(string? name, string? region) =>
+        string.IsNullOrEmpty(region) ? name ?? "" : $"{name} ({region})";
+
     private void Log(TunnelConnectionEvent e)
     {
         var edge = e.EdgeAddress ?? "(no edge)";
@@ -26,7 +30,7 @@ internal sealed class TunnelEvents(ILoggerFactory loggerFactory, TunnelStatus st
         switch (e.Kind)
         {
             case TunnelConnectionEventKind.Registered:
-                TunnelLog.Registered(_logger, e.ConnectionIndex, e.EdgeName ?? "", e.EdgeRegion ?? "", edge, e.TunnelConnectionId ?? "", e.Timings?.Total.TotalMilliseconds ?? 0);
+                TunnelLog.Registered(_logger, e.ConnectionIndex, DescribeEdge(e.EdgeName, e.EdgeRegion), edge, e.TunnelConnectionId ?? "", e.Timings?.Total.TotalMilliseconds ?? 0);
                 break;
             case TunnelConnectionEventKind.Rejected:
                 TunnelLog.RegistrationRejected(_logger, e.ConnectionIndex, edge, e.ErrorType ?? "", e.Retryable ?? false, e.Reason ?? "", delay);

@@ -4,8 +4,8 @@ namespace Tunnel.Transport.Internal;
 
 internal static partial class TunnelLog
 {
-    [LoggerMessage(1, LogLevel.Information, "Tunnel connection {ConnectionIndex} registered with edge {EdgeName} ({EdgeRegion}) at {EdgeAddress} as {TunnelConnectionId} in {DialMilliseconds:0} ms.", EventName = "Registered")]
-    public static partial void Registered(ILogger logger, int connectionIndex, string edgeName, string edgeRegion, string edgeAddress, string tunnelConnectionId, double dialMilliseconds);
+    [LoggerMessage(1, LogLevel.Information, "Tunnel connection {ConnectionIndex} registered with edge {Edge} at {EdgeAddress} as {TunnelConnectionId} in {DialMilliseconds:0} ms.", EventName = "Registered")]
+    public static partial void Registered(ILogger logger, int connectionIndex, string edge, string edgeAddress, string tunnelConnectionId, double dialMilliseconds);
 
     [LoggerMessage(2, LogLevel.Warning, "Tunnel connection {ConnectionIndex} to {EdgeAddress} failed in {Phase} ({ErrorType}): {Reason} Retrying in {RetryDelayMilliseconds:0} ms.", EventName = "DialFailed")]
     public static partial void DialFailed(ILogger logger, int connectionIndex, string edgeAddress, string phase, string errorType, string reason, double retryDelayMilliseconds);

@@ -12,12 +12,15 @@ using Tunnel.Protocol;
 namespace Tunnel.Transport.Internal;
 
 /// <summary>
-/// Puts <see cref="TunnelRequestMiddleware"/> first in the app's pipeline.
+/// Puts <see cref="TunnelRequestMiddleware"/> first in the app's pipeline. Startup filters run after the
+/// host has given the server its URLs and before the server binds, which is when <see cref="UrlListeners"/>
+/// keeps them.
 /// </summary>
-internal sealed class TunnelStartupFilter : IStartupFilter
+internal sealed class TunnelStartupFilter(UrlListeners urlListeners) : IStartupFilter
 {
     public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
     {
+        urlListeners.MoveToEndpoints(app);
         app.UseMiddleware<TunnelRequestMiddleware>();
         next(app);
     };
