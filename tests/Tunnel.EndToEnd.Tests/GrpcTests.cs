@@ -95,6 +95,10 @@ public class GrpcTests(ITestOutputHelper output)
             await AssertEndsAtHeadersAsync(target.Name, url, GrpcSite.Host);
         }
 
+        // A failed call is an HTTP 200; the edge's metrics tell it by its gRPC status.
+        var metrics = await Cli.RunAsync("curl", ["-sS", $"http://127.0.0.1:{site.Harness.Edge.AdminEndPoint!.Port}/metrics"], TimeSpan.FromSeconds(30));
+        Assert.Contains(metrics.Stdout.Split('\n'), l => l.StartsWith("tunnel_edge_requests_total{", StringComparison.Ordinal) && l.Contains("rpc_grpc_status_code=\"5\"", StringComparison.Ordinal) && l.Contains("tunnel_route=\"grpc.test\"", StringComparison.Ordinal));
+
         // What an HTTP/1.1 visitor of a gRPC service gets: the status fields as response headers of an
         // empty 200 (gRPC itself needs HTTP/2, so such a client is not one that works).
         var call = Path.Combine(site.Harness.Pki.Directory, "not-found.call");

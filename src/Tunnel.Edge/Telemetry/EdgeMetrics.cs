@@ -42,7 +42,7 @@ public sealed class EdgeMetrics
         Meter.CreateObservableUpDownCounter("tunnel.edge.tunnels", () => routes.ConnectionCount, "{connection}", "Registered tunnel connections.");
         Meter.CreateObservableUpDownCounter("tunnel.edge.connectors", () => routes.Connections().Select(c => c.ConnectorId).Distinct(StringComparer.Ordinal).Count(), "{connector}", "Distinct origin replicas (connector ids) with a registered tunnel connection.");
         _registrations = Meter.CreateCounter<long>("tunnel.edge.registrations", "{registration}", "Registrations by tunnel.registration.result (accepted, rejected) and tunnel.rejection.reason.");
-        _requests = Meter.CreateCounter<long>("tunnel.edge.requests", "{request}", "Visitor requests by tunnel.route and http.response.status_class.");
+        _requests = Meter.CreateCounter<long>("tunnel.edge.requests", "{request}", "Visitor requests by tunnel.route, http.response.status_class and, for gRPC calls, rpc.grpc.status_code.");
         _duration = Meter.CreateHistogram("tunnel.edge.request.duration", "s", "Visitor request duration, to the end of the response body, by tunnel.route and http.response.status_class.",
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _upstreamErrors = Meter.CreateCounter<long>("tunnel.edge.upstream.errors", "{error}", "Visitor requests the edge answered itself because the origin could not be reached, by error.type.");
@@ -64,7 +64,8 @@ public sealed class EdgeMetrics
     /// <param name="route">The route (registered hostname) the request's host matched, or <c>null</c>.</param>
     /// <param name="statusCode">The response status.</param>
     /// <param name="seconds">How long it took.</param>
-    public void RequestFinished(string? route, int statusCode, double seconds)
+    /// <param name="grpcStatus">For a gRPC call, its status code (<c>rpc.grpc.status_code</c>).</param>
+    public void RequestFinished(string? route, int statusCode, double seconds, int? grpcStatus = null)
     {
         var tags = new TagList();
         if (route is not null)
@@ -73,6 +74,11 @@ public sealed class EdgeMetrics
         }
 
         tags.Add("http.response.status_class", StatusClass(statusCode));
+        if (grpcStatus is { } code)
+        {
+            tags.Add("rpc.grpc.status_code", code);
+        }
+
         _requests.Add(1, tags);
         _duration.Record(seconds, tags);
     }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Tunnel.Edge.Routing;
 
 namespace Tunnel.Edge.Telemetry;
@@ -45,7 +46,7 @@ public sealed class EdgeRequestMetrics(RequestDelegate next, EdgeMetrics metrics
             route ??= string.IsNullOrEmpty(host) ? null : routes.MatchRoute(host);
             // An exception that escapes before the response began becomes Kestrel's 500.
             var status = threw && !context.Response.HasStarted ? StatusCodes.Status500InternalServerError : context.Response.StatusCode;
-            metrics.RequestFinished(route, status, Stopwatch.GetElapsedTime(started).TotalSeconds);
+            metrics.RequestFinished(route, status, Stopwatch.GetElapsedTime(started).TotalSeconds, GrpcStatus(context));
             recent.Add(route, status);
             if (UpstreamErrors.Get(context) is { } errorType)
             {
@@ -55,4 +56,28 @@ public sealed class EdgeRequestMetrics(RequestDelegate next, EdgeMetrics metrics
             metrics.StreamEnded();
         }
     }
+
+    /// <summary>
+    /// The gRPC status of a gRPC response: in its trailers, or in its headers for a trailers-only
+    /// response (an error before any reply). A failed call is an HTTP 200, so without it a dashboard
+    /// shows failing gRPC calls as successes.
+    /// </summary>
+    private static int? GrpcStatus(HttpContext context)
+    {
+        var response = context.Response;
+        if (response.ContentType is not { } type || !type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        var value = context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers?[GrpcStatusHeader] is { Count: > 0 } trailer
+            ? trailer.ToString()
+            : response.Headers[GrpcStatusHeader].ToString();
+        return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var code) && code <= MaxGrpcStatus ? code : null;
+    }
+
+    private const string GrpcStatusHeader = "grpc-status";
+
+    // UNAUTHENTICATED, the highest code gRPC defines; anything else is not a status and not a label.
+    private const int MaxGrpcStatus = 16;
 }
