@@ -1,19 +1,21 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using DnsClient;
+using DnsClient.Protocol;
 using Tunnel.Edge.Dial.Discovery.Dns;
 
 namespace Tunnel.Edge.Dial.Discovery;
 
 /// <summary>
-/// Looks up SRV records with a small RFC 1035 client of our own: UDP, then TCP when the answer is
-/// truncated, over the servers of <see cref="DnsResolverOptions"/> in turn. Target addresses come from
+/// Looks up SRV records with DnsClient: UDP, then TCP when the answer is truncated, over the
+/// servers of <see cref="DnsResolverOptions"/> in turn, DnsClient's cache off so the TTLs stay ours. Target addresses come from
 /// the answer's additional section; targets without any there are looked up with separate A and AAAA
 /// queries to the same servers. Thread-safe.
 /// </summary>
 public sealed class DnsSrvResolver : ISrvResolver
 {
-    private readonly DnsClient _client;
+    private readonly DnsServerRotation _client;
 
     /// <summary>Creates a resolver; checks the options once here.</summary>
     /// <param name="options">Servers and timeouts; the system's resolv.conf and the defaults when <c>null</c>.</param>
@@ -21,11 +23,8 @@ public sealed class DnsSrvResolver : ISrvResolver
     /// <exception cref="ArgumentException">The options are out of range.</exception>
     public DnsSrvResolver(DnsResolverOptions? options = null, TimeProvider? timeProvider = null)
     {
-        _client = new DnsClient(options ?? new DnsResolverOptions(), timeProvider ?? TimeProvider.System);
+        _client = new DnsServerRotation(options ?? new DnsResolverOptions(), timeProvider ?? TimeProvider.System);
     }
-
-    /// <summary>How many queries were asked again over TCP because their UDP answer was truncated (diagnostics, tests).</summary>
-    internal long TcpFallbackCount => _client.TcpFallbackCount;
 
     /// <inheritdoc />
     /// <exception cref="ArgumentException"><paramref name="name"/> is not a DNS name of ASCII letters, digits, '-' and '_'.</exception>
@@ -37,32 +36,32 @@ public sealed class DnsSrvResolver : ISrvResolver
             throw new ArgumentException(error, nameof(name));
         }
 
-        var (response, server) = await _client.QueryAsync(normalized, DnsRecordType.Srv, cancellationToken).ConfigureAwait(false);
-        if (response.ResponseCode == DnsResponseCode.NameError)
+        var (response, server) = await _client.QueryAsync(normalized, QueryType.SRV, cancellationToken).ConfigureAwait(false);
+        if ((DnsResponseCode)response.Header.ResponseCode == DnsResponseCode.NotExistentDomain)
         {
             throw new DnsResolutionException("name_not_found", $"The SRV name '{normalized}' does not exist (NXDOMAIN from {server}).");
         }
 
         var owners = FollowAliases(normalized, response.Answers);
-        var records = response.Answers.OfType<DnsSrvRecord>().Where(record => owners.Contains(record.Name)).ToArray();
+        var records = response.Answers.SrvRecords().Where(record => owners.Contains(NameOf(record.DomainName))).ToArray();
         if (records.Length == 0)
         {
             return new SrvLookupResult([], TimeSpan.Zero);
         }
 
-        var ttl = TimeSpan.FromSeconds(records.Min(record => record.Ttl));
+        var ttl = TimeSpan.FromSeconds(records.Min(record => record.TimeToLive));
 
         // RFC 2782: a lone target "." says the service is decidedly not available here.
-        var usable = records.Where(record => record.Target != DnsName.Root).ToArray();
+        var usable = records.Where(record => NameOf(record.Target) != DnsName.Root).ToArray();
         var known = response.Additionals.Concat(response.Answers)
-            .OfType<DnsAddressRecord>()
-            .GroupBy(record => record.Name, StringComparer.OrdinalIgnoreCase)
+            .OfType<AddressRecord>()
+            .GroupBy(record => NameOf(record.DomainName), StringComparer.OrdinalIgnoreCase)
             .ToDictionary(group => group.Key, group => IPv4First(group.Select(record => record.Address)), StringComparer.OrdinalIgnoreCase);
 
         var missing = usable
-            .Where(record => !known.ContainsKey(record.Target))
+            .Where(record => !known.ContainsKey(NameOf(record.Target)))
             .OrderBy(record => record.Priority)
-            .Select(record => record.Target)
+            .Select(record => NameOf(record.Target))
             .Distinct(StringComparer.OrdinalIgnoreCase)
             .Take(DiscoveryLimits.MaxAddressLookups)
             .ToArray();
@@ -82,11 +81,11 @@ public sealed class DnsSrvResolver : ISrvResolver
 
         var targets = usable
             .Select(record => new SrvTarget(
-                record.Target,
+                NameOf(record.Target),
                 record.Port,
                 record.Priority,
                 record.Weight,
-                known.TryGetValue(record.Target, out var addresses) ? addresses : []))
+                known.TryGetValue(NameOf(record.Target), out var addresses) ? addresses : []))
             .ToArray();
         return new SrvLookupResult(targets, ttl);
     }
@@ -97,8 +96,8 @@ public sealed class DnsSrvResolver : ISrvResolver
     /// </summary>
     private async Task<IReadOnlyList<IPAddress>> LookUpAddressesAsync(string host, CancellationToken cancellationToken)
     {
-        var v4 = LookUpAsync(host, DnsRecordType.A, AddressFamily.InterNetwork, cancellationToken);
-        var v6 = LookUpAsync(host, DnsRecordType.Aaaa, AddressFamily.InterNetworkV6, cancellationToken);
+        var v4 = LookUpAsync(host, QueryType.A, AddressFamily.InterNetwork, cancellationToken);
+        var v6 = LookUpAsync(host, QueryType.AAAA, AddressFamily.InterNetworkV6, cancellationToken);
         await Task.WhenAll(v4, v6).ConfigureAwait(false);
         return IPv4First((await v4.ConfigureAwait(false)).Concat(await v6.ConfigureAwait(false)));
     }
@@ -111,7 +110,7 @@ public sealed class DnsSrvResolver : ISrvResolver
     private static IReadOnlyList<IPAddress> IPv4First(IEnumerable<IPAddress> addresses) =>
         addresses.Distinct().OrderBy(address => address.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).ToArray();
 
-    private async Task<IReadOnlyList<IPAddress>> LookUpAsync(string host, DnsRecordType type, AddressFamily family, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<IPAddress>> LookUpAsync(string host, QueryType type, AddressFamily family, CancellationToken cancellationToken)
     {
         if (!DnsName.TryNormalizeQueryName(host, out var normalized, out _))
         {
@@ -119,7 +118,7 @@ public sealed class DnsSrvResolver : ISrvResolver
             return [];
         }
 
-        DnsResponse response;
+        IDnsQueryResponse response;
         try
         {
             (response, _) = await _client.QueryAsync(normalized, type, cancellationToken).ConfigureAwait(false);
@@ -129,35 +128,42 @@ public sealed class DnsSrvResolver : ISrvResolver
             return [];
         }
 
-        if (response.ResponseCode != DnsResponseCode.NoError)
+        if ((DnsResponseCode)response.Header.ResponseCode != DnsResponseCode.NoError)
         {
             return [];
         }
 
         var owners = FollowAliases(normalized, response.Answers);
         return response.Answers
-            .OfType<DnsAddressRecord>()
-            .Where(record => record.Address.AddressFamily == family && owners.Contains(record.Name))
+            .OfType<AddressRecord>()
+            .Where(record => record.Address.AddressFamily == family && owners.Contains(NameOf(record.DomainName)))
             .Select(record => record.Address)
             .ToArray();
     }
 
     /// <summary>The name and the aliases its CNAME chain in <paramref name="answers"/> leads to, a bounded number of steps.</summary>
-    private static HashSet<string> FollowAliases(string name, IReadOnlyList<DnsRecord> answers)
+    private static HashSet<string> FollowAliases(string name, IReadOnlyList<DnsResourceRecord> answers)
     {
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { name };
         var current = name;
         for (var step = 0; step < DiscoveryLimits.MaxCnameChain; step++)
         {
-            var alias = answers.OfType<DnsCnameRecord>().FirstOrDefault(record => DnsName.AreEqual(record.Name, current));
-            if (alias is null || !names.Add(alias.Target))
+            var alias = answers.OfType<CNameRecord>().FirstOrDefault(record => DnsName.AreEqual(NameOf(record.DomainName), current));
+            if (alias is null || !names.Add(NameOf(alias.CanonicalName)))
             {
                 break;
             }
 
-            current = alias.Target;
+            current = NameOf(alias.CanonicalName);
         }
 
         return names;
+    }
+
+    /// <summary>A name from an answer as the resolver compares names: without the trailing dot, the root as ".".</summary>
+    private static string NameOf(DnsString name)
+    {
+        var value = name.Value;
+        return value.Length > 1 && value.EndsWith('.') ? value[..^1] : value;
     }
 }

@@ -3,13 +3,16 @@ using System.Diagnostics.CodeAnalysis;
 namespace Tunnel.Edge.Dial.Discovery.Dns;
 
 /// <summary>
-/// Names as this client writes and compares them: dotted, without the trailing dot, the root as
-/// <c>"."</c>. Names read from the wire escape any byte outside letters, digits, <c>-</c> and <c>_</c>
-/// in the RFC 1035 presentation form (<c>\DDD</c>, <c>\.</c>), so text stays unambiguous and ASCII.
+/// Names as the resolver asks for and compares them: dotted, without the trailing dot, the root as
+/// <c>"."</c>. Names read from answers come from DnsClient in presentation form, trailing dot removed.
 /// </summary>
 internal static class DnsName
 {
     public const string Root = ".";
+
+    // RFC 1035 section 2.3.4.
+    private const int MaxLabelLength = 63;
+    private const int MaxNameOctets = 255;
 
     /// <summary>DNS compares names case-insensitively in ASCII (RFC 4343); our names are all ASCII.</summary>
     public static bool AreEqual(string left, string right) => string.Equals(left, right, StringComparison.OrdinalIgnoreCase);
@@ -37,17 +40,17 @@ internal static class DnsName
         }
 
         // Length octets plus characters plus the root octet: one more than the text length.
-        if (value.Length + 2 > DnsWire.MaxNameOctets)
+        if (value.Length + 2 > MaxNameOctets)
         {
-            error = $"The DNS name '{name}' is longer than {DnsWire.MaxNameOctets} octets.";
+            error = $"The DNS name '{name}' is longer than {MaxNameOctets} octets.";
             return false;
         }
 
         foreach (var label in value.Split('.'))
         {
-            if (label.Length is 0 or > DnsWire.MaxLabelLength)
+            if (label.Length is 0 or > MaxLabelLength)
             {
-                error = $"The DNS name '{name}' has a label that is empty or longer than {DnsWire.MaxLabelLength} characters.";
+                error = $"The DNS name '{name}' has a label that is empty or longer than {MaxLabelLength} characters.";
                 return false;
             }
 
@@ -64,23 +67,6 @@ internal static class DnsName
         normalized = value;
         error = null;
         return true;
-    }
-
-    /// <summary>Writes a normalized name in wire form, uncompressed, and returns the octets written.</summary>
-    public static int Write(string normalizedName, Span<byte> destination)
-    {
-        var written = 0;
-        foreach (var label in normalizedName.Split('.'))
-        {
-            destination[written++] = (byte)label.Length;
-            foreach (var c in label)
-            {
-                destination[written++] = (byte)c;
-            }
-        }
-
-        destination[written++] = 0;
-        return written;
     }
 
     public static bool IsPlainLabelCharacter(int c) =>
