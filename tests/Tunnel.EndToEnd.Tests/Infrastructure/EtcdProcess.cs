@@ -154,6 +154,7 @@ public sealed partial class EtcdProcess : IAsyncDisposable
         _process?.Dispose();
         var client = $"{(_tls is null ? "http" : "https")}://127.0.0.1:{FreePort()}";
         var peer = $"http://127.0.0.1:{FreePort()}";
+        Cli.Require("etcd");
         var start = new ProcessStartInfo("etcd")
         {
             RedirectStandardOutput = true,
