@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using FsCheck;
 using FsCheck.Fluent;
+using FsCheck.Xunit;
 using Tunnel.Protocol.Registration;
 
 namespace Tunnel.Protocol.Tests;
@@ -21,28 +22,27 @@ public class RegistrationCodecProperties
     private const long AllocationBound = 1024 * 1024;
     private static readonly TimeSpan TimeBound = TimeSpan.FromSeconds(1);
 
-    private static readonly Config Quick = Config.QuickThrowOnFailure.WithMaxTest(Runs).WithQuietOnSuccess(true);
 
-    [Fact]
-    public void Random_bytes_never_crash_hang_or_allocate_without_bound() =>
-        Check.One(Quick, Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), bytes => DecodesSafely(bytes)));
+    [Property(MaxTest = Runs, QuietOnSuccess = true)]
+    public Property Random_bytes_never_crash_hang_or_allocate_without_bound() =>
+        Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), bytes => DecodesSafely(bytes));
 
-    [Fact]
-    public void Random_bodies_behind_a_valid_header_never_crash_hang_or_allocate_without_bound() =>
-        Check.One(Quick, Prop.ForAll(BodyBehindHeader().ToArbitrary(), bytes => DecodesSafely(bytes)));
+    [Property(MaxTest = Runs, QuietOnSuccess = true)]
+    public Property Random_bodies_behind_a_valid_header_never_crash_hang_or_allocate_without_bound() =>
+        Prop.ForAll(BodyBehindHeader().ToArbitrary(), bytes => DecodesSafely(bytes));
 
-    [Fact]
-    public void Mutated_valid_frames_never_crash_hang_or_allocate_without_bound() =>
-        Check.One(Quick, Prop.ForAll(MutatedFrame().ToArbitrary(), bytes => DecodesSafely(bytes)));
+    [Property(MaxTest = Runs, QuietOnSuccess = true)]
+    public Property Mutated_valid_frames_never_crash_hang_or_allocate_without_bound() =>
+        Prop.ForAll(MutatedFrame().ToArbitrary(), bytes => DecodesSafely(bytes));
 
-    [Fact]
-    public void Valid_requests_round_trip() =>
-        Check.One(Config.QuickThrowOnFailure.WithMaxTest(500).WithQuietOnSuccess(true), Prop.ForAll(ValidRequest().ToArbitrary(), request =>
+    [Property(MaxTest = 500, QuietOnSuccess = true)]
+    public Property Valid_requests_round_trip() =>
+        Prop.ForAll(ValidRequest().ToArbitrary(), request =>
         {
             var decoded = RegistrationCodec.ReadRequestAsync(new MemoryStream(RegistrationCodec.EncodeRequest(request)), CancellationToken.None).GetAwaiter().GetResult();
             return decoded.ConnectorId == request.ConnectorId && decoded.ConnectionIndex == request.ConnectionIndex
                 && decoded.Hostnames.SequenceEqual(request.Hostnames) && decoded.PreviousAttempts == request.PreviousAttempts;
-        }));
+        });
 
     /// <summary>Reads the bytes as a request and as a response; true when each ends as promised.</summary>
     private static bool DecodesSafely(byte[] bytes)

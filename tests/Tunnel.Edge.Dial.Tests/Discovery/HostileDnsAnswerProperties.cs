@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using FsCheck;
 using FsCheck.Fluent;
+using FsCheck.Xunit;
 using Tunnel.Edge.Dial.Discovery;
 
 namespace Tunnel.Edge.Dial.Tests.Discovery;
@@ -25,7 +26,6 @@ public sealed class HostileDnsAnswerProperties : IDisposable
     // Each run waits for one exchange on loopback; a few hundred keep the three properties to seconds.
     private const int Runs = 300;
     private static readonly TimeSpan TimeBound = TimeSpan.FromSeconds(3);
-    private static readonly Config Quick = Config.QuickThrowOnFailure.WithMaxTest(Runs).WithQuietOnSuccess(true);
 
     // dnsmasq 2.90's answer to "_tunnel._tcp.example.test SRV" (id 0x1234): edge2 (priority 1, weight 5,
     // port 7845) and edge1 (priority 0, weight 10, port 7844), with edge1's A and AAAA and edge2's A in
@@ -54,17 +54,17 @@ public sealed class HostileDnsAnswerProperties : IDisposable
         Assert.Equal([IPAddress.Parse("127.0.0.1"), IPAddress.IPv6Loopback], result.Targets.Single(t => t.Host == "edge1.example.test").Addresses);
     }
 
-    [Fact]
-    public void Random_bytes_as_the_answer_give_targets_or_a_resolution_error_quickly() =>
-        Check.One(Quick, Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), ResolvesSafely));
+    [Property(MaxTest = Runs, QuietOnSuccess = true)]
+    public Property Random_bytes_as_the_answer_give_targets_or_a_resolution_error_quickly() =>
+        Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), ResolvesSafely);
 
-    [Fact]
-    public void Answers_built_from_random_parts_give_targets_or_a_resolution_error_quickly() =>
-        Check.One(Quick, Prop.ForAll(AssembledMessage().ToArbitrary(), ResolvesSafely));
+    [Property(MaxTest = Runs, QuietOnSuccess = true)]
+    public Property Answers_built_from_random_parts_give_targets_or_a_resolution_error_quickly() =>
+        Prop.ForAll(AssembledMessage().ToArbitrary(), ResolvesSafely);
 
-    [Fact]
-    public void Mutated_captured_answers_give_targets_or_a_resolution_error_quickly() =>
-        Check.One(Quick, Prop.ForAll(MutatedAnswer().ToArbitrary(), ResolvesSafely));
+    [Property(MaxTest = Runs, QuietOnSuccess = true)]
+    public Property Mutated_captured_answers_give_targets_or_a_resolution_error_quickly() =>
+        Prop.ForAll(MutatedAnswer().ToArbitrary(), ResolvesSafely);
 
     private bool ResolvesSafely(byte[] message)
     {
