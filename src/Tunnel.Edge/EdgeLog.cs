@@ -111,7 +111,4 @@ internal static partial class EdgeLog
 
     [LoggerMessage(240, LogLevel.Warning, "Closed a tunnel-port connection from {Remote} before its handshake: the edge holds its maximum of {Cap}. {Refused} refused since the last such message (one per {IntervalSeconds:0} s).", EventName = "TunnelHandshakeRefused")]
     public static partial void TunnelHandshakeRefused(ILogger logger, string remote, string cap, long refused, double intervalSeconds);
-
-    [LoggerMessage(241, LogLevel.Information, "Took {Count} revocation(s) from the cluster; {Total} credential(s) revoked in all.", EventName = "ClusterRevocationsApplied")]
-    public static partial void ClusterRevocationsApplied(ILogger logger, int count, int total);
 }

@@ -537,7 +537,7 @@ public class ClusterTests(ITestOutputHelper output)
     }
 
     /// <summary>Writes the processes' output to the test log at the end, for when it fails.</summary>
-    private sealed class WriteOnDispose(ITestOutputHelper output, Func<string> text) : IDisposable
+    internal sealed class WriteOnDispose(ITestOutputHelper output, Func<string> text) : IDisposable
     {
         public void Dispose() => output.WriteLine(text());
     }
