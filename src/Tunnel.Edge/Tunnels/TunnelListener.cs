@@ -121,7 +121,15 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             if (_handshakes.TryEnter(accepted.RemoteEndPoint) is not { } admission)
             {
                 // Over a cap: a reset, not a close, so not even TIME_WAIT is kept for it.
-                accepted.LingerState = new LingerOption(true, 0);
+                try
+                {
+                    accepted.LingerState = new LingerOption(true, 0);
+                }
+                catch (SocketException)
+                {
+                    // Reset by the client already.
+                }
+
                 accepted.Dispose();
                 continue;
             }
