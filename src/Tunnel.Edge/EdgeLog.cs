@@ -106,4 +106,9 @@ internal static partial class EdgeLog
 
     [LoggerMessage(76, LogLevel.Information, "glibc malloc arenas capped at {Arenas}, one per core (set MALLOC_ARENA_MAX to choose otherwise).", EventName = "NativeHeapArenasLimited")]
     public static partial void NativeHeapArenasLimited(ILogger logger, int arenas);
+
+    // ---- 240-259: the tunnel port against unauthenticated clients, and credentials over time ----
+
+    [LoggerMessage(240, LogLevel.Warning, "Closed a tunnel-port connection from {Remote} before its handshake: the edge holds its maximum of {Cap}. {Refused} refused since the last such message (one per {IntervalSeconds:0} s).", EventName = "TunnelHandshakeRefused")]
+    public static partial void TunnelHandshakeRefused(ILogger logger, string remote, string cap, long refused, double intervalSeconds);
 }

@@ -126,6 +126,22 @@ public sealed class EdgeOptions
     /// <remarks>Defaults to 10000.</remarks>
     public int MaxTunnelConnections { get; set; } = 10_000;
 
+    /// <summary>
+    /// Most tunnel-port connections the edge holds before they register (TLS handshake, then the
+    /// registration frame). A connection over the cap is closed at once, before any TLS byte, and
+    /// counted in <c>tunnel.edge.handshakes.refused</c>; an origin so refused redials with its backoff.
+    /// </summary>
+    /// <remarks>Defaults to 512: the listen backlog, many times the handshakes a second a reconnect storm of 10000 tunnels brings.</remarks>
+    public int MaxTunnelHandshakes { get; set; } = 512;
+
+    /// <summary>
+    /// Most tunnel-port connections from one source address (an IPv6 /64 counts as one) the edge holds
+    /// before they register, so one address that opens sockets and stalls cannot take the places of
+    /// origins elsewhere.
+    /// </summary>
+    /// <remarks>Defaults to 64: sixteen origins of four connections starting at once behind one NAT.</remarks>
+    public int MaxTunnelHandshakesPerAddress { get; set; } = 64;
+
     // ---- Visitor TLS (HTTPS port, certificates by SNI, HTTP to HTTPS redirect) ----
 
     /// <summary>

@@ -27,6 +27,26 @@ public class ClusterSnapshotTests
     }
 
     [Fact]
+    public void Revocations_are_read_from_their_keys_and_an_unreadable_value_still_revokes()
+    {
+        var at = new DateTimeOffset(2026, 12, 5, 22, 0, 0, TimeSpan.Zero);
+        var snapshot = ClusterSnapshot.From(3, Prefix,
+        [
+            new(ClusterSnapshot.RevokedKey(Prefix, "0a1b2c"), ClusterSnapshot.RevokedValue(new Tunnel.Edge.Identity.RevokedCredential("0A1B2C", at, "laptop stolen"))),
+            new(ClusterSnapshot.RevokedKey(Prefix, "DEADBEEF"), "{not json"),
+            new(Prefix + "revoked/not-hex", "{}"),
+            new(Prefix + "revoked/", "{}"),
+        ]);
+
+        Assert.Equal(2, snapshot.Revocations.Length);
+        var first = Assert.Single(snapshot.Revocations, r => r.Id == "0A1B2C");
+        Assert.Equal(at, first.RevokedAt);
+        Assert.Equal("laptop stolen", first.Reason);
+        Assert.Contains(snapshot.Revocations, r => r.Id == "DEADBEEF" && r.Reason.Length == 0);
+        Assert.Empty(snapshot.Edges);
+    }
+
+    [Fact]
     public void A_route_without_its_edges_record_or_with_a_record_it_cannot_read_is_left_out()
     {
         var snapshot = ClusterSnapshot.From(1, Prefix,

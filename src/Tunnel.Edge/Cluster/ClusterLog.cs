@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Tunnel.Edge.Cluster;
 
-/// <summary>The cluster's log messages: ids 100-129.</summary>
+/// <summary>The cluster's log messages: ids 100-129, and 240-259.</summary>
 internal static partial class ClusterLog
 {
     [LoggerMessage(100, LogLevel.Information, "Joining the cluster as {Name} at {Address} through etcd {Endpoints}, lease TTL {TtlSeconds:0.#} s.", EventName = "ClusterJoining")]
@@ -46,4 +46,21 @@ internal static partial class ClusterLog
 
     [LoggerMessage(116, LogLevel.Warning, "Peer {Peer} forwarded a request without the visitor's address, scheme or host ({Visitor}, {Scheme}, {Host}); refused.", EventName = "PeerRequestMalformed")]
     public static partial void PeerRequestMalformed(ILogger logger, string peer, string visitor, string scheme, string host);
+
+    // ---- 240-259: credentials over time (revocations through the store, peer trust reloaded) ----
+
+    [LoggerMessage(240, LogLevel.Information, "Revocation of credential {CredentialId} published to the cluster.", EventName = "RevocationPublished")]
+    public static partial void RevocationPublished(ILogger logger, string credentialId);
+
+    [LoggerMessage(241, LogLevel.Warning, "Took {Count} new revocation(s) from the cluster ({Total} credential(s) revoked in all); their tunnels here are closed.", EventName = "ClusterRevocationsApplied")]
+    public static partial void RevocationsApplied(ILogger logger, int count, int total);
+
+    [LoggerMessage(242, LogLevel.Information, "The inter-edge port's certificate is now {Subject}, serial {Serial}, valid until {NotAfter:u}: new peer connections use it.", EventName = "PeerCertificateReloaded")]
+    public static partial void PeerCertificateReloaded(ILogger logger, string subject, string serial, DateTime notAfter);
+
+    [LoggerMessage(243, LogLevel.Error, "Reloading the inter-edge port's certificate from '{Path}' failed; the edge keeps the one it has and tries again: {Reason}", EventName = "PeerCertificateReloadFailed")]
+    public static partial void PeerCertificateReloadFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(244, LogLevel.Warning, "Closed an inter-edge connection from {Subject}: {Reason}.", EventName = "PeerConnectionClosedUntrusted")]
+    public static partial void PeerConnectionClosedUntrusted(ILogger logger, string subject, string reason);
 }

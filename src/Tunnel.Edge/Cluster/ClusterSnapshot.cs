@@ -1,5 +1,7 @@
 using System.Collections.Immutable;
+using System.Globalization;
 using System.Text.Json;
+using Tunnel.Edge.Identity;
 using Tunnel.Protocol;
 
 namespace Tunnel.Edge.Cluster;
@@ -16,16 +18,24 @@ public sealed class ClusterSnapshot
 {
     private const string EdgesFolder = "edges/";
     private const string RoutesFolder = "routes/";
+    private const string RevokedFolder = "revoked/";
 
-    private ClusterSnapshot(long revision, ImmutableDictionary<string, EdgeRecord> edges, ImmutableDictionary<string, ImmutableArray<string>> routes)
+    private ClusterSnapshot(long revision, ImmutableDictionary<string, EdgeRecord> edges, ImmutableDictionary<string, ImmutableArray<string>> routes, ImmutableArray<RevokedCredential> revocations)
     {
         Revision = revision;
         Edges = edges;
         Routes = routes;
+        Revocations = revocations;
     }
 
     /// <summary>No edges, no routes.</summary>
-    public static ClusterSnapshot Empty { get; } = new(0, ImmutableDictionary<string, EdgeRecord>.Empty, ImmutableDictionary<string, ImmutableArray<string>>.Empty);
+    public static ClusterSnapshot Empty { get; } = new(0, ImmutableDictionary<string, EdgeRecord>.Empty, ImmutableDictionary<string, ImmutableArray<string>>.Empty, []);
+
+    /// <summary>
+    /// The credentials revoked at any edge of the cluster (published without a lease: a revocation
+    /// outlives the edge that made it), every edge refuses them and closes their tunnels.
+    /// </summary>
+    public ImmutableArray<RevokedCredential> Revocations { get; }
 
     /// <summary>The store's revision this copy reflects.</summary>
     public long Revision { get; }
@@ -58,6 +68,25 @@ public sealed class ClusterSnapshot
     /// <summary>The key that says an edge holds a hostname.</summary>
     public static string RouteKey(string prefix, string hostname, string edgeName) => prefix + RoutesFolder + hostname + "/" + edgeName;
 
+    /// <summary>The key that records a revoked credential for every edge.</summary>
+    public static string RevokedKey(string prefix, string credentialId) => prefix + RevokedFolder + credentialId.ToUpperInvariant();
+
+    /// <summary>The value of a revocation's key: when and why.</summary>
+    public static string RevokedValue(RevokedCredential revoked)
+    {
+        ArgumentNullException.ThrowIfNull(revoked);
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("revokedAt", revoked.RevokedAt);
+            writer.WriteString("reason", revoked.Reason);
+            writer.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
     /// <summary>The value of an edge's key.</summary>
     public static string EdgeValue(EdgeRecord edge)
     {
@@ -84,6 +113,7 @@ public sealed class ClusterSnapshot
         ArgumentNullException.ThrowIfNull(pairs);
         var edges = ImmutableDictionary.CreateBuilder<string, EdgeRecord>(StringComparer.Ordinal);
         var holders = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        var revocations = ImmutableArray.CreateBuilder<RevokedCredential>();
         foreach (var (key, value) in pairs)
         {
             if (!key.StartsWith(prefix, StringComparison.Ordinal))
@@ -115,6 +145,10 @@ public sealed class ClusterSnapshot
                     list.Add(path[(slash + 1)..]);
                 }
             }
+            else if (rest.StartsWith(RevokedFolder, StringComparison.Ordinal) && TryReadRevocation(rest[RevokedFolder.Length..], value, out var revoked))
+            {
+                revocations.Add(revoked);
+            }
         }
 
         // A route counts only with its edge's record: both live under the same lease, and without the
@@ -129,8 +163,48 @@ public sealed class ClusterSnapshot
             }
         }
 
-        return new ClusterSnapshot(revision, edges.ToImmutable(), routes.ToImmutable());
+        return new ClusterSnapshot(revision, edges.ToImmutable(), routes.ToImmutable(), revocations.ToImmutable());
     }
+
+    private static bool TryReadRevocation(string id, string value, out RevokedCredential revoked)
+    {
+        revoked = null!;
+        if (id.Length is 0 or > MaxCredentialIdLength || !id.All(char.IsAsciiHexDigit))
+        {
+            return false;
+        }
+
+        // An unreadable value still revokes: the id is what matters, when and why are for people.
+        var at = DateTimeOffset.UnixEpoch;
+        var reason = "";
+        try
+        {
+            using var document = JsonDocument.Parse(value);
+            var root = document.RootElement;
+            if (root.ValueKind == JsonValueKind.Object)
+            {
+                if (root.TryGetProperty("revokedAt", out var when) && when.ValueKind == JsonValueKind.String
+                    && DateTimeOffset.TryParse(when.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var parsed))
+                {
+                    at = parsed;
+                }
+
+                if (root.TryGetProperty("reason", out var why) && why.ValueKind == JsonValueKind.String)
+                {
+                    reason = why.GetString()!;
+                }
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        revoked = new RevokedCredential(id.ToUpperInvariant(), at, reason.Length > TunnelLimits.MaxFieldLength ? reason[..TunnelLimits.MaxFieldLength] : reason);
+        return true;
+    }
+
+    // A serial number is at most 20 bytes (RFC 5280): 40 hex digits; the admin API takes up to 64.
+    private const int MaxCredentialIdLength = 64;
 
     private static bool TryReadEdge(string name, string value, out EdgeRecord edge)
     {

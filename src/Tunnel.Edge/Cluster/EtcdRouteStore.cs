@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
 
 namespace Tunnel.Edge.Cluster;
@@ -12,7 +13,10 @@ namespace Tunnel.Edge.Cluster;
 /// <see cref="RouteTable"/> whenever that changes, and again after any outage); the other reads every
 /// key once, then watches from that revision, keeping the local copy that requests consult. Neither
 /// loop is ever awaited by a request: with etcd gone the edge keeps its last copy and its own tunnels,
-/// and both loops catch up when etcd answers again.
+/// and both loops catch up when etcd answers again. Revocations travel the same way: the publishing loop
+/// writes every revocation of this edge's file the cluster does not hold yet (no lease: they outlive the
+/// edge), and each copy read hands the cluster's revocations to <see cref="EdgeCredentials"/>, so a
+/// revocation made at one edge closes the credential's tunnels at every edge within seconds.
 /// </summary>
 public sealed class EtcdRouteStore : BackgroundService, IRouteStore
 {
@@ -29,6 +33,7 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
     private readonly RouteTable _routes;
     private readonly EtcdGateway _etcd;
     private readonly ILogger _logger;
+    private readonly EdgeCredentials _credentials;
     private readonly Channel<bool> _routesChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly TaskCompletionSource<string> _advertised = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _watchLock = new();
@@ -39,16 +44,22 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
     private long _leaseId;
 
     /// <summary>Creates the store; it starts working once <see cref="Announce"/> gives the inter-edge address.</summary>
-    public EtcdRouteStore(EdgeOptions options, RouteTable routes, ILogger<EtcdRouteStore> logger)
+    public EtcdRouteStore(EdgeOptions options, RouteTable routes, EdgeCredentials credentials, ILogger<EtcdRouteStore> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(routes);
+        ArgumentNullException.ThrowIfNull(credentials);
         _options = options;
+        _credentials = credentials;
         _cluster = options.Cluster;
         _routes = routes;
         _logger = logger;
         _etcd = new EtcdGateway(_cluster.StoreEndpoints, CallTimeout(_cluster.LeaseTtl), EtcdTlsOptions.From(_cluster), EtcdLogin.From(_cluster));
         _routes.HostnamesChanged += () => _routesChanged.Writer.TryWrite(true);
+
+        // A revocation in this edge's file (the admin API, or tunnel-edge revoke --dir) wakes the
+        // publishing loop as a route change does.
+        _credentials.TrustChanged += () => _routesChanged.Writer.TryWrite(true);
     }
 
     /// <inheritdoc />
@@ -118,6 +129,7 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
     {
         var keepAliveEvery = _cluster.LeaseTtl / 3;
         var written = new HashSet<string>(StringComparer.Ordinal);
+        var revocationsWritten = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var nextKeepAlive = DateTime.UtcNow;
         var retryDelay = FirstRetryDelay;
         var failing = false;
@@ -165,6 +177,8 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
                     await _etcd.DeleteAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), stoppingToken).ConfigureAwait(false);
                     written.Remove(hostname);
                 }
+
+                await PublishRevocationsAsync(revocationsWritten, stoppingToken).ConfigureAwait(false);
 
                 _publishConnected = true;
                 if (failing)
@@ -299,9 +313,36 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
         }
     }
 
+    /// <summary>Writes the revocations of this edge's file that neither this loop nor the cluster's copy has.</summary>
+    private async Task PublishRevocationsAsync(HashSet<string> written, CancellationToken stoppingToken)
+    {
+        var known = _current.Revocations;
+        foreach (var revoked in _credentials.FileRevocations.Entries)
+        {
+            if (written.Contains(revoked.Id) || known.Any(k => string.Equals(k.Id, revoked.Id, StringComparison.OrdinalIgnoreCase)))
+            {
+                continue;
+            }
+
+            await _etcd.PutAsync(ClusterSnapshot.RevokedKey(_cluster.KeyPrefix, revoked.Id), ClusterSnapshot.RevokedValue(revoked), 0, stoppingToken).ConfigureAwait(false);
+            written.Add(revoked.Id);
+            ClusterLog.RevocationPublished(_logger, revoked.Id);
+        }
+    }
+
     private void Publish(ClusterSnapshot snapshot)
     {
+        var previous = _current;
         _current = snapshot;
+        if (!snapshot.Revocations.IsEmpty || !previous.Revocations.IsEmpty)
+        {
+            var added = _credentials.UseClusterRevocations(new RevocationList(snapshot.Revocations));
+            if (added > 0)
+            {
+                ClusterLog.RevocationsApplied(_logger, added, _credentials.Revocations.Entries.Count);
+            }
+        }
+
         Changed?.Invoke();
     }
 

@@ -25,19 +25,20 @@ public sealed class PeerEdge : IDisposable
     private int _consecutiveFailures;
     private long _forwarded;
 
-    internal PeerEdge(EdgeRecord record, X509Certificate2 certificate, X509Certificate2Collection trustedCas)
+    // The certificate and the trusted CAs are the set's current ones at each new connection: a renewed
+    // certificate or a retired CA applies from the next connection on.
+    internal PeerEdge(EdgeRecord record, PeerSet set)
     {
         Record = record;
         BaseUri = new Uri("https://" + record.Address + "/");
         var expectedHost = BaseUri.Host.Trim('[', ']');
-        var context = SslStreamCertificateContext.Create(certificate, additionalCertificates: null);
         Invoker = new HttpMessageInvoker(new SocketsHttpHandler
         {
             SslOptions = new SslClientAuthenticationOptions
             {
-                ClientCertificateContext = context,
+                LocalCertificateSelectionCallback = (_, _, _, _, _) => set.Certificate,
                 RemoteCertificateValidationCallback = (_, remote, _, _) =>
-                    remote is X509Certificate2 peer && PeerCertificates.IsPeerCertificate(peer, trustedCas, out _) && peer.MatchesHostname(expectedHost),
+                    remote is X509Certificate2 peer && PeerCertificates.IsPeerCertificate(peer, set.TrustedCas, out _) && peer.MatchesHostname(expectedHost),
             },
             EnableMultipleHttp2Connections = true,
             KeepAlivePingDelay = KeepAlivePingDelay,

@@ -41,15 +41,17 @@ internal static class PeerRequests
             listen.Protocols = HttpProtocols.Http2;
             listen.UseHttps(new HttpsConnectionAdapterOptions
             {
-                ServerCertificate = peers.Certificate,
+                // Per handshake: a renewed certificate is shown from the next connection on.
+                ServerCertificateSelector = (_, _) => peers.Certificate,
                 ClientCertificateMode = ClientCertificateMode.RequireCertificate,
                 ClientCertificateValidation = (certificate, _, _) => PeerCertificates.IsPeerCertificate(certificate, peers.TrustedCas, out _),
                 HandshakeTimeout = HandshakeTimeout,
             });
-            listen.Use(next => connection =>
+            listen.Use(next => async connection =>
             {
                 connection.Features.Set(PeerConnectionFeature.Instance);
-                return next(connection);
+                using var tracking = peers.TrackInbound(connection);
+                await next(connection).ConfigureAwait(false);
             });
             result = listen;
         });

@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Identity;
@@ -10,7 +13,10 @@ namespace Tunnel.Edge.Cluster;
 /// The other edges of the cluster, kept in step with the store's copy: a <see cref="PeerEdge"/> per
 /// registered edge, each probed every <see cref="ClusterOptions.ProbeInterval"/>. Chooses, for a
 /// hostname with no local tunnel, the reachable peer with the lowest measured round trip among those
-/// holding the route.
+/// holding the route. Trust follows the edge's credentials as they reload: the CAs whose edge
+/// certificates are peers are the current bundle (after <c>retire-ca</c>, a retired CA's edges are refused
+/// at the next handshake and their open connections closed), and the certificate shown to peers is the
+/// current <c>edge.pem</c>, or the <c>--peer-cert</c> file checked again every probe interval.
 /// </summary>
 public sealed class PeerSet : BackgroundService
 {
@@ -19,9 +25,11 @@ public sealed class PeerSet : BackgroundService
 
     private readonly EdgeOptions _options;
     private readonly IRouteStore _store;
-    private readonly X509Certificate2 _certificate;
-    private readonly X509Certificate2Collection _trustedCas;
+    private readonly EdgeCredentials _credentials;
     private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<BaseConnectionContext, X509Certificate2> _inbound = new();
+    private volatile X509Certificate2? _peerCertificate;
+    private (DateTime, long, DateTime, long) _peerCertificateStamp;
     private readonly Lock _syncLock = new();
     private volatile ImmutableDictionary<string, PeerEdge> _peers = ImmutableDictionary<string, PeerEdge>.Empty;
 
@@ -33,18 +41,20 @@ public sealed class PeerSet : BackgroundService
         ArgumentNullException.ThrowIfNull(credentials);
         _options = options;
         _store = store;
-        _certificate = PeerCertificate(options, credentials);
-        _trustedCas = credentials.TrustedCas;
+        _credentials = credentials;
         _logger = logger;
+        _peerCertificate = PeerCertificate(options, credentials);
+        _peerCertificateStamp = PeerCertificateStamp(options.Cluster);
+        _credentials.TrustChanged += CloseUntrustedInbound;
         _store.Changed += Sync;
         Sync();
     }
 
-    /// <summary>The certificate this edge shows peers, as server and as client.</summary>
-    public X509Certificate2 Certificate => _certificate;
+    /// <summary>The certificate this edge shows peers now, as server and as client.</summary>
+    public X509Certificate2 Certificate => _peerCertificate ?? _credentials.ServerCertificate;
 
-    /// <summary>The CAs whose edge certificates are peers.</summary>
-    public X509Certificate2Collection TrustedCas => _trustedCas;
+    /// <summary>The CAs whose edge certificates are peers: the edge's current trust bundle.</summary>
+    public X509Certificate2Collection TrustedCas => _credentials.TrustedCas;
 
     /// <summary>The route store the set follows.</summary>
     public IRouteStore Store => _store;
@@ -82,6 +92,7 @@ public sealed class PeerSet : BackgroundService
     public override void Dispose()
     {
         base.Dispose();
+        _credentials.TrustChanged -= CloseUntrustedInbound;
         _store.Changed -= Sync;
         foreach (var peer in _peers.Values)
         {
@@ -100,6 +111,7 @@ public sealed class PeerSet : BackgroundService
         {
             do
             {
+                ReloadPeerCertificate();
                 var peers = _peers.Values.ToArray();
                 var results = await Task.WhenAll(peers.Select(p => p.ProbeAsync(timeout, stoppingToken))).ConfigureAwait(false);
                 for (var i = 0; i < peers.Length; i++)
@@ -168,7 +180,7 @@ public sealed class PeerSet : BackgroundService
                     removed.Add(existing);
                 }
 
-                next[name] = new PeerEdge(record, _certificate, _trustedCas);
+                next[name] = new PeerEdge(record, this);
                 ClusterLog.PeerAdded(_logger, name, record.Region, record.Address);
             }
 
@@ -192,7 +204,67 @@ public sealed class PeerSet : BackgroundService
         }
     }
 
-    private static X509Certificate2 PeerCertificate(EdgeOptions options, EdgeCredentials credentials)
+    /// <summary>
+    /// Follows a connection accepted on the inter-edge port (after its mutual TLS handshake) until it
+    /// ends, so a change of trust can close it; dispose the result when the connection ends.
+    /// </summary>
+    internal IDisposable TrackInbound(BaseConnectionContext connection)
+    {
+        if (connection.Features.Get<ITlsConnectionFeature>()?.ClientCertificate is not { } certificate)
+        {
+            return NoTracking.Instance;
+        }
+
+        _inbound[connection] = certificate;
+        return new InboundTracking(this, connection);
+    }
+
+    /// <summary>After the trust bundle changed: peers whose certificates no longer pass are cut off now.</summary>
+    private void CloseUntrustedInbound()
+    {
+        var trusted = TrustedCas;
+        foreach (var (connection, certificate) in _inbound)
+        {
+            if (!PeerCertificates.IsPeerCertificate(certificate, trusted, out var problem) && _inbound.TryRemove(connection, out _))
+            {
+                ClusterLog.PeerConnectionClosedUntrusted(_logger, certificate.Subject, problem);
+                connection.Abort(new ConnectionAbortedException("The peer's certificate is no longer trusted: " + problem));
+            }
+        }
+    }
+
+    /// <summary>Takes a changed <c>--peer-cert</c> file (a renewal); a file that does not load or cannot serve is logged and the current certificate kept.</summary>
+    private void ReloadPeerCertificate()
+    {
+        var cluster = _options.Cluster;
+        if (cluster.PeerCertificatePath is not { Length: > 0 } path)
+        {
+            return;
+        }
+
+        var stamp = PeerCertificateStamp(cluster);
+        if (stamp == _peerCertificateStamp)
+        {
+            return;
+        }
+
+        _peerCertificateStamp = stamp;
+        try
+        {
+            var certificate = PeerCertificate(_options, _credentials)!;
+            _peerCertificate = certificate;
+            ClusterLog.PeerCertificateReloaded(_logger, certificate.Subject, certificate.SerialNumber, certificate.NotAfter.ToUniversalTime());
+        }
+        catch (InvalidOperationException ex)
+        {
+            // Tried again on the next look: a renewal written in two steps may be read between them.
+            _peerCertificateStamp = default;
+            ClusterLog.PeerCertificateReloadFailed(_logger, path, ex.Message);
+        }
+    }
+
+    /// <summary>The <c>--peer-cert</c> certificate, or <c>null</c> when the peer port shows the (reloaded) server certificate.</summary>
+    private static X509Certificate2? PeerCertificate(EdgeOptions options, EdgeCredentials credentials)
     {
         var cluster = options.Cluster;
         var certificate = cluster.PeerCertificatePath is { Length: > 0 } path
@@ -203,6 +275,33 @@ public sealed class PeerSet : BackgroundService
             throw new InvalidOperationException($"The edge's peer certificate {cluster.PeerCertificatePath ?? options.ServerCertificatePath} cannot serve the inter-edge port: {problem}.");
         }
 
-        return certificate;
+        return cluster.PeerCertificatePath is { Length: > 0 } ? certificate : null;
+    }
+
+    private static (DateTime, long, DateTime, long) PeerCertificateStamp(ClusterOptions cluster)
+    {
+        if (cluster.PeerCertificatePath is not { Length: > 0 } path)
+        {
+            return default;
+        }
+
+        var certificate = new FileInfo(path);
+        var key = new FileInfo(cluster.PeerKeyPath is { Length: > 0 } keyPath ? keyPath : path);
+        return (certificate.Exists ? certificate.LastWriteTimeUtc : default, certificate.Exists ? certificate.Length : -1,
+            key.Exists ? key.LastWriteTimeUtc : default, key.Exists ? key.Length : -1);
+    }
+
+    private sealed class InboundTracking(PeerSet set, BaseConnectionContext connection) : IDisposable
+    {
+        public void Dispose() => set._inbound.TryRemove(connection, out _);
+    }
+
+    private sealed class NoTracking : IDisposable
+    {
+        public static readonly NoTracking Instance = new();
+
+        public void Dispose()
+        {
+        }
     }
 }

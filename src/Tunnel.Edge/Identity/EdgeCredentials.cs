@@ -21,6 +21,11 @@ public sealed class EdgeCredentials : IDisposable
     private readonly Dictionary<string, (DateTime, long)> _stamps = [];
     private readonly Lock _reloadLock = new();
     private State _state;
+
+    // The revocation list is this edge's file and the cluster's keys together; each part is replaced
+    // alone, and the union is what Revocations returns.
+    private RevocationList _fileRevocations;
+    private RevocationList _clusterRevocations = RevocationList.Empty;
     private ITimer? _timer;
     private ILogger? _logger;
 
@@ -34,6 +39,7 @@ public sealed class EdgeCredentials : IDisposable
     {
         _options = options;
         _state = state;
+        _fileRevocations = state.Revocations;
     }
 
     /// <summary>The edge's TLS server certificate with its key (the current one).</summary>
@@ -45,8 +51,11 @@ public sealed class EdgeCredentials : IDisposable
     /// <summary>The CAs that issue origin certificates (the current trust bundle).</summary>
     public X509Certificate2Collection TrustedCas => _state.TrustedCas;
 
-    /// <summary>The current revocation list.</summary>
+    /// <summary>The current revocation list: this edge's file and, in a cluster, every edge's revocations.</summary>
     public RevocationList Revocations => _state.Revocations;
+
+    /// <summary>The revocations of this edge's own file (what it publishes to its cluster).</summary>
+    internal RevocationList FileRevocations => _fileRevocations;
 
     /// <summary>Raised after a reload changed the trust bundle or the revocation list: live connections are checked again.</summary>
     public event Action? TrustChanged;
@@ -185,7 +194,8 @@ public sealed class EdgeCredentials : IDisposable
             try
             {
                 var revocations = RevocationList.Load(revocationPath);
-                state = state with { Revocations = revocations };
+                _fileRevocations = revocations;
+                state = state with { Revocations = Union(revocations, _clusterRevocations) };
                 trustChanged = taken = true;
                 Log(l => EdgeLog.CredentialFileReloaded(l, revocationPath, $"{revocations.Entries.Count} revoked credential(s)"));
             }
@@ -208,9 +218,11 @@ public sealed class EdgeCredentials : IDisposable
     /// <summary>Replaces the revocation list at once (the admin API wrote the file) and checks live connections.</summary>
     internal void UseRevocations(RevocationList revocations)
     {
+        ArgumentNullException.ThrowIfNull(revocations);
         lock (_reloadLock)
         {
-            _state = _state with { Revocations = revocations };
+            _fileRevocations = revocations;
+            _state = _state with { Revocations = Union(revocations, _clusterRevocations) };
             if (_options?.RevocationListPath is { Length: > 0 } path)
             {
                 _stamps[path] = Stamp(path);
@@ -219,6 +231,37 @@ public sealed class EdgeCredentials : IDisposable
 
         TrustChanged?.Invoke();
     }
+
+    /// <summary>
+    /// Replaces the revocations learnt from the cluster (every edge's, published through the store) and,
+    /// when their ids changed, checks live connections; returns how many ids this edge did not hold yet.
+    /// </summary>
+    internal int UseClusterRevocations(RevocationList revocations)
+    {
+        ArgumentNullException.ThrowIfNull(revocations);
+        int added;
+        lock (_reloadLock)
+        {
+            var changed = revocations.Entries.Count != _clusterRevocations.Entries.Count || revocations.Entries.Any(e => _clusterRevocations.Find(e.Id) is null);
+            if (!changed)
+            {
+                return 0;
+            }
+
+            // New to this edge: its own revocations come back from the cluster too.
+            added = revocations.Entries.Count(e => _state.Revocations.Find(e.Id) is null);
+
+            _clusterRevocations = revocations;
+            _state = _state with { Revocations = Union(_fileRevocations, revocations) };
+        }
+
+        TrustChanged?.Invoke();
+        return added;
+    }
+
+    // The file's entry wins for an id in both: it is this edge's own record.
+    private static RevocationList Union(RevocationList file, RevocationList cluster) =>
+        cluster.Entries.Count == 0 ? file : new RevocationList([.. cluster.Entries, .. file.Entries]);
 
     /// <inheritdoc />
     public void Dispose() => _timer?.Dispose();

@@ -32,6 +32,8 @@ public sealed class EdgeMetrics
     private readonly Counter<long> _upstreamErrors;
     private readonly UpDownCounter<long> _activeStreams;
     private readonly Counter<long> _bytes;
+    private readonly Counter<long> _handshakesRefused;
+    private readonly Counter<long> _tunnelsWithdrawn;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     public EdgeMetrics(IMeterFactory meterFactory, RouteTable routes)
@@ -48,6 +50,8 @@ public sealed class EdgeMetrics
         _upstreamErrors = Meter.CreateCounter<long>("tunnel.edge.upstream.errors", "{error}", "Visitor requests the edge answered itself because the origin could not be reached, by error.type.");
         _activeStreams = Meter.CreateUpDownCounter<long>("tunnel.edge.active_streams", "{request}", "Visitor requests in flight.");
         _bytes = Meter.CreateCounter<long>("tunnel.edge.bytes", "By", "Visitor body bytes by network.io.direction (received from visitors, transmitted to them).");
+        _handshakesRefused = Meter.CreateCounter<long>("tunnel.edge.handshakes.refused", "{connection}", "Tunnel-port connections closed before their TLS handshake because a cap on handshakes in flight was reached, by reason.");
+        _tunnelsWithdrawn = Meter.CreateCounter<long>("tunnel.edge.tunnels.withdrawn", "{connection}", "Live tunnel connections closed because their credential may no longer serve, by reason (revoked, expired, untrusted).");
     }
 
     /// <summary>The meter the instruments live on.</summary>
@@ -59,6 +63,12 @@ public sealed class EdgeMetrics
     /// <summary>Counts a refused registration with its rejection code.</summary>
     public void RegistrationRejected(string reason) =>
         _registrations.Add(1, new KeyValuePair<string, object?>("tunnel.registration.result", "rejected"), new KeyValuePair<string, object?>("tunnel.rejection.reason", reason));
+
+    /// <summary>Counts a tunnel-port connection refused before its handshake, with the cap that was reached.</summary>
+    public void TunnelPortRefused(string reason) => _handshakesRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    /// <summary>Counts a live tunnel connection closed because its credential may no longer serve.</summary>
+    public void TunnelWithdrawn(string reason) => _tunnelsWithdrawn.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     /// <summary>Counts a finished visitor request and records its duration.</summary>
     /// <param name="route">The route (registered hostname) the request's host matched, or <c>null</c>.</param>

@@ -31,6 +31,11 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private readonly EdgeCredentials _credentials;
     private readonly ConcurrentDictionary<TunnelConnection, X509Certificate2> _certificates = new();
 
+    // When each served connection's certificate expires (read once: the heartbeat check compares these).
+    private readonly ConcurrentDictionary<TunnelConnection, DateTimeOffset> _expiries = new();
+    private readonly HandshakeGate _handshakes;
+    private readonly EdgeMetrics _metrics;
+
     // The connections being served, for the heartbeat check twice a second: walking this costs nothing,
     // where the route table's distinct copy of every connection was garbage of kilobytes per check.
     private readonly ConcurrentDictionary<TunnelConnection, byte> _served = new();
@@ -45,10 +50,13 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private const int OverloadedRetryAfterSeconds = 5;
 
     /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
-    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events)
+    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, EdgeMetrics metrics)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
+        ArgumentNullException.ThrowIfNull(metrics);
+        _metrics = metrics;
+        _handshakes = new HandshakeGate(options, metrics, logger, time);
         _options = options;
         _routes = routes;
         _events = events;
@@ -74,6 +82,9 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
     /// <summary>Tunnel connections holding a place: registered, or accepted and about to be (tests check none leak).</summary>
     internal int TunnelPlaces => Volatile.Read(ref _tunnelPlaces);
+
+    /// <summary>Connections accepted and not yet registered (tests check the cap holds and none leak).</summary>
+    internal int HandshakesInFlight => _handshakes.InFlight;
 
     /// <summary>Refuse new registrations from now on (the edge is shutting down).</summary>
     public void StartDraining() => _draining = true;
@@ -107,8 +118,24 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                 continue;
             }
 
+            if (_handshakes.TryEnter(accepted.RemoteEndPoint) is not { } admission)
+            {
+                // Over a cap: a reset, not a close, so not even TIME_WAIT is kept for it.
+                try
+                {
+                    accepted.LingerState = new LingerOption(true, 0);
+                }
+                catch (SocketException)
+                {
+                    // Reset by the client already.
+                }
+
+                accepted.Dispose();
+                continue;
+            }
+
             accepted.NoDelay = true;
-            _ = Task.Run(() => HandleAsync(accepted, stoppingToken), CancellationToken.None);
+            _ = Task.Run(() => HandleAsync(accepted, admission, stoppingToken), CancellationToken.None);
         }
 
         await heartbeats.ConfigureAwait(false);
@@ -185,7 +212,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         base.Dispose();
     }
 
-    private async Task HandleAsync(Socket socket, CancellationToken stoppingToken)
+    private async Task HandleAsync(Socket socket, HandshakeGate.Admission admission, CancellationToken stoppingToken)
     {
         var remote = socket.RemoteEndPoint?.ToString() ?? "?";
         SslStream? ssl = null;
@@ -267,6 +294,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             }
 
             ssl = null; // The connection owns the stream now.
+            admission.Dispose();
             await ServeAsync(connection, clientCertificate).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException)
@@ -279,6 +307,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
         finally
         {
+            admission.Dispose();
             if (ssl is not null)
             {
                 await ssl.DisposeAsync().ConfigureAwait(false);
@@ -353,17 +382,21 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     }
 
     /// <summary>
-    /// Refuses a connection whose client certificate failed validation: reads its registration (so the
-    /// origin is not reset before it reads the answer), then answers with the reason and closes.
+    /// Refuses a connection whose client certificate failed validation. Nothing it sends can change the
+    /// answer, so only the frame header is read (the announced body is never allocated, and a client that
+    /// announces 64 KiB and sends nothing is answered at once); then the answer, then the body is read
+    /// and thrown away through a small buffer for a moment, so the origin is not reset (unread bytes at
+    /// the close) before it reads the answer.
     /// </summary>
     private async Task RefuseCertificateAsync(SslStream ssl, string remote, string problem, CancellationToken stoppingToken)
     {
+        var announced = 0;
         using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken))
         {
             timeout.CancelAfter(_options.RegistrationTimeout);
             try
             {
-                _ = await RegistrationCodec.ReadRequestAsync(ssl, timeout.Token).ConfigureAwait(false);
+                announced = await RegistrationCodec.ReadRequestHeaderAsync(ssl, timeout.Token).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is RegistrationProtocolException or IOException or OperationCanceledException)
             {
@@ -372,6 +405,37 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
 
         await RejectAsync(ssl, remote, new RegistrationRejected { Code = RejectionCodes.CertificateRefused, Message = problem }, stoppingToken).ConfigureAwait(false);
+        await DiscardAsync(ssl, announced, stoppingToken).ConfigureAwait(false);
+    }
+
+    // Long enough for a registration already on its way to arrive; short enough that a refused client
+    // that sends nothing holds its socket only a moment longer.
+    private static readonly TimeSpan RefusedDiscardTime = TimeSpan.FromSeconds(1);
+
+    private const int DiscardBufferBytes = 1024;
+
+    private static async Task DiscardAsync(Stream stream, int announced, CancellationToken stoppingToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        timeout.CancelAfter(RefusedDiscardTime);
+        var buffer = new byte[Math.Min(announced, DiscardBufferBytes)];
+        try
+        {
+            for (var left = announced; left > 0;)
+            {
+                var read = await stream.ReadAsync(buffer.AsMemory(0, Math.Min(left, buffer.Length)), timeout.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return;
+                }
+
+                left -= read;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Gone or silent: either way the answer was sent.
+        }
     }
 
     private RegistrationRejected? Authorize(RegistrationRequest request, X509Certificate2 certificate, out IReadOnlyList<string> hostnames)
@@ -450,6 +514,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         _routes.Add(connection);
         _served[connection] = 0;
         _certificates[connection] = clientCertificate;
+        _expiries[connection] = new DateTimeOffset(clientCertificate.NotAfter.ToUniversalTime());
         try
         {
             // A revocation seen between Authorize and now found no connection to close; look again.
@@ -466,6 +531,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         finally
         {
             _certificates.TryRemove(connection, out _);
+            _expiries.TryRemove(connection, out _);
             _served.TryRemove(connection, out _);
             _routes.Remove(connection);
             Interlocked.Decrement(ref _tunnelPlaces);
@@ -554,6 +620,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
                     }
                 }
 
+                WithdrawExpired();
                 TrimAfterRegistrationBurst();
             }
         }
@@ -608,7 +675,26 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
     }
 
-    private void Withdraw(TunnelConnection connection, CredentialProblem problem)
+    /// <summary>
+    /// A certificate's <c>NotAfter</c> ends its tunnels as a revocation would: no new request from that
+    /// moment, closed after <see cref="EdgeOptions.RevokedConnectionGrace"/>. Checked with the heartbeats,
+    /// so within half a second of the expiry.
+    /// </summary>
+    private void WithdrawExpired()
+    {
+        var now = _time.GetUtcNow();
+        foreach (var (connection, notAfter) in _expiries)
+        {
+            if (now >= notAfter && _expiries.TryRemove(connection, out _))
+            {
+                Withdraw(connection, new CredentialProblem(false, $"The credential {connection.CredentialId} expired at {notAfter:u}."), ExpiredReason);
+            }
+        }
+    }
+
+    private const string ExpiredReason = "expired";
+
+    private void Withdraw(TunnelConnection connection, CredentialProblem problem, string? reason = null)
     {
         // Removing the certificate is the claim: a connection is withdrawn once, however many checks see it.
         if (!_certificates.TryRemove(connection, out _))
@@ -616,6 +702,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             return;
         }
 
+        _metrics.TunnelWithdrawn(reason ?? (problem.Revoked ? "revoked" : "untrusted"));
         EdgeLog.TunnelCredentialWithdrawn(_logger, connection.Id, connection.ConnectorId, _options.RevokedConnectionGrace.TotalSeconds, problem.Message);
         connection.MarkDraining();
         connection.RequestMove();

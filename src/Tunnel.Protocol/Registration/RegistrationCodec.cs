@@ -44,6 +44,19 @@ public static class RegistrationCodec
         return request;
     }
 
+    /// <summary>
+    /// Reads only the header of a registration request frame and returns the body length it announces,
+    /// leaving the body unread: for a peer that is refused whatever its registration says, so nothing
+    /// of the announced size is ever held for it.
+    /// </summary>
+    public static async Task<int> ReadRequestHeaderAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var header = new byte[HeaderLength];
+        await ReadExactlyAsync(stream, header, "header", cancellationToken).ConfigureAwait(false);
+        return ParseHeader(header, RequestFrameType);
+    }
+
     /// <summary>Reads one registration response frame and checks its shape.</summary>
     public static async Task<RegistrationResponse> ReadResponseAsync(Stream stream, CancellationToken cancellationToken)
     {
@@ -90,10 +103,39 @@ public static class RegistrationCodec
         var header = new byte[HeaderLength];
         await ReadExactlyAsync(stream, header, "header", cancellationToken).ConfigureAwait(false);
         var length = ParseHeader(header, expectedType);
-        var body = new byte[length];
-        await ReadExactlyAsync(stream, body, "body", cancellationToken).ConfigureAwait(false);
+        return await ReadBodyAsync(stream, length, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reads a body of <paramref name="length"/> bytes into a buffer that grows as the bytes arrive
+    /// (doubling from <see cref="InitialBodyBufferBytes"/>), so a peer that announces the maximum and
+    /// sends little makes the reader hold little: what it holds is at most twice what arrived.
+    /// </summary>
+    private static async Task<byte[]> ReadBodyAsync(Stream stream, int length, CancellationToken cancellationToken)
+    {
+        var body = new byte[Math.Min(length, InitialBodyBufferBytes)];
+        var filled = 0;
+        while (filled < length)
+        {
+            if (filled == body.Length)
+            {
+                Array.Resize(ref body, (int)Math.Min(length, body.Length * 2L));
+            }
+
+            var read = await stream.ReadAsync(body.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+            {
+                throw new RegistrationProtocolException("The connection ended in the middle of the registration frame body.");
+            }
+
+            filled += read;
+        }
+
         return body;
     }
+
+    // A registration of a few hostnames fits at once; a larger one grows by doubling as it arrives.
+    internal const int InitialBodyBufferBytes = 4096;
 
     /// <summary>
     /// Checks a frame header and returns the body length it announces.

@@ -65,7 +65,10 @@ public sealed partial class EdgeCluster : IAsyncDisposable
 
     /// <summary>Starts an edge process in the cluster.</summary>
     /// <param name="storePassword">With an etcd that has authentication on: the password this edge logs in with, instead of the right one.</param>
-    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null, bool storeCertificate = true, string? storePassword = null)
+    /// <param name="directory">The edge's own directory (<c>serve --dir</c>) instead of the PKI's, which every edge shares.</param>
+    /// <param name="peerCertificate">Whether the edge shows <see cref="PeerCertificatePath"/> to peers; otherwise its directory's <c>edge.pem</c>.</param>
+    public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null, bool storeCertificate = true, string? storePassword = null,
+        string? directory = null, bool peerCertificate = true)
     {
 
         string[] store = _tlsStore
@@ -77,10 +80,10 @@ public sealed partial class EdgeCluster : IAsyncDisposable
             await File.WriteAllTextAsync(passwordFile, (storePassword ?? _storePassword) + "\n");
             store = [.. store, "--etcd-user", "root", "--etcd-password-file", passwordFile];
         }
-        string[] arguments = [.. store, "--peer-port", "0", "--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}",
+        string[] arguments = [.. store, "--peer-port", "0", .. peerCertificate ? (string[])["--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}"] : [],
             "--lease-ttl", leaseTtlSeconds.ToString(CultureInfo.InvariantCulture), .. advertise is null ? [] : (string[])["--peer-advertise", advertise],
             .. configPath is null ? [] : (string[])["--config", configPath]];
-        var edge = await EdgeProcess.StartAsync(Pki, name, region, arguments);
+        var edge = await EdgeProcess.StartAsync(directory ?? Pki.Directory, name, region, arguments);
         _edges.Add(edge);
         return edge;
     }

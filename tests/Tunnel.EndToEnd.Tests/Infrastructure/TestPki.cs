@@ -39,6 +39,15 @@ public sealed class TestPki : IDisposable
         return (prefix + ".pem", prefix + ".key");
     }
 
+    /// <summary>Issues an origin certificate that expires <paramref name="lifetime"/> from now (a few seconds: expiry tests); returns the PEM paths.</summary>
+    public (string CertificatePath, string KeyPath, DateTimeOffset NotAfter) IssueShortLivedOrigin(TimeSpan lifetime, params string[] domains)
+    {
+        using var origin = CertificateIssuer.IssueOriginCertificate(Ca, domains, lifetime);
+        var prefix = Path.Combine(Directory, "short-" + Guid.NewGuid().ToString("N")[..8]);
+        CertificateIssuer.WritePem(origin, prefix + ".pem", prefix + ".key");
+        return (prefix + ".pem", prefix + ".key", new DateTimeOffset(origin.NotAfter.ToUniversalTime()));
+    }
+
     /// <summary>
     /// A credential as <c>tunnel-edge issue</c> writes it: a new origin certificate for
     /// <paramref name="hostnames"/>, signed by <paramref name="issuer"/> (this PKI's CA by default),
