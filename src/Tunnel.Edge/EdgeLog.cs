@@ -106,4 +106,15 @@ internal static partial class EdgeLog
 
     [LoggerMessage(76, LogLevel.Information, "glibc malloc arenas capped at {Arenas}, one per core (set MALLOC_ARENA_MAX to choose otherwise).", EventName = "NativeHeapArenasLimited")]
     public static partial void NativeHeapArenasLimited(ILogger logger, int arenas);
+
+    // ---- Tenants: per-credential caps and exclusive claims (260-279) ----
+
+    [LoggerMessage(260, LogLevel.Warning, "Refused a tunnel connection from {Remote}: credential {CredentialId} holds {Connections} tunnel connections, its cap of {Limit} per credential.", EventName = "CredentialConnectionLimitReached")]
+    public static partial void CredentialConnectionLimitReached(ILogger logger, string remote, string credentialId, int connections, int limit);
+
+    [LoggerMessage(261, LogLevel.Warning, "Refused a registration from {Remote}: credential {CredentialId} names {Hostnames} hostnames, over the cap of {Limit} per registration.", EventName = "CredentialHostnameLimitReached")]
+    public static partial void CredentialHostnameLimitReached(ILogger logger, string remote, string credentialId, int hostnames, int limit);
+
+    [LoggerMessage(262, LogLevel.Warning, "Refused a registration from {Remote}: credential {CredentialId} may not register {Hostname}, claimed exclusively by credential {Claimants}.", EventName = "HostnameClaimRefused")]
+    public static partial void HostnameClaimRefused(ILogger logger, string remote, string credentialId, string hostname, string claimants);
 }

@@ -29,6 +29,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly EdgeCredentials _credentials;
+    private readonly RegistrationPolicy _policy;
     private readonly ConcurrentDictionary<TunnelConnection, X509Certificate2> _certificates = new();
 
     // The connections being served, for the heartbeat check twice a second: walking this costs nothing,
@@ -45,10 +46,12 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private const int OverloadedRetryAfterSeconds = 5;
 
     /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
-    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events)
+    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, RegistrationPolicy policy)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
+        ArgumentNullException.ThrowIfNull(policy);
+        _policy = policy;
         _options = options;
         _routes = routes;
         _events = events;
@@ -316,10 +319,18 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             return null;
         }
 
+        // The tenant's caps and claims before the edge's: a credential over its own cap takes no place of the others'.
+        if (!_policy.TryAdmit(clientCertificate, hostnames, remote, out var lease, out var refused))
+        {
+            await RejectAsync(ssl, remote, refused, stoppingToken).ConfigureAwait(false);
+            return null;
+        }
+
         // Take a place atomically: registrations arriving together must not all see room for one more.
         if (Interlocked.Increment(ref _tunnelPlaces) > _options.MaxTunnelConnections)
         {
             Interlocked.Decrement(ref _tunnelPlaces);
+            lease.Dispose();
             await RejectAsync(ssl, remote, new RegistrationRejected
             {
                 Code = RejectionCodes.Overloaded,
@@ -342,13 +353,21 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         catch
         {
             Interlocked.Decrement(ref _tunnelPlaces);
+            lease.Dispose();
             throw;
         }
+
+        lease.ReleaseWhenClosed(connection);
 
         Volatile.Write(ref _lastRegistration, _time.GetTimestamp());
         Interlocked.Increment(ref _registrationsSinceTrim);
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
         _events.Registered(connection);
+        foreach (var (displaced, reason) in _policy.Displaced(connection))
+        {
+            Withdraw(displaced, new CredentialProblem(false, reason));
+        }
+
         return connection;
     }
 
