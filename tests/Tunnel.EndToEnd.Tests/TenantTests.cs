@@ -111,6 +111,27 @@ public class TenantTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_claim_in_the_registry_holds_before_its_credential_connects_and_no_wildcard_route_serves_the_claimed_name()
+    {
+        var registry = Path.Combine(Directory.CreateTempSubdirectory("tunnel-tenants-").FullName, EdgeDirectory.RegistryFile);
+        var now = DateTimeOffset.UtcNow;
+        CredentialRegistry.Add(registry, new IssuedCredential("0A1B2C3D", "owner", [ClaimedName], "CN=Test Edge CA", now, now, now.AddDays(1), Exclusive: true));
+        await using var harness = await TunnelHarness.StartAsync(o => o.CredentialRegistryPath = registry);
+        var (wildcardCertificate, wildcardKey, _) = IssueOrigin(harness.Pki, exclusive: false, Wildcard);
+
+        var exact = await harness.StartOriginAsync(hostnames: [ClaimedName], configureTunnel: t => UseCertificate(t, wildcardCertificate, wildcardKey, 1), waitForConnections: false);
+        await Wait.UntilAsync(() => Rejections(exact, "hostname_claimed").Length >= 1, RegistrationWait, "the wildcard credential's registration of the claimed name is refused");
+        Assert.Contains($"'{ClaimedName}' is claimed exclusively by credential 0A1B2C3D (owner)", Rejections(exact, "hostname_claimed")[0], StringComparison.Ordinal);
+
+        // The wildcard itself registers, and serves the names nobody claims, but not the claimed one.
+        await harness.StartOriginAsync(hostnames: [Wildcard], configureTunnel: t => UseCertificate(t, wildcardCertificate, wildcardKey, 1), waitForConnections: false);
+        await Wait.UntilAsync(() => harness.Edge.Routes.Connections().Count == 1, RegistrationWait, "the wildcard route registers");
+        Assert.Equal("200", await StatusAsync(harness, "other.tenant.test"));
+        Assert.Equal("502", await StatusAsync(harness, ClaimedName));
+        Directory.Delete(Path.GetDirectoryName(registry)!, recursive: true);
+    }
+
+    [Fact]
     public async Task Issue_warns_of_a_name_covered_by_another_credentials_wildcard_and_of_two_credentials_for_one_name()
     {
         var directory = Directory.CreateTempSubdirectory("tunnel-tenants-").FullName;
@@ -165,6 +186,9 @@ public class TenantTests(ITestOutputHelper output)
 
     private static string[] Rejections(TunnelHarness.Origin origin, string code) =>
         [.. origin.Logs.Entries.Where(e => e.EventId.Name == "RegistrationRejected" && e.Message.Contains(code, StringComparison.Ordinal)).Select(e => e.Message)];
+
+    private static async Task<string> StatusAsync(TunnelHarness harness, string host) =>
+        (await Cli.RunAsync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", .. harness.CurlResolve(host), harness.VisitorUrl("/", host)], CommandTimeout)).Stdout;
 
     private static async Task<string> CurlAsync(TunnelHarness harness, string path) =>
         (await Cli.RunAsync("curl", ["-s", $"http://127.0.0.1:{harness.Edge.AdminEndPoint!.Port}{path}"], CommandTimeout)).Stdout;
