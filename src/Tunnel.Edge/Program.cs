@@ -128,7 +128,7 @@ internal static class EdgeCommands
                 {
                     c.Id,
                     c.Label.Length > 0 ? c.Label : "-",
-                    string.Join(",", c.Hostnames),
+                    string.Join(",", c.Hostnames) + (c.Exclusive ? " (exclusive)" : ""),
                     c.NotAfter.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture) + (c.NotAfter < now ? " (expired)" : ""),
                     revocations.Find(c.Id) is { } revoked ? $"revoked {revoked.RevokedAt:yyyy-MM-dd}{(revoked.Reason.Length > 0 ? ": " + revoked.Reason : "")}" : "no",
                 });

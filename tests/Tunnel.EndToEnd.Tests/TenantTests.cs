@@ -1,5 +1,7 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Tunnel.Edge.Tunnels;
 using Tunnel.Edge.Identity;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Tunnel.Protocol.Credentials;
@@ -44,6 +46,13 @@ public class TenantTests(ITestOutputHelper output)
         var metrics = await CurlAsync(harness, "/metrics");
         Assert.True(Metric(metrics, "tunnel_edge_registrations_total{tunnel_registration_result=\"rejected\",tunnel_rejection_reason=\"credential_limit\"}") >= 2, metrics);
         Assert.Equal(2, Metric(metrics, "tunnel_edge_credential_tunnels_max"));
+
+        // The places come back when the origin leaves: none is held for a closed connection.
+        var greedyId = harness.Edge.Routes.Connections().First(c => c.Hostnames.Contains(TunnelHarness.Hostname)).CredentialId;
+        var policy = harness.Edge.Services.GetRequiredService<RegistrationPolicy>();
+        Assert.Equal(2, policy.ConnectionsOf(greedyId));
+        await greedy.App.StopAsync();
+        await Wait.UntilAsync(() => policy.ConnectionsOf(greedyId) == 0, RegistrationWait, "the stopped origin's places are given back");
     }
 
     [Fact]

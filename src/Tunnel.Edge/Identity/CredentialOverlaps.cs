@@ -25,26 +25,27 @@ public static class CredentialOverlaps
     {
         ArgumentNullException.ThrowIfNull(credentials);
         var all = credentials.DistinctBy(c => c.Id, StringComparer.OrdinalIgnoreCase).ToArray();
+
+        // Indexed by name, so an edge with thousands of credentials finds the few overlaps without comparing every pair.
+        var byName = all.Select((credential, index) => (credential, index))
+            .SelectMany(c => c.credential.Hostnames.Select(h => (Hostname: h.ToLowerInvariant(), c.credential, c.index)))
+            .ToLookup(e => e.Hostname, e => (e.credential, e.index), StringComparer.Ordinal);
         var overlaps = new List<CredentialOverlap>();
         for (var i = 0; i < all.Length; i++)
         {
-            for (var j = 0; j < all.Length; j++)
+            foreach (var hostname in all[i].Hostnames.Select(h => h.ToLowerInvariant()).Where(IsExact).Distinct(StringComparer.Ordinal))
             {
-                if (i == j || (involving is not null && !IsEither(all[i], all[j], involving)))
+                // Two exact holders are one overlap, reported from the first of the pair.
+                foreach (var (other, j) in byName[hostname].Where(o => o.index > i && Involves(all[i], o.credential, involving)))
                 {
-                    continue;
+                    overlaps.Add(new CredentialOverlap(hostname, all[i], other, hostname, SameName(hostname, all[i], other)));
                 }
 
-                foreach (var hostname in all[i].Hostnames.Where(IsExact))
+                if (HostnameRules.WildcardFor(hostname) is { } wildcard)
                 {
-                    // Two exact holders are one overlap, reported from the first of the pair.
-                    if (j > i && all[j].Hostnames.Contains(hostname, StringComparer.OrdinalIgnoreCase))
+                    foreach (var (other, _) in byName[wildcard].Where(o => o.index != i && Involves(all[i], o.credential, involving)))
                     {
-                        overlaps.Add(new CredentialOverlap(hostname, all[i], all[j], hostname, SameName(hostname, all[i], all[j])));
-                    }
-                    else if (HostnameRules.WildcardFor(hostname) is { } wildcard && all[j].Hostnames.Contains(wildcard, StringComparer.OrdinalIgnoreCase))
-                    {
-                        overlaps.Add(new CredentialOverlap(hostname, all[i], all[j], wildcard, UnderWildcard(hostname, all[i], all[j], wildcard)));
+                        overlaps.Add(new CredentialOverlap(hostname, all[i], other, wildcard, UnderWildcard(hostname, all[i], other, wildcard)));
                     }
                 }
             }
@@ -72,8 +73,8 @@ public static class CredentialOverlaps
         ? $"{hostname} (credential {Describe(holder)}, exclusive) is also covered by credential {Describe(other)}'s {wildcard}, which is refused when it registers {hostname}."
         : $"{hostname} (credential {Describe(holder)}) is also covered by credential {Describe(other)}'s {wildcard}: if that credential registers {hostname}, their connections pool (issue {Describe(holder)} with --exclusive to keep the name to it).";
 
-    private static bool IsEither(IssuedCredential first, IssuedCredential second, string id) =>
-        string.Equals(first.Id, id, StringComparison.OrdinalIgnoreCase) || string.Equals(second.Id, id, StringComparison.OrdinalIgnoreCase);
+    private static bool Involves(IssuedCredential first, IssuedCredential second, string? id) =>
+        id is null || string.Equals(first.Id, id, StringComparison.OrdinalIgnoreCase) || string.Equals(second.Id, id, StringComparison.OrdinalIgnoreCase);
 
     private static bool IsExact(string hostname) => !hostname.StartsWith("*.", StringComparison.Ordinal);
 }

@@ -36,6 +36,8 @@ public sealed class RegistrationPolicy
     private readonly ILogger _logger;
     private readonly Dictionary<string, int> _connections = new(StringComparer.OrdinalIgnoreCase);
     private readonly Lock _connectionsLock = new();
+    // Every credential that registered here, for its claim and the overlap warnings: as many as the
+    // operator's CA issued (each passed the TLS handshake and the certificate's name check).
     private readonly ConcurrentDictionary<string, IssuedCredential> _seen = new(StringComparer.OrdinalIgnoreCase);
     private readonly Lock _registryLock = new();
     private (DateTime Written, long Length) _registryStamp = (DateTime.MinValue, -1);
@@ -53,6 +55,9 @@ public sealed class RegistrationPolicy
         _credentials = credentials;
         _time = time;
         _logger = logger;
+
+        // A revoked claimant's claim no longer keeps its names from wildcard routes.
+        _credentials.TrustChanged += RebuildClaims;
     }
 
     /// <summary>
@@ -260,8 +265,8 @@ public sealed class RegistrationPolicy
     private IEnumerable<IssuedCredential> Current()
     {
         var registry = _registry;
-        return registry.Concat(_seen.Values.Where(s => !registry.Any(r => string.Equals(r.Id, s.Id, StringComparison.OrdinalIgnoreCase))))
-            .Where(MayServe);
+        var registered = registry.Select(r => r.Id).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        return registry.Concat(_seen.Values.Where(s => !registered.Contains(s.Id))).Where(MayServe);
     }
 
     private bool MayServe(IssuedCredential credential) =>
