@@ -28,8 +28,10 @@ public class TenantTests(ITestOutputHelper output)
         await using var harness = await TunnelHarness.StartAsync(o => o.MaxTunnelConnectionsPerCredential = 2);
 
         // Four slots on one credential against a cap of two: two register, two are refused.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var greedy = await harness.StartOriginAsync(configureTunnel: t => t.HaConnections = 4, waitForConnections: false);
         await Wait.UntilAsync(() => Rejections(greedy, "credential_limit").Length >= 2, RegistrationWait, "the greedy origin logs two credential_limit refusals");
+        output.WriteLine($"figure: both refusals logged at the origin {clock.ElapsedMilliseconds} ms after it started");
         var refusal = Rejections(greedy, "credential_limit")[0];
         output.WriteLine(refusal);
         Assert.Contains("holds 2 tunnel connections", refusal, StringComparison.Ordinal);
@@ -38,6 +40,7 @@ public class TenantTests(ITestOutputHelper output)
         // Another tenant still gets its places.
         var other = await harness.StartOriginAsync(hostnames: ["other.test"], configureTunnel: t => t.HaConnections = 2, waitForConnections: false);
         await Wait.UntilAsync(() => harness.Edge.Routes.Connections().Count(c => c.Hostnames.Contains("other.test")) == 2, RegistrationWait, "the other credential's 2 connections register");
+        output.WriteLine($"figure: the other credential's 2 connections registered {clock.ElapsedMilliseconds} ms after the first origin started");
         Assert.Empty(Rejections(other, ""));
 
         var byCredential = harness.Edge.Routes.Connections().GroupBy(c => c.CredentialId).ToDictionary(g => g.Key, g => g.Count());
@@ -110,9 +113,11 @@ public class TenantTests(ITestOutputHelper output)
         await Wait.UntilAsync(() => harness.Edge.Routes.Connections().Count == 1, RegistrationWait, "the wildcard credential registers the name before any claim is known");
 
         var (claimantCertificate, claimantKey, claimantId) = IssueOrigin(harness.Pki, exclusive: true, ClaimedName);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         await harness.StartOriginAsync(hostnames: [ClaimedName], configureTunnel: t => UseCertificate(t, claimantCertificate, claimantKey, 1), waitForConnections: false);
 
         await Wait.UntilAsync(() => harness.Edge.Routes.Connections() is { Count: 1 } only && only.First().CredentialId == claimantId, RegistrationWait, "only the claimant's connection serves the name");
+        output.WriteLine($"figure: the wildcard credential's connection gone {clock.ElapsedMilliseconds} ms after the claimant started (grace 200 ms)");
         await Wait.UntilAsync(() => Rejections(early, "hostname_claimed").Length >= 1, RegistrationWait, "the moved origin's redial is refused with hostname_claimed");
         var withdrawn = harness.EdgeLogs.Entries.First(e => e.EventId.Name == "TunnelCredentialWithdrawn");
         output.WriteLine(withdrawn.Message);

@@ -171,6 +171,9 @@ public class TunnelFaultTests(ITestOutputHelper output)
         {
             edge.TlsHandshakeTimeout = TimeSpan.FromSeconds(45);
             edge.RegistrationTimeout = TimeSpan.FromSeconds(45);
+
+            // The 500 share one credential: the storm is the subject here, not the cap between tenants.
+            edge.MaxTunnelConnectionsPerCredential = Origins;
         });
         await harness.StartOriginAsync();
         var (certificatePath, keyPath) = harness.Pki.IssueOrigin("storm.test");
