@@ -363,12 +363,21 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         Interlocked.Increment(ref _registrationsSinceTrim);
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
         _events.Registered(connection);
-        foreach (var (displaced, reason) in _policy.Displaced(connection))
+        MoveOffClaimedNames(connection);
+        return connection;
+    }
+
+    /// <summary>
+    /// When <paramref name="claimant"/> claims names exclusively, the connections of other credentials
+    /// that registered them before the claim was known here take no new request and close after the
+    /// revocation grace; their origins' redials are refused with the reason.
+    /// </summary>
+    private void MoveOffClaimedNames(TunnelConnection claimant)
+    {
+        foreach (var (displaced, reason) in _policy.Displaced(claimant))
         {
             Withdraw(displaced, new CredentialProblem(false, reason));
         }
-
-        return connection;
     }
 
     /// <summary>
