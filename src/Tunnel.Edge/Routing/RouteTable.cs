@@ -134,6 +134,13 @@ public sealed class RouteTable
         return _routes.ContainsKey(name) ? name : WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard) ? wildcard : null;
     }
 
+    /// <summary>The connections registered for exactly <paramref name="hostname"/> (normalized), none when it has no route.</summary>
+    public ImmutableArray<TunnelConnection> ConnectionsFor(string hostname)
+    {
+        ArgumentNullException.ThrowIfNull(hostname);
+        return _routes.TryGetValue(hostname, out var connections) ? connections : [];
+    }
+
     /// <summary>A copy of the table for status pages and tests.</summary>
     public IReadOnlyDictionary<string, ImmutableArray<TunnelConnection>> Snapshot() => _routes.ToDictionary();
 

@@ -120,17 +120,16 @@ public sealed class RegistrationPolicy
     {
         ArgumentNullException.ThrowIfNull(claimant);
         var claims = Volatile.Read(ref _claims);
-        var table = _routes.Snapshot();
         var displaced = new List<(TunnelConnection, string)>();
         foreach (var hostname in claimant.Hostnames)
         {
-            if (!claims.TryGetValue(hostname, out var claimants) || !table.TryGetValue(hostname, out var connections)
+            if (!claims.TryGetValue(hostname, out var claimants)
                 || !claimants.Any(c => string.Equals(c.Id, claimant.CredentialId, StringComparison.OrdinalIgnoreCase)))
             {
                 continue;
             }
 
-            foreach (var connection in connections.Where(c => !claimants.Any(k => string.Equals(k.Id, c.CredentialId, StringComparison.OrdinalIgnoreCase))))
+            foreach (var connection in _routes.ConnectionsFor(hostname).Where(c => !claimants.Any(k => string.Equals(k.Id, c.CredentialId, StringComparison.OrdinalIgnoreCase))))
             {
                 displaced.Add((connection, $"{hostname} is claimed exclusively by credential {claimant.CredentialId}; credential {connection.CredentialId} may no longer serve it"));
             }
