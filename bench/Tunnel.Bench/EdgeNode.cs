@@ -23,8 +23,11 @@ internal sealed partial class EdgeNode
 
     public static async Task<EdgeNode> StartAsync(BenchProcesses processes, Pki pki, string name)
     {
+        // The benchmarks open a thousand tunnels with the one origin credential of their PKI: lift the
+        // cap per credential, which guards tenants from each other, not an edge from its benchmark.
         var process = processes.StartDotnet(name, "tunnel-edge.dll", ["serve", "--dir", pki.Directory, "--listen", "127.0.0.1", "--name", name,
-            "--tunnel-port", "0", "--http-port", "0", "--https-port", "-1", "--admin-port", "0"]);
+            "--tunnel-port", "0", "--http-port", "0", "--https-port", "-1", "--admin-port", "0"],
+            new Dictionary<string, string> { ["TUNNEL_EDGE_Edge__MaxTunnelConnectionsPerCredential"] = "1000000" });
         var ready = await process.WaitForLineAsync(ReadyLine(), TimeSpan.FromSeconds(60)).ConfigureAwait(false);
         return new EdgeNode(process)
         {

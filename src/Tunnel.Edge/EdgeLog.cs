@@ -111,4 +111,15 @@ internal static partial class EdgeLog
 
     [LoggerMessage(240, LogLevel.Warning, "Closed a tunnel-port connection from {Remote} before its handshake: the edge holds its maximum of {Cap}. {Refused} refused since the last such message (one per {IntervalSeconds:0} s).", EventName = "TunnelHandshakeRefused")]
     public static partial void TunnelHandshakeRefused(ILogger logger, string remote, string cap, long refused, double intervalSeconds);
+
+    // ---- Tenants: per-credential caps and exclusive claims (260-279) ----
+
+    [LoggerMessage(260, LogLevel.Warning, "Refused a tunnel connection from {Remote}: credential {CredentialId} holds {Connections} tunnel connections, its cap of {Limit} per credential.", EventName = "CredentialConnectionLimitReached")]
+    public static partial void CredentialConnectionLimitReached(ILogger logger, string remote, string credentialId, int connections, int limit);
+
+    [LoggerMessage(261, LogLevel.Warning, "Refused a registration from {Remote}: credential {CredentialId} names {Hostnames} hostnames, over the cap of {Limit} per registration.", EventName = "CredentialHostnameLimitReached")]
+    public static partial void CredentialHostnameLimitReached(ILogger logger, string remote, string credentialId, int hostnames, int limit);
+
+    [LoggerMessage(262, LogLevel.Warning, "Refused a registration from {Remote}: credential {CredentialId} may not register {Hostname}, claimed exclusively by credential {Claimants}.", EventName = "HostnameClaimRefused")]
+    public static partial void HostnameClaimRefused(ILogger logger, string remote, string credentialId, string hostname, string claimants);
 }

@@ -142,6 +142,30 @@ public sealed class EdgeOptions
     /// <remarks>Defaults to 64: sixteen origins of four connections starting at once behind one NAT.</remarks>
     public int MaxTunnelHandshakesPerAddress { get; set; } = 64;
 
+    /// <summary>
+    /// Most tunnel connections one credential (one origin certificate, however many replicas use it)
+    /// holds on this edge, so one tenant cannot take every place of <see cref="MaxTunnelConnections"/>
+    /// from the others; further registrations are refused as <c>credential_limit</c>.
+    /// </summary>
+    /// <remarks>Defaults to 100: 25 replicas of the plugin's 4 connections on one edge.</remarks>
+    public int MaxTunnelConnectionsPerCredential { get; set; } = 100;
+
+    /// <summary>
+    /// Most hostnames one registration may name (each is a route the edge and the cluster's store keep);
+    /// a registration naming more is refused as <c>credential_limit</c>. At most the protocol's own limit
+    /// of <see cref="TunnelLimits.MaxHostnamesPerRegistration"/>.
+    /// </summary>
+    /// <remarks>Defaults to 20.</remarks>
+    public int MaxHostnamesPerRegistration { get; set; } = 20;
+
+    /// <summary>
+    /// The credential registry (<c>credentials.json</c>) of the CA that issues origin credentials, read for
+    /// the exclusive claims it records, so a claim holds on this edge before its credential first connects
+    /// (after a restart too), and for the status page's overlap warnings. Re-read when it changes.
+    /// </summary>
+    /// <remarks>Defaults to none (<c>serve --dir</c>: the directory's <c>credentials.json</c>): claims are then learned from the credentials that connect.</remarks>
+    public string? CredentialRegistryPath { get; set; }
+
     // ---- Visitor TLS (HTTPS port, certificates by SNI, HTTP to HTTPS redirect) ----
 
     /// <summary>

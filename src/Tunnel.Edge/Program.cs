@@ -63,7 +63,8 @@ internal static class EdgeCommands
         var edgeServerName = new Option<string?>("--edge-server-name") { Description = "The name in the edges' certificates, when origins dial them by another name or by IP." };
         var days = new Option<int>("--days") { Description = "Validity in days.", DefaultValueFactory = _ => 90 };
         var label = new Option<string>("--label") { Description = "A label for the credential list (the app, the team).", DefaultValueFactory = _ => "" };
-        var command = new Command("issue", "Issue an origin's credential for its domains, as one file the plugin loads.") { dir, domains, output, pemOutput, edges, edgeServerName, days, label };
+        var exclusive = new Option<bool>("--exclusive") { Description = "Claim the credential's exact hostnames exclusively: edges refuse them to every credential that does not claim them too (a wildcard credential covering them, another credential for the same name)." };
+        var command = new Command("issue", "Issue an origin's credential for its domains, as one file the plugin loads.") { dir, domains, output, pemOutput, edges, edgeServerName, days, label, exclusive };
         command.SetAction(result =>
         {
             var credentialPath = result.GetValue(output);
@@ -77,7 +78,7 @@ internal static class EdgeCommands
             var directory = new EdgeDirectory(result.GetValue(dir)!.FullName);
             return Run(() =>
             {
-                var credential = directory.Issue(result.GetValue(domains)!, result.GetValue(edges) ?? [], result.GetValue(edgeServerName), TimeSpan.FromDays(result.GetValue(days)), result.GetValue(label)!);
+                var credential = directory.Issue(result.GetValue(domains)!, result.GetValue(edges) ?? [], result.GetValue(edgeServerName), TimeSpan.FromDays(result.GetValue(days)), result.GetValue(label)!, exclusive: result.GetValue(exclusive));
                 var written = new List<string>();
                 if (credentialPath is not null)
                 {
@@ -92,10 +93,23 @@ internal static class EdgeCommands
                     written.Add($"{pemPrefix}.pem, {pemPrefix}.key");
                 }
 
-                Console.WriteLine($"Issued credential {credential.Id} for {string.Join(", ", credential.Hostnames)}, valid until {credential.NotAfter:yyyy-MM-dd}: wrote {string.Join(" and ", written)}.");
+                Console.WriteLine($"Issued credential {credential.Id} for {string.Join(", ", credential.Hostnames)}{(result.GetValue(exclusive) ? " (exact names claimed exclusively)" : "")}, valid until {credential.NotAfter:yyyy-MM-dd}: wrote {string.Join(" and ", written)}.");
+                WarnOfOverlaps(directory, credential.Id);
             });
         });
         return command;
+    }
+
+    /// <summary>Warns, on standard error, of every hostname the new credential shares with another one that may still serve.</summary>
+    private static void WarnOfOverlaps(EdgeDirectory directory, string credentialId)
+    {
+        var revocations = directory.Revocations();
+        var now = DateTimeOffset.UtcNow;
+        var live = directory.Credentials().Where(c => c.NotAfter > now && revocations.Find(c.Id) is null);
+        foreach (var overlap in CredentialOverlaps.Find(live, involving: credentialId))
+        {
+            Console.Error.WriteLine("warning: " + overlap.Message);
+        }
     }
 
     public static Command Credentials()
@@ -114,7 +128,7 @@ internal static class EdgeCommands
                 {
                     c.Id,
                     c.Label.Length > 0 ? c.Label : "-",
-                    string.Join(",", c.Hostnames),
+                    string.Join(",", c.Hostnames) + (c.Exclusive ? " (exclusive)" : ""),
                     c.NotAfter.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture) + (c.NotAfter < now ? " (expired)" : ""),
                     revocations.Find(c.Id) is { } revoked ? $"revoked {revoked.RevokedAt:yyyy-MM-dd}{(revoked.Reason.Length > 0 ? ": " + revoked.Reason : "")}" : "no",
                 });
@@ -517,6 +531,7 @@ internal static class EdgeCommands
                 options.ServerCertificatePath ??= directory.File(EdgeDirectory.ServerCertificateFile);
                 options.ServerKeyPath ??= directory.File(EdgeDirectory.ServerKeyFile);
                 options.RevocationListPath ??= directory.File(EdgeDirectory.RevocationsFile);
+                options.CredentialRegistryPath ??= directory.File(EdgeDirectory.RegistryFile);
                 if (File.Exists(directory.File(EdgeDirectory.AdminTokenFile)))
                 {
                     options.AdminTokenPath ??= directory.File(EdgeDirectory.AdminTokenFile);

@@ -176,6 +176,8 @@ public class TunnelFaultTests(ITestOutputHelper output)
             // addresses: the per-address cap (64 by default, tested in TunnelPortAbuseTests) is lifted,
             // the edge-wide cap keeps its default (512).
             edge.MaxTunnelHandshakesPerAddress = Origins;
+            // The 500 share one credential: the storm is the subject here, not the cap between tenants.
+            edge.MaxTunnelConnectionsPerCredential = Origins;
         });
         await harness.StartOriginAsync();
         var (certificatePath, keyPath) = harness.Pki.IssueOrigin("storm.test");

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
 using Tunnel.Edge.Tunnels;
@@ -13,7 +14,7 @@ namespace Tunnel.Edge.Admin;
 /// the recent connection events. Everything shown is HTML-encoded: hostnames, connector ids and
 /// refusal messages come from origins.
 /// </summary>
-internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null)
+internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null, RegistrationPolicy? policy = null)
 {
     // Often enough to watch a redeploy roll over, rare enough to cost the edge nothing.
     private const int RefreshSeconds = 5;
@@ -45,6 +46,7 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
             .Append("<a href=\"metrics\">metrics</a> &middot; refreshes every ").Append(RefreshSeconds).Append(" s</p>");
 
         AppendRoutes(html, now);
+        AppendOverlaps(html);
         if (peers is not null)
         {
             Cluster.ClusterStatus.Append(html, options.Name, peers);
@@ -85,6 +87,27 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
                     firstOfConnector = false;
                 }
             }
+        }
+
+        html.Append("</table>");
+    }
+
+    /// <summary>Hostnames two credentials cover: pooled connections, or a claim refusing one of them. Shown only when there are some.</summary>
+    private void AppendOverlaps(StringBuilder html)
+    {
+        if (policy?.Overlaps() is not { Count: > 0 } overlaps)
+        {
+            return;
+        }
+
+        html.Append("<h2>Credential overlaps</h2><table><tr><th>hostname</th><th>credential</th><th>also covered by</th><th>as</th><th>what it means</th></tr>");
+        foreach (var overlap in overlaps.OrderBy(o => o.Hostname, StringComparer.Ordinal))
+        {
+            html.Append("<tr><td><code>").Append(E(overlap.Hostname))
+                .Append("</code></td><td><code>").Append(E(CredentialOverlaps.Describe(overlap.Holder))).Append("</code>").Append(overlap.Holder.Exclusive ? " exclusive" : "")
+                .Append("</td><td><code>").Append(E(CredentialOverlaps.Describe(overlap.Other))).Append("</code>").Append(overlap.Other.Exclusive ? " exclusive" : "")
+                .Append("</td><td><code>").Append(E(overlap.OtherName))
+                .Append("</code></td><td class=\"bad\">warning: ").Append(E(overlap.Message)).Append("</td></tr>");
         }
 
         html.Append("</table>");

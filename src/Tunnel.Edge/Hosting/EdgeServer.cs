@@ -101,6 +101,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton<RouteTable>();
         services.AddSingleton<RequestForwarder>();
         Cluster.ClusterServices.Add(services, options);
+        services.AddSingleton<RegistrationPolicy>();
         services.AddSingleton<TunnelListener>();
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
         var handoff = new H2cHandoff();

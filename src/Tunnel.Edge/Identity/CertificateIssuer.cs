@@ -92,9 +92,11 @@ public static class CertificateIssuer
 
     /// <summary>
     /// Issues an origin's client certificate for the domains it may serve (exact names and
-    /// <c>*.example.com</c> wildcards); the edge refuses registrations for any other hostname.
+    /// <c>*.example.com</c> wildcards); the edge refuses registrations for any other hostname. With
+    /// <paramref name="exclusive"/>, the certificate also claims its exact names exclusively
+    /// (<see cref="ExclusiveClaim"/>): edges refuse them to any credential that does not claim them too.
     /// </summary>
-    public static X509Certificate2 IssueOriginCertificate(X509Certificate2 ca, IEnumerable<string> domains, TimeSpan validity)
+    public static X509Certificate2 IssueOriginCertificate(X509Certificate2 ca, IEnumerable<string> domains, TimeSpan validity, bool exclusive = false)
     {
         ArgumentNullException.ThrowIfNull(domains);
         var names = domains.ToArray();
@@ -104,6 +106,7 @@ public static class CertificateIssuer
         }
 
         var san = new SubjectAlternativeNameBuilder();
+        var exact = new List<string>();
         foreach (var domain in names)
         {
             if (!Protocol.HostnameRules.TryNormalize(domain, out var normalized, out var error))
@@ -112,9 +115,23 @@ public static class CertificateIssuer
             }
 
             san.AddDnsName(normalized);
+            if (!normalized.StartsWith("*.", StringComparison.Ordinal))
+            {
+                exact.Add(normalized);
+            }
         }
 
-        return Issue(ca, "origin " + names[0], san, ClientAuthOid, validity);
+        if (!exclusive)
+        {
+            return Issue(ca, "origin " + names[0], san, [ClientAuthOid], validity);
+        }
+
+        if (exact.Count == 0)
+        {
+            throw new ArgumentException("An exclusive claim needs at least one exact hostname: a wildcard cannot be claimed exclusively.", nameof(domains));
+        }
+
+        return Issue(ca, "origin " + names[0], san, [ClientAuthOid], validity, ExclusiveClaim.CreateExtension(exact));
     }
 
     /// <summary>The DNS names of a certificate's subject alternative name extension.</summary>
@@ -159,7 +176,7 @@ public static class CertificateIssuer
     private static X509Certificate2 Issue(X509Certificate2 ca, string subjectName, SubjectAlternativeNameBuilder san, string ekuOid, TimeSpan validity) =>
         Issue(ca, subjectName, san, [ekuOid], validity);
 
-    private static X509Certificate2 Issue(X509Certificate2 ca, string subjectName, SubjectAlternativeNameBuilder san, string[] ekuOids, TimeSpan validity)
+    private static X509Certificate2 Issue(X509Certificate2 ca, string subjectName, SubjectAlternativeNameBuilder san, string[] ekuOids, TimeSpan validity, X509Extension? extra = null)
     {
         ArgumentNullException.ThrowIfNull(ca);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -176,6 +193,10 @@ public static class CertificateIssuer
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca, true, false));
         request.CertificateExtensions.Add(san.Build());
+        if (extra is not null)
+        {
+            request.CertificateExtensions.Add(extra);
+        }
 
         var now = DateTimeOffset.UtcNow;
         var notAfter = now.Add(validity);

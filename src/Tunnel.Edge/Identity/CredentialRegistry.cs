@@ -11,7 +11,8 @@ namespace Tunnel.Edge.Identity;
 /// <param name="IssuedAt">When it was issued.</param>
 /// <param name="NotBefore">When its certificate becomes valid.</param>
 /// <param name="NotAfter">When its certificate expires.</param>
-public sealed record IssuedCredential(string Id, string Label, IReadOnlyList<string> Hostnames, string Issuer, DateTimeOffset IssuedAt, DateTimeOffset NotBefore, DateTimeOffset NotAfter);
+/// <param name="Exclusive">Whether it claims its exact hostnames exclusively (<c>issue --exclusive</c>, see <see cref="ExclusiveClaim"/>).</param>
+public sealed record IssuedCredential(string Id, string Label, IReadOnlyList<string> Hostnames, string Issuer, DateTimeOffset IssuedAt, DateTimeOffset NotBefore, DateTimeOffset NotAfter, bool Exclusive = false);
 
 /// <summary>
 /// The list of credentials the edge's CA issued (<c>credentials.json</c> in the edge directory),

@@ -85,14 +85,15 @@ public sealed class EdgeDirectory
     /// Issues an origin credential for <paramref name="domains"/> from the issuing CA, records it in the
     /// registry and returns it; the caller writes it with <see cref="WriteCredential"/>. The credential pins
     /// every CA of the trust bundle, so it keeps working across the edge's next server certificate renewal.
+    /// With <paramref name="exclusive"/>, it claims its exact names exclusively (<see cref="ExclusiveClaim"/>).
     /// </summary>
-    public TunnelCredential Issue(IEnumerable<string> domains, IEnumerable<string> edges, string? edgeServerName, TimeSpan validity, string label, TimeProvider? time = null)
+    public TunnelCredential Issue(IEnumerable<string> domains, IEnumerable<string> edges, string? edgeServerName, TimeSpan validity, string label, TimeProvider? time = null, bool exclusive = false)
     {
         using var ca = LoadIssuingCa();
-        using var certificate = CertificateIssuer.IssueOriginCertificate(ca, domains, validity);
+        using var certificate = CertificateIssuer.IssueOriginCertificate(ca, domains, validity, exclusive);
         var credential = TunnelCredential.FromCertificate(certificate, CertificateIssuer.GetDnsNames(certificate), SecureFile.Read(TrustedCasPath, "trusted CA bundle"), [.. edges], edgeServerName);
         CredentialRegistry.Add(File(RegistryFile), new IssuedCredential(credential.Id, label, credential.Hostnames, ca.Subject,
-            (time ?? TimeProvider.System).GetUtcNow(), credential.NotBefore, credential.NotAfter));
+            (time ?? TimeProvider.System).GetUtcNow(), credential.NotBefore, credential.NotAfter, exclusive));
         return credential;
     }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Collections.Frozen;
 using System.Collections.Immutable;
 using Tunnel.Edge.Tunnels;
 using Tunnel.Protocol;
@@ -14,6 +15,7 @@ public sealed class RouteTable
     private readonly ConcurrentDictionary<string, ImmutableArray<TunnelConnection>> _routes = new(StringComparer.Ordinal);
     private readonly Lock _writeLock = new();
     private int _connectionCount;
+    private FrozenSet<string> _exclusive = FrozenSet<string>.Empty;
 
     /// <summary>Registered tunnel connections.</summary>
     public int ConnectionCount => Volatile.Read(ref _connectionCount);
@@ -26,6 +28,17 @@ public sealed class RouteTable
 
     /// <summary>The hostnames (exact and wildcard, as registered) with at least one connection.</summary>
     public IReadOnlyCollection<string> Hostnames() => _routes.Keys.ToArray();
+
+    /// <summary>
+    /// Sets the exact names claimed exclusively by a credential: a visitor's host among them is served by
+    /// its exact route only, never by a wildcard route of another credential while the claimant has no
+    /// usable connection.
+    /// </summary>
+    public void UseExclusiveNames(IEnumerable<string> hostnames)
+    {
+        ArgumentNullException.ThrowIfNull(hostnames);
+        Volatile.Write(ref _exclusive, hostnames.ToFrozenSet(StringComparer.Ordinal));
+    }
 
     /// <summary>Adds a registered connection under each of its hostnames.</summary>
     public void Add(TunnelConnection connection)
@@ -99,7 +112,7 @@ public sealed class RouteTable
     {
         ArgumentNullException.ThrowIfNull(host);
         var name = Normalize(host);
-        return PickFrom(name, exclude) ?? (HostnameRules.WildcardFor(name) is { } wildcard ? PickFrom(wildcard, exclude) : null);
+        return PickFrom(name, exclude) ?? (WildcardFor(name) is { } wildcard ? PickFrom(wildcard, exclude) : null);
     }
 
     /// <summary>Whether any connection, usable or not, is registered for the host.</summary>
@@ -107,7 +120,7 @@ public sealed class RouteTable
     {
         ArgumentNullException.ThrowIfNull(host);
         var name = Normalize(host);
-        return _routes.ContainsKey(name) || (HostnameRules.WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard));
+        return _routes.ContainsKey(name) || (WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard));
     }
 
     /// <summary>
@@ -118,7 +131,14 @@ public sealed class RouteTable
     {
         ArgumentNullException.ThrowIfNull(host);
         var name = Normalize(host);
-        return _routes.ContainsKey(name) ? name : HostnameRules.WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard) ? wildcard : null;
+        return _routes.ContainsKey(name) ? name : WildcardFor(name) is { } wildcard && _routes.ContainsKey(wildcard) ? wildcard : null;
+    }
+
+    /// <summary>The connections registered for exactly <paramref name="hostname"/> (normalized), none when it has no route.</summary>
+    public ImmutableArray<TunnelConnection> ConnectionsFor(string hostname)
+    {
+        ArgumentNullException.ThrowIfNull(hostname);
+        return _routes.TryGetValue(hostname, out var connections) ? connections : [];
     }
 
     /// <summary>A copy of the table for status pages and tests.</summary>
@@ -153,6 +173,9 @@ public sealed class RouteTable
 
         return best;
     }
+
+    // A name claimed exclusively is never served through a wildcard: that wildcard belongs to another credential.
+    private string? WildcardFor(string name) => Volatile.Read(ref _exclusive).Contains(name) ? null : HostnameRules.WildcardFor(name);
 
     private static string Normalize(string host) =>
         host.EndsWith('.') ? host.TrimEnd('.').ToLowerInvariant() : host.ToLowerInvariant();

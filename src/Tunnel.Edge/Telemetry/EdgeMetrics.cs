@@ -43,6 +43,7 @@ public sealed class EdgeMetrics
         Meter = meterFactory.Create(MeterName);
         Meter.CreateObservableUpDownCounter("tunnel.edge.tunnels", () => routes.ConnectionCount, "{connection}", "Registered tunnel connections.");
         Meter.CreateObservableUpDownCounter("tunnel.edge.connectors", () => routes.Connections().Select(c => c.ConnectorId).Distinct(StringComparer.Ordinal).Count(), "{connector}", "Distinct origin replicas (connector ids) with a registered tunnel connection.");
+        Meter.CreateObservableGauge("tunnel.edge.credential.tunnels.max", () => MostTunnelsOfOneCredential(routes), "{connection}", "The most registered tunnel connections any one credential holds; past MaxTunnelConnectionsPerCredential its registrations are refused as credential_limit.");
         _registrations = Meter.CreateCounter<long>("tunnel.edge.registrations", "{registration}", "Registrations by tunnel.registration.result (accepted, rejected) and tunnel.rejection.reason.");
         _requests = Meter.CreateCounter<long>("tunnel.edge.requests", "{request}", "Visitor requests by tunnel.route, http.response.status_class and, for gRPC calls, rpc.grpc.status_code.");
         _duration = Meter.CreateHistogram("tunnel.edge.request.duration", "s", "Visitor request duration, to the end of the response body, by tunnel.route and http.response.status_class.",
@@ -107,6 +108,12 @@ public sealed class EdgeMetrics
 
     /// <summary>Counts body bytes written to a visitor.</summary>
     public void BytesTransmitted(long count) => _bytes.Add(count, new KeyValuePair<string, object?>("network.io.direction", "transmitted"));
+
+    private static int MostTunnelsOfOneCredential(RouteTable routes)
+    {
+        var connections = routes.Connections();
+        return connections.Count == 0 ? 0 : connections.CountBy(c => c.CredentialId, StringComparer.OrdinalIgnoreCase).Max(g => g.Value);
+    }
 
     /// <summary>The status class label: <c>2xx</c>, <c>4xx</c>, ...</summary>
     public static string StatusClass(int statusCode) => statusCode switch

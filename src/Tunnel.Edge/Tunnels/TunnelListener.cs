@@ -29,6 +29,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly EdgeCredentials _credentials;
+    private readonly RegistrationPolicy _policy;
     private readonly ConcurrentDictionary<TunnelConnection, X509Certificate2> _certificates = new();
 
     // When each served connection's certificate expires (read once: the heartbeat check compares these).
@@ -50,13 +51,15 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private const int OverloadedRetryAfterSeconds = 5;
 
     /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
-    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, EdgeMetrics metrics)
+    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, EdgeMetrics metrics, RegistrationPolicy policy)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
         ArgumentNullException.ThrowIfNull(metrics);
+        ArgumentNullException.ThrowIfNull(policy);
         _metrics = metrics;
         _handshakes = new HandshakeGate(options, metrics, logger, time);
+        _policy = policy;
         _options = options;
         _routes = routes;
         _events = events;
@@ -345,10 +348,18 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             return null;
         }
 
+        // The tenant's caps and claims before the edge's: a credential over its own cap takes no place of the others'.
+        if (!_policy.TryAdmit(clientCertificate, hostnames, remote, out var lease, out var refused))
+        {
+            await RejectAsync(ssl, remote, refused, stoppingToken).ConfigureAwait(false);
+            return null;
+        }
+
         // Take a place atomically: registrations arriving together must not all see room for one more.
         if (Interlocked.Increment(ref _tunnelPlaces) > _options.MaxTunnelConnections)
         {
             Interlocked.Decrement(ref _tunnelPlaces);
+            lease.Dispose();
             await RejectAsync(ssl, remote, new RegistrationRejected
             {
                 Code = RejectionCodes.Overloaded,
@@ -371,14 +382,31 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         catch
         {
             Interlocked.Decrement(ref _tunnelPlaces);
+            lease.Dispose();
             throw;
         }
+
+        lease.ReleaseWhenClosed(connection);
 
         Volatile.Write(ref _lastRegistration, _time.GetTimestamp());
         Interlocked.Increment(ref _registrationsSinceTrim);
         EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
         _events.Registered(connection);
+        MoveOffClaimedNames(connection);
         return connection;
+    }
+
+    /// <summary>
+    /// When <paramref name="claimant"/> claims names exclusively, the connections of other credentials
+    /// that registered them before the claim was known here take no new request and close after the
+    /// revocation grace; their origins' redials are refused with the reason.
+    /// </summary>
+    private void MoveOffClaimedNames(TunnelConnection claimant)
+    {
+        foreach (var (displaced, reason) in _policy.Displaced(claimant))
+        {
+            Withdraw(displaced, new CredentialProblem(false, reason));
+        }
     }
 
     /// <summary>

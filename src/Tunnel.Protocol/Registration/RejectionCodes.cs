@@ -29,4 +29,19 @@ public static class RejectionCodes
     /// authentication, or missing. The message says which. Not retryable.
     /// </summary>
     public const string CertificateRefused = "certificate_refused";
+
+    /// <summary>
+    /// The origin's credential is over one of the edge's per-credential caps (tunnel connections per
+    /// credential, hostnames per registration), so one tenant cannot take every tunnel place from the
+    /// others. The message names the cap. Retryable after the given delay: places free up as the
+    /// credential's other connections close.
+    /// </summary>
+    public const string CredentialLimit = "credential_limit";
+
+    /// <summary>
+    /// A hostname asked for is claimed exclusively by another credential (issued with
+    /// <c>tunnel-edge issue --exclusive</c>); only credentials that claim it may register it. The
+    /// message names the claiming credential. Not retryable.
+    /// </summary>
+    public const string HostnameClaimed = "hostname_claimed";
 }
