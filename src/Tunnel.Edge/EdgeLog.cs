@@ -106,4 +106,17 @@ internal static partial class EdgeLog
 
     [LoggerMessage(76, LogLevel.Information, "glibc malloc arenas capped at {Arenas}, one per core (set MALLOC_ARENA_MAX to choose otherwise).", EventName = "NativeHeapArenasLimited")]
     public static partial void NativeHeapArenasLimited(ILogger logger, int arenas);
+
+    // Hostile visitors: connection caps, silent connections, requests in flight per visitor, stream waits: ids 220-239.
+    [LoggerMessage(220, LogLevel.Warning, "Closed {Count} visitor connection(s) at a bound in the last {PeriodSeconds:0} s (at most one such line per period); the latest from {Visitor}: {Reason}.", EventName = "VisitorConnectionRefused")]
+    public static partial void VisitorConnectionRefused(ILogger logger, long count, double periodSeconds, string visitor, string reason);
+
+    [LoggerMessage(221, LogLevel.Warning, "Request {RequestId} for {Host}: 503, {Visitor} has {InFlight} requests in flight to the host, its cap, and none ended within {WaitSeconds:0.###} s.", EventName = "VisitorRequestsOverCap")]
+    public static partial void VisitorRequestsOverCap(ILogger logger, string requestId, string host, string visitor, int inFlight, double waitSeconds);
+
+    [LoggerMessage(222, LogLevel.Warning, "Request {RequestId} for {Host}: 503, no tunnel stream came free within {WaitSeconds:0.###} s.", EventName = "StreamWaitTimedOut")]
+    public static partial void StreamWaitTimedOut(ILogger logger, string requestId, string host, double waitSeconds);
+
+    [LoggerMessage(223, LogLevel.Information, "Request {RequestId} for {Host}: WebSocket closed after {IdleSeconds:0.###} s without a byte either way.", EventName = "WebSocketIdleClosed")]
+    public static partial void WebSocketIdleClosed(ILogger logger, string requestId, string host, double idleSeconds);
 }

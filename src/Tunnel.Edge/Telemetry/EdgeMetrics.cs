@@ -32,6 +32,7 @@ public sealed class EdgeMetrics
     private readonly Counter<long> _upstreamErrors;
     private readonly UpDownCounter<long> _activeStreams;
     private readonly Counter<long> _bytes;
+    private readonly Counter<long> _visitorRefused;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     public EdgeMetrics(IMeterFactory meterFactory, RouteTable routes)
@@ -48,6 +49,7 @@ public sealed class EdgeMetrics
         _upstreamErrors = Meter.CreateCounter<long>("tunnel.edge.upstream.errors", "{error}", "Visitor requests the edge answered itself because the origin could not be reached, by error.type.");
         _activeStreams = Meter.CreateUpDownCounter<long>("tunnel.edge.active_streams", "{request}", "Visitor requests in flight.");
         _bytes = Meter.CreateCounter<long>("tunnel.edge.bytes", "By", "Visitor body bytes by network.io.direction (received from visitors, transmitted to them).");
+        _visitorRefused = Meter.CreateCounter<long>("tunnel.edge.visitor.refused", "{refusal}", "Visitor connections and requests the edge refused or closed at one of its bounds, by reason (see VisitorRefusals).");
     }
 
     /// <summary>The meter the instruments live on.</summary>
@@ -91,6 +93,9 @@ public sealed class EdgeMetrics
 
     /// <summary>Counts body bytes written to a visitor.</summary>
     public void BytesTransmitted(long count) => _bytes.Add(count, new KeyValuePair<string, object?>("network.io.direction", "transmitted"));
+
+    /// <summary>Counts a visitor connection or request refused or closed at a bound, by one of the <see cref="VisitorRefusals"/> reasons.</summary>
+    public void VisitorRefused(string reason) => _visitorRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     /// <summary>The status class label: <c>2xx</c>, <c>4xx</c>, ...</summary>
     public static string StatusClass(int statusCode) => statusCode switch
