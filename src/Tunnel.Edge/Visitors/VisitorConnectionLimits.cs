@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Access;
@@ -111,12 +110,7 @@ internal sealed class VisitorConnectionLimits
             return null;
         }
 
-        if (address.IsIPv4MappedToIPv6)
-        {
-            address = address.MapToIPv4();
-        }
-
-        return address.AddressFamily == AddressFamily.InterNetworkV6 ? EdgeAccessMiddleware.RateLimitKey(address) : address;
+        return EdgeAccessMiddleware.RateLimitKey(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
     }
 
     /// <returns>The refusal reason, or <c>null</c> when the connection was counted.</returns>
