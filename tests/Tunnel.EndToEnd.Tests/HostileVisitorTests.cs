@@ -209,6 +209,42 @@ public class HostileVisitorTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_hosts_entry_overrides_the_cap_of_requests_in_flight_per_visitor()
+    {
+        const string Capped = "capped.test";
+        await using var harness = await TunnelHarness.StartAsync(o =>
+        {
+            o.Limits.MaxConcurrentRequestsPerVisitor = 1;
+            o.Limits.StreamWaitTimeout = TimeSpan.FromSeconds(0.5);
+            o.Hosts[Host] = new EdgeHostOptions { MaxConcurrentRequestsPerVisitor = 0 };
+        });
+        await harness.StartOriginAsync(hostnames: [Host, Capped]);
+        using var client = VisitorClient(harness, IPAddress.Loopback);
+        var streams = new List<HttpResponseMessage>();
+        try
+        {
+            // No cap for the host with the entry: three long requests and a fourth are all served.
+            for (var i = 0; i < 3; i++)
+            {
+                streams.Add(await client.GetAsync(harness.VisitorUrl("/stream?count=10000"), HttpCompletionOption.ResponseHeadersRead));
+            }
+
+            Assert.All(streams, s => Assert.Equal(HttpStatusCode.OK, s.StatusCode));
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(harness.VisitorUrl("/"))).StatusCode);
+
+            // The global cap of one for the other host.
+            streams.Add(await client.GetAsync(harness.VisitorUrl("/stream?count=10000", Capped), HttpCompletionOption.ResponseHeadersRead));
+            Assert.Equal(HttpStatusCode.OK, streams[^1].StatusCode);
+            using var refused = await client.SendAsync(Json(harness.VisitorUrl("/", Capped)));
+            (await ReadAsync(refused)).AssertEdgeError(503, Capped, harness.EdgeLogs);
+        }
+        finally
+        {
+            streams.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task A_burst_over_the_visitor_cap_waits_for_the_visitors_own_requests_and_is_served()
     {
         await using var harness = await TunnelHarness.StartAsync(o => o.Limits.MaxConcurrentRequestsPerVisitor = 2);
