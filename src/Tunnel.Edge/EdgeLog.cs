@@ -122,4 +122,17 @@ internal static partial class EdgeLog
 
     [LoggerMessage(262, LogLevel.Warning, "Refused a registration from {Remote}: credential {CredentialId} may not register {Hostname}, claimed exclusively by credential {Claimants}.", EventName = "HostnameClaimRefused")]
     public static partial void HostnameClaimRefused(ILogger logger, string remote, string credentialId, string hostname, string claimants);
+
+    // Hostile visitors: connection caps, silent connections, requests in flight per visitor, stream waits: ids 220-239.
+    [LoggerMessage(220, LogLevel.Warning, "Closed {Count} visitor connection(s) at a bound in the last {PeriodSeconds:0} s (at most one such line per period); the latest from {Visitor}: {Reason}.", EventName = "VisitorConnectionRefused")]
+    public static partial void VisitorConnectionRefused(ILogger logger, long count, double periodSeconds, string visitor, string reason);
+
+    [LoggerMessage(221, LogLevel.Warning, "Request {RequestId} for {Host}: 503, {Visitor} has {InFlight} requests in flight to the host, its cap, and none ended within {WaitSeconds:0.###} s.", EventName = "VisitorRequestsOverCap")]
+    public static partial void VisitorRequestsOverCap(ILogger logger, string requestId, string host, string visitor, int inFlight, double waitSeconds);
+
+    [LoggerMessage(222, LogLevel.Warning, "Request {RequestId} for {Host}: 503, no tunnel stream came free within {WaitSeconds:0.###} s.", EventName = "StreamWaitTimedOut")]
+    public static partial void StreamWaitTimedOut(ILogger logger, string requestId, string host, double waitSeconds);
+
+    [LoggerMessage(223, LogLevel.Information, "Request {RequestId} for {Host}: WebSocket closed after {IdleSeconds:0.###} s without a byte either way.", EventName = "WebSocketIdleClosed")]
+    public static partial void WebSocketIdleClosed(ILogger logger, string requestId, string host, double idleSeconds);
 }

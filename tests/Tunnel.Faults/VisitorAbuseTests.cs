@@ -69,6 +69,82 @@ public class VisitorAbuseTests(VisitorAbuseTests.EdgeUnderAttack edge, ITestOutp
     }
 
     [Fact]
+    public async Task Connections_past_the_per_address_cap_are_closed_at_once_while_another_address_is_served()
+    {
+        // The edge's default: 256 open connections per visitor address (Limits:MaxConnectionsPerVisitor).
+        const int Cap = 256;
+        const int Opened = 300;
+        var sockets = new List<Socket>();
+        await using var watch = await AttackWatch.StartAsync(edge, output);
+        try
+        {
+            for (var i = 0; i < Opened; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+                await socket.ConnectAsync(edge.Edge.VisitorEndPoint);
+                sockets.Add(socket);
+                try
+                {
+                    await socket.SendAsync(Encoding.ASCII.GetBytes($"GET / HTTP/1.1\r\nHost: {Target}\r\n"), SocketFlags.None);
+                }
+                catch (SocketException)
+                {
+                    // Closed by the edge already: past the cap.
+                }
+            }
+
+            await Wait.UntilAsync(() => sockets.Count(RawVisitor.IsClosedByPeer) >= Opened - Cap, TimeSpan.FromSeconds(10), $"the edge closes the {Opened - Cap} connections past the cap");
+            var closed = sockets.Count(RawVisitor.IsClosedByPeer);
+            var figures = $"{Opened} held connections from one address: {closed} closed at once, {Opened - closed} held";
+            output.WriteLine(figures);
+            FiguresFile.Append("hostile visitors", figures);
+
+            // Connections the fixture's other attacks left may count too, but most of the cap is held.
+            Assert.InRange(closed, Opened - Cap, Opened - 200);
+            await watch.AssertResponsiveAndBoundedAsync("connections past the per-address cap");
+            Assert.True(edge.Edge.Process.CountLines(new Regex(@"Closed \d+ visitor connection\(s\) at a bound.*MaxConnectionsPerVisitor")) >= 1, "the edge logs the refusals");
+        }
+        finally
+        {
+            sockets.ForEach(s => s.Dispose());
+        }
+    }
+
+    /// <remarks>The issue's own reproduction, at the edge's default 30 s request-headers timeout.</remarks>
+    [FullFact]
+    public async Task Silent_and_partial_preface_sockets_are_closed_by_the_request_headers_timeout_and_others_are_served()
+    {
+        var sockets = new List<Socket>();
+        await using var watch = await AttackWatch.StartAsync(edge, output);
+        var started = DateTime.UtcNow;
+        try
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                await socket.ConnectAsync(edge.Edge.VisitorEndPoint);
+                if (i % 2 == 1)
+                {
+                    await socket.SendAsync("PRI * HTTP/2.0\r\n"u8.ToArray(), SocketFlags.None);
+                }
+
+                sockets.Add(socket);
+            }
+
+            await Wait.UntilAsync(() => sockets.All(RawVisitor.IsClosedByPeer), TimeSpan.FromSeconds(45), "the edge closes every silent and partial-preface connection");
+            var figures = $"25 silent and 25 partial-preface connections: all closed after {(DateTime.UtcNow - started).TotalSeconds:0.0} s (request-headers timeout 30 s)";
+            output.WriteLine(figures);
+            FiguresFile.Append("hostile visitors", figures);
+            await watch.AssertResponsiveAndBoundedAsync("silent and partial-preface connections");
+        }
+        finally
+        {
+            sockets.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task Slowloris_bodies_on_200_connections_are_cut_by_the_minimum_data_rate_and_others_are_served()
     {
         var sockets = new List<Socket>();

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Cluster;
 using Tunnel.Edge.Forwarding;
+using Tunnel.Edge.Telemetry;
 
 namespace Tunnel.Edge.Access;
 
@@ -24,14 +25,18 @@ internal sealed class EdgeAccessMiddleware
     private readonly RequestDelegate _next;
     private readonly HostPolicies _policies;
     private readonly HostConcurrency _concurrency = new();
+    private readonly VisitorConcurrency _perVisitor;
+    private readonly EdgeMetrics _metrics;
     private readonly ILogger _logger;
 
     private readonly EdgeLimitsOptions _limits;
 
-    public EdgeAccessMiddleware(RequestDelegate next, HostPolicies policies, EdgeOptions options, ILogger<EdgeAccessMiddleware> logger)
+    public EdgeAccessMiddleware(RequestDelegate next, HostPolicies policies, EdgeOptions options, EdgeMetrics metrics, TimeProvider time, ILogger<EdgeAccessMiddleware> logger)
     {
         _next = next;
         _policies = policies;
+        _metrics = metrics;
+        _perVisitor = new VisitorConcurrency(time);
         _logger = logger;
         _limits = options.Limits;
     }
@@ -131,7 +136,45 @@ internal sealed class EdgeAccessMiddleware
             }
         }
 
+        if (policy.MaxConcurrentRequestsPerVisitor is { } perVisitor && visitor is not null)
+        {
+            return PerVisitorAsync(context, host, policy, requestId, visitor, perVisitor);
+        }
+
         return Capped(context, host, policy, requestId);
+    }
+
+    /// <summary>
+    /// Holds the request within its visitor's cap of requests in flight to the host, waiting a bounded
+    /// time for a place; then 503 with Retry-After.
+    /// </summary>
+    private async Task PerVisitorAsync(HttpContext context, string host, HostPolicy policy, string requestId, IPAddress visitor, int perVisitor)
+    {
+        var key = host + " " + RateLimitKey(visitor);
+        var wait = _limits.StreamWaitTimeout;
+        var (entered, inFlight) = await _perVisitor.EnterAsync(key, perVisitor, wait, context.RequestAborted).ConfigureAwait(false);
+        if (!entered)
+        {
+            if (context.RequestAborted.IsCancellationRequested)
+            {
+                return;
+            }
+
+            EdgeLog.VisitorRequestsOverCap(_logger, requestId, host, visitor.ToString(), inFlight, wait.TotalSeconds);
+            _metrics.VisitorRefused(VisitorRefusals.VisitorRequestLimit);
+            await ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
+                $"Your address has {inFlight} requests open to {host}, as many as one visitor may. Try again when one has ended.", host, requestId, OverloadRetryAfter).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            await Capped(context, host, policy, requestId).ConfigureAwait(false);
+        }
+        finally
+        {
+            _perVisitor.Exit(key);
+        }
     }
 
     /// <summary>
@@ -171,7 +214,7 @@ internal sealed class EdgeAccessMiddleware
     /// The bucket a visitor draws from: its IPv4 address, or its IPv6 /64, because one IPv6 subscriber
     /// usually holds a whole /64 and could otherwise take a fresh bucket per request.
     /// </summary>
-    private static IPAddress RateLimitKey(IPAddress visitor)
+    internal static IPAddress RateLimitKey(IPAddress visitor)
     {
         if (visitor.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
         {

@@ -15,6 +15,10 @@ public sealed class EdgeHostOptions
     /// <remarks>Defaults to <c>null</c>: the global limit. A wildcard entry caps each hostname it covers on its own.</remarks>
     public int? MaxConcurrentRequests { get; set; }
 
+    /// <summary>Overrides <see cref="EdgeLimitsOptions.MaxConcurrentRequestsPerVisitor"/> for this hostname.</summary>
+    /// <remarks>Defaults to <c>null</c>: the global limit. 0 removes the cap for this hostname.</remarks>
+    public int? MaxConcurrentRequestsPerVisitor { get; set; }
+
     /// <summary>Overrides <see cref="EdgeLimitsOptions.ResponseHeadersTimeout"/> for this hostname.</summary>
     /// <remarks>Defaults to <c>null</c>: the global timeout.</remarks>
     public TimeSpan? ResponseHeadersTimeout { get; set; }

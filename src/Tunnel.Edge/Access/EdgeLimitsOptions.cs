@@ -24,6 +24,45 @@ public sealed class EdgeLimitsOptions
     /// <summary>Kestrel's own default: room for TCP slow start and a mobile network's first hiccup.</summary>
     public static readonly TimeSpan DefaultMinDataRateGracePeriod = TimeSpan.FromSeconds(5);
 
+    /// <summary>Kestrel's own default: time for a slow mobile link to send a request's headers.</summary>
+    public static readonly TimeSpan DefaultRequestHeadersTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Kestrel's own default: long enough for a slow mobile link to finish a TLS handshake.</summary>
+    public static readonly TimeSpan DefaultTlsHandshakeTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Open visitor connections, both ports together. An idle connection costs the edge a few KiB (tens
+    /// with TLS), so the cap holds the edge under about a GiB with room left in the default descriptor
+    /// limit; the admin and tunnel ports are not counted, so a flood of visitors cannot lock them out.
+    /// </summary>
+    public const int DefaultMaxConcurrentConnections = 20_000;
+
+    /// <summary>
+    /// Open connections per visitor address (per IPv6 /64). A browser opens at most 6 HTTP/1.1
+    /// connections per site and one HTTP/2 connection; the rest is room for many visitors behind one NAT.
+    /// </summary>
+    public const int DefaultMaxConnectionsPerVisitor = 256;
+
+    /// <summary>
+    /// Requests in flight per visitor address for one hostname: about a tenth of the tunnel streams a
+    /// site has with the connector's defaults (4 connections of 90 streams), so one visitor cannot hold
+    /// them all with WebSockets, event streams or slow uploads. Bursts above it wait, they are not refused.
+    /// </summary>
+    public const int DefaultMaxConcurrentRequestsPerVisitor = 32;
+
+    /// <summary>
+    /// How long a request may wait for a free place (a tunnel stream, or its visitor's share) before the
+    /// edge answers <c>503</c>: requests usually free a place within milliseconds, so a wait this long
+    /// means the site is saturated, and the visitor is better told so than kept for the 100 s timeout.
+    /// </summary>
+    public static readonly TimeSpan DefaultStreamWaitTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Silence, both ways, after which a WebSocket is closed: longer than the keep-alive pings of
+    /// ASP.NET Core (2 min) and browsers' libraries, so only abandoned sockets reach it.
+    /// </summary>
+    public static readonly TimeSpan DefaultWebSocketIdleTimeout = TimeSpan.FromMinutes(5);
+
     /// <summary>Most bytes of request headers (and request line) a visitor may send; more gets <c>431</c>.</summary>
     /// <remarks>Defaults to 32 KiB (Kestrel's default). At most 1 MiB (Kestrel's request buffer).</remarks>
     public int MaxRequestHeadersTotalSize { get; set; } = DefaultMaxRequestHeadersTotalSize;
@@ -70,4 +109,52 @@ public sealed class EdgeLimitsOptions
     /// <summary>How long a visitor may be slower than the minimum data rates before the check applies.</summary>
     /// <remarks>Defaults to 5 seconds (Kestrel's default). Must be more than 1 second (Kestrel's heartbeat).</remarks>
     public TimeSpan MinDataRateGracePeriod { get; set; } = DefaultMinDataRateGracePeriod;
+
+    /// <summary>
+    /// How long a visitor has to send its request headers (Kestrel's <c>Limits.RequestHeadersTimeout</c>),
+    /// and how long a new connection on the HTTP port, or a new TLS connection on the HTTPS port, may stay
+    /// silent (or send only part of the HTTP/2 preface) before the edge closes it.
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds (Kestrel's default).</remarks>
+    public TimeSpan RequestHeadersTimeout { get; set; } = DefaultRequestHeadersTimeout;
+
+    /// <summary>How long a TLS handshake on the visitor HTTPS port may take; a client that sends no ClientHello is closed after it.</summary>
+    /// <remarks>Defaults to 10 seconds (Kestrel's default).</remarks>
+    public TimeSpan TlsHandshakeTimeout { get; set; } = DefaultTlsHandshakeTimeout;
+
+    /// <summary>
+    /// Most visitor connections open at once on the visitor ports (HTTP and HTTPS together; the role of
+    /// Kestrel's <c>Limits.MaxConcurrentConnections</c>, for visitors only). Further connections are closed
+    /// at once, with a log line (event <c>VisitorConnectionRefused</c>, at most one every 10 s) and the
+    /// metric <c>tunnel.edge.visitor.refused</c>.
+    /// </summary>
+    /// <remarks>Defaults to 20000. <c>null</c> removes the cap.</remarks>
+    public int? MaxConcurrentConnections { get; set; } = DefaultMaxConcurrentConnections;
+
+    /// <summary>Most visitor connections open at once from one visitor address (one IPv6 /64); further ones are closed at once.</summary>
+    /// <remarks>Defaults to 256. <c>null</c> removes the cap.</remarks>
+    public int? MaxConnectionsPerVisitor { get; set; } = DefaultMaxConnectionsPerVisitor;
+
+    /// <summary>
+    /// Most requests in flight at once from one visitor address (one IPv6 /64) to one hostname, WebSockets
+    /// and event streams included for their whole life. A request over it waits up to
+    /// <see cref="StreamWaitTimeout"/> for one of that visitor's requests to end, then gets <c>503</c> with
+    /// <c>Retry-After</c>. An <c>Edge:Hosts</c> entry may override it.
+    /// </summary>
+    /// <remarks>Defaults to 32. <c>null</c> removes the cap.</remarks>
+    public int? MaxConcurrentRequestsPerVisitor { get; set; } = DefaultMaxConcurrentRequestsPerVisitor;
+
+    /// <summary>
+    /// How long a request may wait for a free stream on its host's tunnel connections (and for a place
+    /// under <see cref="MaxConcurrentRequestsPerVisitor"/>) before it gets <c>503</c> with <c>Retry-After</c>.
+    /// </summary>
+    /// <remarks>Defaults to 10 seconds.</remarks>
+    public TimeSpan StreamWaitTimeout { get; set; } = DefaultStreamWaitTimeout;
+
+    /// <summary>
+    /// How long a WebSocket tunnelled through the edge may pass no byte either way before the edge closes
+    /// both sides (it logs <c>WebSocketClosed</c> with the outcome <c>idle</c>).
+    /// </summary>
+    /// <remarks>Defaults to 5 minutes. <see cref="Timeout.InfiniteTimeSpan"/> disables it.</remarks>
+    public TimeSpan WebSocketIdleTimeout { get; set; } = DefaultWebSocketIdleTimeout;
 }

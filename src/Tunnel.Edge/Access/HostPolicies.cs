@@ -47,6 +47,7 @@ internal sealed class HostPolicies : IDisposable
             errors.Add($"Limits:MaxConcurrentRequestsPerConnection is {limits.MaxConcurrentRequestsPerConnection}; it must be at least 1 (or unset for no cap).");
         }
 
+        CheckVisitorBounds(limits, errors);
         if (limits.MinRequestBodyDataRate is <= 0 || limits.MinResponseDataRate is <= 0)
         {
             errors.Add("Limits:MinRequestBodyDataRate and MinResponseDataRate must be more than 0 bytes/s (or null to disable).");
@@ -63,6 +64,7 @@ internal sealed class HostPolicies : IDisposable
             MaxRequestBodySize = limits.MaxRequestBodySize,
             MaxConcurrentRequests = limits.MaxConcurrentRequests,
             MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
+            MaxConcurrentRequestsPerVisitor = limits.MaxConcurrentRequestsPerVisitor,
             ResponseHeadersTimeout = limits.ResponseHeadersTimeout,
         };
 
@@ -82,6 +84,11 @@ internal sealed class HostPolicies : IDisposable
             }
 
             CheckCommon(label, host.MaxRequestBodySize, host.MaxConcurrentRequests, host.ResponseHeadersTimeout, errors);
+            if (host.MaxConcurrentRequestsPerVisitor is < 0)
+            {
+                errors.Add($"{label}:MaxConcurrentRequestsPerVisitor is {host.MaxConcurrentRequestsPerVisitor}; it must be 0 (no cap) or more (or unset for the global limit).");
+            }
+
             var allow = ParseRanges(label + ":Allow", host.Allow, errors);
             var deny = ParseRanges(label + ":Deny", host.Deny, errors);
             var limiter = CreateRateLimiter(label + ":RateLimit", host.RateLimit, errors);
@@ -93,6 +100,7 @@ internal sealed class HostPolicies : IDisposable
                 MaxRequestBodySize = host.MaxRequestBodySize ?? limits.MaxRequestBodySize,
                 MaxConcurrentRequests = host.MaxConcurrentRequests ?? limits.MaxConcurrentRequests,
                 MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
+                MaxConcurrentRequestsPerVisitor = host.MaxConcurrentRequestsPerVisitor is { } perVisitor ? (perVisitor == 0 ? null : perVisitor) : limits.MaxConcurrentRequestsPerVisitor,
                 ResponseHeadersTimeout = host.ResponseHeadersTimeout ?? limits.ResponseHeadersTimeout,
                 RateLimiter = limiter,
             }))
@@ -144,6 +152,31 @@ internal sealed class HostPolicies : IDisposable
         if (headersTimeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > TimeSpan.FromDays(1)))
         {
             errors.Add($"{label}:ResponseHeadersTimeout is {timeout}; it must be more than 0 and at most a day.");
+        }
+    }
+
+    /// <summary>The bounds on visitors' connections, waits and idle WebSockets.</summary>
+    private static void CheckVisitorBounds(EdgeLimitsOptions limits, List<string> errors)
+    {
+        foreach (var (name, value) in new[] { ("MaxConcurrentConnections", limits.MaxConcurrentConnections), ("MaxConnectionsPerVisitor", limits.MaxConnectionsPerVisitor), ("MaxConcurrentRequestsPerVisitor", limits.MaxConcurrentRequestsPerVisitor) })
+        {
+            if (value is < 1)
+            {
+                errors.Add($"Limits:{name} is {value}; it must be at least 1 (or null for no cap).");
+            }
+        }
+
+        foreach (var (name, value) in new[] { ("RequestHeadersTimeout", limits.RequestHeadersTimeout), ("TlsHandshakeTimeout", limits.TlsHandshakeTimeout), ("StreamWaitTimeout", limits.StreamWaitTimeout) })
+        {
+            if (value <= TimeSpan.Zero || value > TimeSpan.FromDays(1))
+            {
+                errors.Add($"Limits:{name} is {value}; it must be more than 0 and at most a day.");
+            }
+        }
+
+        if (limits.WebSocketIdleTimeout != Timeout.InfiniteTimeSpan && (limits.WebSocketIdleTimeout <= TimeSpan.Zero || limits.WebSocketIdleTimeout > TimeSpan.FromDays(1)))
+        {
+            errors.Add($"Limits:WebSocketIdleTimeout is {limits.WebSocketIdleTimeout}; it must be more than 0 and at most a day (or -00:00:00.001 to disable it).");
         }
     }
 

@@ -18,6 +18,9 @@ internal sealed class HostPolicy : IDisposable
 
     public int? MaxConcurrentRequestsPerConnection { get; init; }
 
+    /// <summary>Requests in flight per visitor address (IPv6 /64) for one hostname; <c>null</c> for no cap.</summary>
+    public int? MaxConcurrentRequestsPerVisitor { get; init; }
+
     public TimeSpan ResponseHeadersTimeout { get; init; } = EdgeLimitsOptions.DefaultResponseHeadersTimeout;
 
     public PartitionedRateLimiter<IPAddress>? RateLimiter { get; init; }

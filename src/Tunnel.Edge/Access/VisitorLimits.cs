@@ -18,6 +18,7 @@ internal static class VisitorLimits
         ArgumentNullException.ThrowIfNull(limits);
         kestrel.MaxRequestHeadersTotalSize = (int)Math.Min(HostPolicies.MaxHeadersTotalSizeCeiling, 2L * limits.MaxRequestHeadersTotalSize);
         kestrel.MaxRequestHeaderCount = (int)Math.Min(int.MaxValue, 2L * limits.MaxRequestHeaderCount);
+        kestrel.RequestHeadersTimeout = limits.RequestHeadersTimeout;
         kestrel.MinRequestBodyDataRate = limits.MinRequestBodyDataRate is { } requestRate ? new MinDataRate(requestRate, limits.MinDataRateGracePeriod) : null;
         kestrel.MinResponseDataRate = limits.MinResponseDataRate is { } responseRate ? new MinDataRate(responseRate, limits.MinDataRateGracePeriod) : null;
     }

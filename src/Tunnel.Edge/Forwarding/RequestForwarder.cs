@@ -63,15 +63,20 @@ public sealed partial class RequestForwarder
     private readonly RouteTable _routes;
     private readonly ILogger _logger;
     private readonly EdgeOptions _options;
+    private readonly TimeProvider _time;
+    private readonly EdgeMetrics? _metrics;
 
     /// <summary>Creates the forwarder; with <paramref name="peers"/> (a cluster) a host with no local tunnel is sent to a peer edge.</summary>
-    public RequestForwarder(RouteTable routes, ILogger<RequestForwarder> logger, EdgeOptions? options = null, Cluster.PeerSet? peers = null, Cluster.ClusterMetrics? clusterMetrics = null)
+    public RequestForwarder(RouteTable routes, ILogger<RequestForwarder> logger, EdgeOptions? options = null, Cluster.PeerSet? peers = null, Cluster.ClusterMetrics? clusterMetrics = null,
+        TimeProvider? time = null, EdgeMetrics? metrics = null)
     {
         _routes = routes;
         _logger = logger;
         _options = options ?? new EdgeOptions();
         _peers = peers;
         _clusterMetrics = clusterMetrics;
+        _time = time ?? TimeProvider.System;
+        _metrics = metrics;
     }
 
     /// <summary>Handles one visitor request (terminal middleware).</summary>
@@ -183,6 +188,11 @@ public sealed partial class RequestForwarder
                     response = await connection.Invoker.SendAsync(request, deadline.Token).ConfigureAwait(false);
                     deadline.HeadersReceived();
                 }
+                catch (HttpRequestException ex) when (Tunnels.Http2.Http2Errors.IsNoStreamFree(ex))
+                {
+                    await RefuseNoStreamFreeAsync(context, requestId, host).ConfigureAwait(false);
+                    return;
+                }
                 catch (HttpRequestException ex) when (!context.RequestAborted.IsCancellationRequested && (IsNotProcessed(ex) || IsRepeatable(context.Request.Method, ex, connection)) && (replayableBody is not null || !requestBodyStarted.Value) && attempt < MaxAttempts)
                 {
                     // The origin never saw this request, or it is idempotent and the tunnel under it was
@@ -251,6 +261,19 @@ public sealed partial class RequestForwarder
                 connection.RequestFinished();
             }
         }
+    }
+
+    /// <summary>
+    /// Every stream the origin allows stayed busy for the whole wait: the site is saturated, and the
+    /// visitor is told so (503, Retry-After) rather than kept until the response-headers timeout.
+    /// </summary>
+    private Task RefuseNoStreamFreeAsync(HttpContext context, string requestId, string host)
+    {
+        var waited = _options.Limits.StreamWaitTimeout;
+        EdgeLog.StreamWaitTimedOut(_logger, requestId, host, waited.TotalSeconds);
+        UpstreamErrors.Report(context, UpstreamErrors.Refused);
+        return ErrorPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorPages.TitleFor(StatusCodes.Status503ServiceUnavailable),
+            $"Every tunnel stream for {host} stayed busy for {waited.TotalSeconds:0.###} s. Try again shortly.", host, requestId, EdgeAccessMiddleware.OverloadRetryAfter);
     }
 
     private static string Describe(Exception ex)
@@ -639,8 +662,9 @@ public sealed partial class RequestForwarder
         EdgeLog.WebSocketOpened(_logger, requestId, host, webSocket.IsExtendedConnect ? "HTTP/2" : "HTTP/1.1");
         var started = Stopwatch.GetTimestamp();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        var up = PumpAsync(visitor, origin, stop.Token);
-        var down = PumpAsync(origin, visitor, stop.Token);
+        using var idle = new IdleWatch(_options.Limits.WebSocketIdleTimeout, _time, stop);
+        var up = PumpAsync(visitor, origin, idle, stop.Token);
+        var down = PumpAsync(origin, visitor, idle, stop.Token);
         var first = await Task.WhenAny(up, down).ConfigureAwait(false);
 
         // One side ended: the other has nothing left to talk to. An HTTP/2 stream on the tunnel cannot
@@ -650,7 +674,15 @@ public sealed partial class RequestForwarder
         var (fromVisitor, visitorError) = await up.ConfigureAwait(false);
         var (toVisitor, originError) = await down.ConfigureAwait(false);
         string outcome;
-        if (first == down)
+        if (idle.Expired)
+        {
+            // Both sides close: the origin's stream is reset with the response, the visitor's connection here.
+            outcome = "idle";
+            EdgeLog.WebSocketIdleClosed(_logger, requestId, host, idle.Timeout.TotalSeconds);
+            _metrics?.VisitorRefused(VisitorRefusals.WebSocketIdle);
+            context.Abort();
+        }
+        else if (first == down)
         {
             outcome = originError is null ? "origin closed" : "origin broke off: " + Describe(originError);
             if (originError is not null && !context.RequestAborted.IsCancellationRequested)
@@ -667,7 +699,7 @@ public sealed partial class RequestForwarder
     }
 
     /// <summary>Copies bytes until the source ends, each read written and flushed at once.</summary>
-    private static async Task<(long Bytes, Exception? Error)> PumpAsync(Stream source, Stream destination, CancellationToken cancellationToken)
+    private static async Task<(long Bytes, Exception? Error)> PumpAsync(Stream source, Stream destination, IdleWatch idle, CancellationToken cancellationToken)
     {
         // Yield first so both directions start before either runs synchronously to its first wait.
         await Task.Yield();
@@ -683,6 +715,7 @@ public sealed partial class RequestForwarder
                     return (total, null);
                 }
 
+                idle.Touch();
                 await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
                 await destination.FlushAsync(cancellationToken).ConfigureAwait(false);
                 total += read;

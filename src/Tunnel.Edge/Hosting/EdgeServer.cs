@@ -28,10 +28,6 @@ namespace Tunnel.Edge.Hosting;
 /// </summary>
 public sealed class EdgeServer : IAsyncDisposable
 {
-    // A visitor that connects and never finishes its handshake holds a socket; Kestrel's own default
-    // bound, long enough for a slow mobile link.
-    private static readonly TimeSpan VisitorTlsHandshakeTimeout = TimeSpan.FromSeconds(10);
-
     private readonly WebApplication _app;
     private readonly Func<ListenOptions?> _adminListen;
     private readonly Func<ListenOptions?> _peerListen;
@@ -109,6 +105,8 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton(sp => VisitorCertificates.Load(options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors")));
         services.AddSingleton(new HttpsRedirect(options));
         services.AddSingleton<VisitorTlsBuffers>();
+        services.AddSingleton(sp => new VisitorConnectionLimits(options.Limits, sp.GetRequiredService<EdgeMetrics>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors"), sp.GetRequiredService<TimeProvider>()));
         EdgeAdmin.AddServices(services);
         ListenOptions? adminListen = null;
         ListenOptions? peerListen = null;
@@ -120,10 +118,12 @@ public sealed class EdgeServer : IAsyncDisposable
             // The origin enforces its own body limit; the edge streams and never buffers bodies whole.
             kestrel.Limits.MaxRequestBodySize = null;
             VisitorLimits.Apply(kestrel.Limits, options.Limits);
+            var connectionLimits = kestrel.ApplicationServices.GetRequiredService<VisitorConnectionLimits>();
             kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpPort, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1;
-                listen.Use(handoff.Sniff);
+                listen.Use(connectionLimits.Middleware);
+                listen.Use(next => handoff.Sniff(next, connectionLimits));
             });
             kestrel.Listen(new H2cHandoffEndPoint(), listen => listen.Protocols = HttpProtocols.Http2);
 
@@ -133,9 +133,12 @@ public sealed class EdgeServer : IAsyncDisposable
                 kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpsPort, listen =>
                 {
                     listen.Protocols = HttpProtocols.Http1AndHttp2;
+
+                    // Counted before the handshake: a visitor holds the socket from its first byte.
+                    listen.Use(connectionLimits.Middleware);
                     listen.UseHttps(new TlsHandshakeCallbackOptions
                     {
-                        HandshakeTimeout = VisitorTlsHandshakeTimeout,
+                        HandshakeTimeout = options.Limits.TlsHandshakeTimeout,
                         OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
                         {
                             ServerCertificateContext = certificates.Select(context.ClientHelloInfo.ServerName),
@@ -146,6 +149,8 @@ public sealed class EdgeServer : IAsyncDisposable
                     {
                         listen.Use(kestrel.ApplicationServices.GetRequiredService<VisitorTlsBuffers>().Middleware);
                     }
+
+                    listen.Use(connectionLimits.AwaitFirstBytes);
                 });
             }
 

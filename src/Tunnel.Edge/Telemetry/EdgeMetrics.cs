@@ -34,6 +34,7 @@ public sealed class EdgeMetrics
     private readonly Counter<long> _bytes;
     private readonly Counter<long> _handshakesRefused;
     private readonly Counter<long> _tunnelsWithdrawn;
+    private readonly Counter<long> _visitorRefused;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     public EdgeMetrics(IMeterFactory meterFactory, RouteTable routes)
@@ -53,6 +54,7 @@ public sealed class EdgeMetrics
         _bytes = Meter.CreateCounter<long>("tunnel.edge.bytes", "By", "Visitor body bytes by network.io.direction (received from visitors, transmitted to them).");
         _handshakesRefused = Meter.CreateCounter<long>("tunnel.edge.handshakes.refused", "{connection}", "Tunnel-port connections closed before their TLS handshake because a cap on handshakes in flight was reached, by reason.");
         _tunnelsWithdrawn = Meter.CreateCounter<long>("tunnel.edge.tunnels.withdrawn", "{connection}", "Live tunnel connections closed because their credential may no longer serve, by reason (revoked, expired, untrusted).");
+        _visitorRefused = Meter.CreateCounter<long>("tunnel.edge.visitor.refused", "{refusal}", "Visitor connections and requests the edge refused or closed at one of its bounds, by reason (see VisitorRefusals).");
     }
 
     /// <summary>The meter the instruments live on.</summary>
@@ -114,6 +116,9 @@ public sealed class EdgeMetrics
         var connections = routes.Connections();
         return connections.Count == 0 ? 0 : connections.CountBy(c => c.CredentialId, StringComparer.OrdinalIgnoreCase).Max(g => g.Value);
     }
+
+    /// <summary>Counts a visitor connection or request refused or closed at a bound, by one of the <see cref="VisitorRefusals"/> reasons.</summary>
+    public void VisitorRefused(string reason) => _visitorRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     /// <summary>The status class label: <c>2xx</c>, <c>4xx</c>, ...</summary>
     public static string StatusClass(int statusCode) => statusCode switch

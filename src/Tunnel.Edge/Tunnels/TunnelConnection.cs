@@ -44,6 +44,7 @@ public sealed class TunnelConnection : IAsyncDisposable
             KeepAlivePingDelay = options.KeepAlivePingDelay,
             KeepAlivePingTimeout = options.KeepAlivePingTimeout,
             MaxResponseHeaderBytes = MaxResponseHeaderBytes,
+            StreamWaitTimeout = options.Limits.StreamWaitTimeout,
         }, time);
         Invoker = new HttpMessageInvoker(_handler, disposeHandler: false);
     }

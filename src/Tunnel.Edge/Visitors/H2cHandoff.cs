@@ -3,6 +3,7 @@ using System.Net;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
+using Tunnel.Edge.Telemetry;
 
 namespace Tunnel.Edge.Visitors;
 
@@ -25,10 +26,29 @@ internal sealed class H2cHandoff : IConnectionListenerFactory, IConnectionListen
         return new ValueTask<IConnectionListener>(new Listener(endpoint, _handedOff));
     }
 
-    /// <summary>The connection middleware for the visitor port.</summary>
-    public ConnectionDelegate Sniff(ConnectionDelegate next) => async connection =>
+    /// <summary>What a new connection's first bytes were, as far as the HTTP/2 preface goes.</summary>
+    internal enum FirstBytes
     {
-        if (!await StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed).ConfigureAwait(false))
+        /// <summary>The whole HTTP/2 preface.</summary>
+        Preface,
+
+        /// <summary>Anything else, or the visitor closed: the HTTP/1.1 server takes it (and answers or closes).</summary>
+        Other,
+
+        /// <summary>Nothing, or part of the preface only, within the request-headers timeout: the connection was closed.</summary>
+        TimedOut,
+    }
+
+    /// <summary>The connection middleware for the visitor port.</summary>
+    public ConnectionDelegate Sniff(ConnectionDelegate next, VisitorConnectionLimits limits) => async connection =>
+    {
+        var first = await SniffAsync(connection, limits).ConfigureAwait(false);
+        if (first == FirstBytes.TimedOut)
+        {
+            return;
+        }
+
+        if (first == FirstBytes.Other)
         {
             await next(connection).ConfigureAwait(false);
             return;
@@ -44,8 +64,36 @@ internal sealed class H2cHandoff : IConnectionListenerFactory, IConnectionListen
         await handedOff.Completed.ConfigureAwait(false);
     };
 
-    private static async Task<bool> StartsWithPrefaceAsync(PipeReader input, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits, at most the request-headers timeout, until the first bytes tell whether the connection
+    /// starts with the HTTP/2 preface; leaves every byte for whoever reads next. A connection that sends
+    /// nothing, or only part of the preface, in that time is closed, counted and logged here.
+    /// </summary>
+    internal static async Task<FirstBytes> SniffAsync(ConnectionContext connection, VisitorConnectionLimits limits)
     {
+        using var timeout = new CancellationTokenSource(limits.FirstBytesTimeout, limits.Time);
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, connection.ConnectionClosed);
+        var (matches, seen) = await StartsWithPrefaceAsync(connection.Transport.Input, either.Token).ConfigureAwait(false);
+        if (matches is { } preface)
+        {
+            return preface ? FirstBytes.Preface : FirstBytes.Other;
+        }
+
+        if (!timeout.IsCancellationRequested || connection.ConnectionClosed.IsCancellationRequested)
+        {
+            return FirstBytes.Other;
+        }
+
+        limits.Refused(VisitorRefusals.FirstBytesTimeout, connection.RemoteEndPoint,
+            $"it sent {(seen == 0 ? "nothing" : $"{seen} bytes of the HTTP/2 preface only")} within {limits.FirstBytesTimeout.TotalSeconds:0.###} s (Limits:RequestHeadersTimeout)");
+        connection.Abort(new ConnectionAbortedException("The visitor sent no request within the request-headers timeout."));
+        return FirstBytes.TimedOut;
+    }
+
+    /// <returns>Whether the bytes are the preface, <c>null</c> if the wait was cancelled first; and how many bytes were seen.</returns>
+    private static async Task<(bool? Matches, long Seen)> StartsWithPrefaceAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        long seen = 0;
         while (true)
         {
             ReadResult result;
@@ -53,12 +101,17 @@ internal sealed class H2cHandoff : IConnectionListenerFactory, IConnectionListen
             {
                 result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ConnectionResetException or IOException)
+            catch (OperationCanceledException)
             {
-                return false;
+                return (null, seen);
+            }
+            catch (Exception ex) when (ex is ConnectionResetException or IOException)
+            {
+                return (false, seen);
             }
 
             var buffer = result.Buffer;
+            seen = buffer.Length;
             var length = (int)Math.Min(buffer.Length, Preface.Length);
             var matches = true;
             var position = 0;
@@ -84,7 +137,7 @@ internal sealed class H2cHandoff : IConnectionListenerFactory, IConnectionListen
             {
                 // Leave every byte for whoever reads next.
                 input.AdvanceTo(buffer.Start);
-                return matches && length == Preface.Length;
+                return (matches && length == Preface.Length, seen);
             }
 
             input.AdvanceTo(buffer.Start, buffer.End);

@@ -17,7 +17,9 @@ public sealed class Bystander : IAsyncDisposable
 
     private Bystander(IPEndPoint edge, string host)
     {
-        _client = Visitors.Client(edge, TimeSpan.FromSeconds(30));
+        // Another visitor, from another address: the attacks come from 127.0.0.1, and the edge's caps per
+        // visitor address must not be what keeps the bystander out.
+        _client = Visitors.Client(edge, TimeSpan.FromSeconds(30), from: IPAddress.Parse("127.0.0.2"));
         _loop = Task.Run(() => LoopAsync(host));
     }
 

@@ -20,4 +20,10 @@ internal sealed record Http2ClientSettings
 
     /// <summary>How long a PING may go unanswered (with no other frame either) before the connection is dropped.</summary>
     public TimeSpan KeepAlivePingTimeout { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>
+    /// How long a request may wait for a stream while MAX_CONCURRENT_STREAMS are open; then it fails
+    /// with <see cref="Http2Errors.NoStreamFree"/>, not processed. <see cref="Timeout.InfiniteTimeSpan"/> for no bound.
+    /// </summary>
+    public TimeSpan StreamWaitTimeout { get; init; } = Timeout.InfiniteTimeSpan;
 }

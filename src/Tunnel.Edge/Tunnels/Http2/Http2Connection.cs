@@ -215,8 +215,11 @@ internal sealed partial class Http2Connection : IDisposable
             _slotWaiters.Enqueue(waiter);
         }
 
-        // A waiter woken with true owns a slot (counted for it by whoever freed it).
+        // A waiter woken with true owns a slot (counted for it by whoever freed it); one the wait bound
+        // ends first is left in the queue, and the next freed slot passes over it.
         using (cancellationToken.UnsafeRegister(static state => ((TaskCompletionSource<bool>)state!).TrySetCanceled(), waiter))
+        using (_settings.StreamWaitTimeout == Timeout.InfiniteTimeSpan ? null
+            : _time.CreateTimer(static state => ((TaskCompletionSource<bool>)state!).TrySetException(new NoStreamFreeException()), waiter, _settings.StreamWaitTimeout, Timeout.InfiniteTimeSpan))
         {
             try
             {
@@ -225,6 +228,10 @@ internal sealed partial class Http2Connection : IDisposable
             catch (TaskCanceledException)
             {
                 throw new OperationCanceledException(cancellationToken);
+            }
+            catch (NoStreamFreeException)
+            {
+                throw Http2Errors.NoStreamFree(_settings.StreamWaitTimeout);
             }
         }
 

@@ -25,6 +25,17 @@ internal static class Http2Errors
         ex.HttpRequestError == HttpRequestError.ConnectionError
         && ex.InnerException is HttpProtocolException { ErrorCode: (long)Http2ErrorCode.RefusedStream };
 
+    /// <summary>
+    /// No stream came free within the wait the settings allow: not processed, and the connection is
+    /// fine, only full (see <see cref="IsNoStreamFree"/>).
+    /// </summary>
+    public static HttpRequestException NoStreamFree(TimeSpan waited) =>
+        NotProcessed($"No stream came free on the tunnel connection within {waited.TotalSeconds:0.###} s; the request was not sent.", new NoStreamFreeException());
+
+    /// <summary>Whether <paramref name="ex"/> is <see cref="NoStreamFree"/>'s.</summary>
+    public static bool IsNoStreamFree(HttpRequestException ex) =>
+        ex.HttpRequestError == HttpRequestError.ConnectionError && ex.InnerException is NoStreamFreeException;
+
     public static HttpIOException ConnectionLost(Exception cause) =>
         new(HttpRequestError.ResponseEnded, $"The tunnel connection was lost: {cause.Message}", cause);
 
@@ -45,3 +56,6 @@ internal static class Http2Errors
         _ => new HttpIOException(HttpRequestError.Unknown, $"Sending the request content failed: {failure.Message}", failure),
     };
 }
+
+/// <summary>Marks <see cref="Http2Errors.NoStreamFree"/>'s exception.</summary>
+internal sealed class NoStreamFreeException() : Exception("Every stream the origin allows is open.");
