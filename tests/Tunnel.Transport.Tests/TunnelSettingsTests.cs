@@ -187,6 +187,80 @@ public sealed class TunnelSettingsTests : IDisposable
         Assert.Equal(TunnelCredential.IdOf(renewed), settings.Reload().State?.CredentialId);
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Production")]
+    [InlineData("Staging")]
+    public void Accepting_any_edge_certificate_is_refused_outside_Development(string? environment)
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com")),
+            DangerousAcceptAnyEdgeCertificate = true,
+        }, TimeProvider.System, environment));
+
+        Assert.Contains($"Tunnel:DangerousAcceptAnyEdgeCertificate is on in the '{environment ?? "Production"}' environment", error.Message, StringComparison.Ordinal);
+        Assert.Contains("allowed only in Development", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Accepting_any_edge_certificate_in_Development_leaves_the_credentials_pinned_CA_in_force()
+    {
+        var settings = TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com")),
+            DangerousAcceptAnyEdgeCertificate = true,
+        }, TimeProvider.System, "Development");
+
+        var dial = settings.Current.DialOptions;
+        Assert.True(dial.DangerousAcceptAnyEdgeCertificate);
+        Assert.Equal(_ca.Thumbprint, Assert.Single(dial.TrustedEdgeCertificates).Thumbprint);
+        Assert.False(dial.AcceptsAnyEdgeCertificate);
+    }
+
+    [Fact]
+    public void Only_the_second_switch_lets_any_edge_certificate_override_a_pinned_CA()
+    {
+        var pinned = TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com")),
+            DangerousAcceptAnyEdgeCertificate = true,
+            DangerousAcceptAnyEdgeCertificateOverridesPinnedCa = true,
+        }, TimeProvider.System, "Development");
+        Assert.True(pinned.Current.DialOptions.AcceptsAnyEdgeCertificate);
+
+        // Nothing pinned (system roots): the first switch alone applies.
+        using var origin = CertificateIssuer.IssueOriginCertificate(_ca, ["app.example.com"], TimeSpan.FromDays(1));
+        var unpinned = TunnelSettings.Create(new TunnelOptions
+        {
+            Edges = ["127.0.0.1:7844"],
+            Hostnames = ["app.example.com"],
+            Certificate = origin,
+            DangerousAcceptAnyEdgeCertificate = true,
+        }, TimeProvider.System, "Development");
+        Assert.True(unpinned.Current.DialOptions.AcceptsAnyEdgeCertificate);
+    }
+
+    [Fact]
+    public void The_pinned_CA_override_alone_is_refused_and_outside_Development_too()
+    {
+        var path = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com"));
+        var alone = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = path,
+            DangerousAcceptAnyEdgeCertificateOverridesPinnedCa = true,
+        }, TimeProvider.System, "Development"));
+        Assert.Contains("Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa is on without Tunnel:DangerousAcceptAnyEdgeCertificate", alone.Message, StringComparison.Ordinal);
+
+        var both = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = path,
+            DangerousAcceptAnyEdgeCertificate = true,
+            DangerousAcceptAnyEdgeCertificateOverridesPinnedCa = true,
+        }, TimeProvider.System, "Production"));
+        Assert.Contains("Tunnel:DangerousAcceptAnyEdgeCertificate and Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa are on in the 'Production' environment", both.Message, StringComparison.Ordinal);
+    }
+
     private TunnelCredential Credential(string[] hostnames, string[] edges, string? edgeServerName)
     {
         using var origin = CertificateIssuer.IssueOriginCertificate(_ca, hostnames.Length > 0 && hostnames.All(h => !h.Contains(' ', StringComparison.Ordinal)) ? hostnames : ["placeholder.example.com"], TimeSpan.FromDays(1));
