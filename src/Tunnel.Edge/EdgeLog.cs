@@ -106,4 +106,7 @@ internal static partial class EdgeLog
 
     [LoggerMessage(76, LogLevel.Information, "glibc malloc arenas capped at {Arenas}, one per core (set MALLOC_ARENA_MAX to choose otherwise).", EventName = "NativeHeapArenasLimited")]
     public static partial void NativeHeapArenasLimited(ILogger logger, int arenas);
+
+    [LoggerMessage(280, LogLevel.Warning, "Visitor certificate '{CertificatePath}' in the certificate directory is skipped: {Reason}.", EventName = "VisitorCertificateSkipped")]
+    public static partial void VisitorCertificateSkipped(ILogger logger, string certificatePath, string reason);
 }

@@ -6,6 +6,7 @@ using Tunnel.Transport.Internal;
 namespace Tunnel.Transport.Tests;
 
 /// <summary>How the options and the credential file merge into what the tunnel dials with.</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class TunnelSettingsTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("tunnel-settings-").FullName;
@@ -81,7 +82,7 @@ public sealed class TunnelSettingsTests : IDisposable
     public void A_corrupt_credential_file_is_named_once_without_the_problems_it_would_have_solved()
     {
         var path = Path.Combine(_directory, "broken.json");
-        File.WriteAllText(path, "{ \"format\": \"tunnel-credential/1\", \"certificate\": ");
+        WriteSecret(path, "{ \"format\": \"tunnel-credential/1\", \"certificate\": ");
         var error = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
         {
             CredentialPath = path,
@@ -261,6 +262,34 @@ public sealed class TunnelSettingsTests : IDisposable
         Assert.Contains("Tunnel:DangerousAcceptAnyEdgeCertificate and Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa are on in the 'Production' environment", both.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_credential_file_or_key_file_others_can_read_is_refused_with_the_fix()
+    {
+        var credentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com"));
+        File.SetUnixFileMode(credentialPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        var credential = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions { CredentialPath = credentialPath }, TimeProvider.System));
+        Assert.Contains($"The credential file '{credentialPath}' holds a secret but its group or other users may access it (mode 640): run chmod 600 '{credentialPath}'", credential.Message, StringComparison.Ordinal);
+
+        using var origin = CertificateIssuer.IssueOriginCertificate(_ca, ["app.example.com"], TimeSpan.FromDays(1));
+        var certificatePath = Path.Combine(_directory, "open.pem");
+        var keyPath = Path.Combine(_directory, "open.key");
+        CertificateIssuer.WritePem(origin, certificatePath, keyPath);
+        File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var key = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            Edges = ["127.0.0.1:7844"],
+            Hostnames = ["app.example.com"],
+            CertificatePath = certificatePath,
+            CertificateKeyPath = keyPath,
+        }, TimeProvider.System));
+        Assert.Contains($"The private key file '{keyPath}' holds a secret but its group or other users may access it (mode 604): run chmod 600 '{keyPath}'", key.Message, StringComparison.Ordinal);
+
+        // Owner-only, the same files load.
+        File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.SetUnixFileMode(credentialPath, UnixFileMode.UserRead);
+        Assert.NotNull(TunnelSettings.Create(new TunnelOptions { CredentialPath = credentialPath }, TimeProvider.System).Current);
+    }
+
     private TunnelCredential Credential(string[] hostnames, string[] edges, string? edgeServerName)
     {
         using var origin = CertificateIssuer.IssueOriginCertificate(_ca, hostnames.Length > 0 && hostnames.All(h => !h.Contains(' ', StringComparison.Ordinal)) ? hostnames : ["placeholder.example.com"], TimeSpan.FromDays(1));
@@ -270,7 +299,15 @@ public sealed class TunnelSettingsTests : IDisposable
     private string Write(TunnelCredential credential, string? path = null)
     {
         path ??= Path.Combine(_directory, $"credential-{Guid.NewGuid():N}.json");
-        File.WriteAllText(path, credential.ToJson());
+        WriteSecret(path, credential.ToJson());
         return path;
+    }
+
+    /// <summary>Writes a file only its owner may read, as a credential must be.</summary>
+    private static void WriteSecret(string path, string text)
+    {
+        File.WriteAllText(path, "");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.WriteAllText(path, text);
     }
 }

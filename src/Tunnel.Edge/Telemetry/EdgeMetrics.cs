@@ -32,6 +32,7 @@ public sealed class EdgeMetrics
     private readonly Counter<long> _upstreamErrors;
     private readonly UpDownCounter<long> _activeStreams;
     private readonly Counter<long> _bytes;
+    private readonly Counter<long> _adminRefused;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     public EdgeMetrics(IMeterFactory meterFactory, RouteTable routes)
@@ -48,10 +49,14 @@ public sealed class EdgeMetrics
         _upstreamErrors = Meter.CreateCounter<long>("tunnel.edge.upstream.errors", "{error}", "Visitor requests the edge answered itself because the origin could not be reached, by error.type.");
         _activeStreams = Meter.CreateUpDownCounter<long>("tunnel.edge.active_streams", "{request}", "Visitor requests in flight.");
         _bytes = Meter.CreateCounter<long>("tunnel.edge.bytes", "By", "Visitor body bytes by network.io.direction (received from visitors, transmitted to them).");
+        _adminRefused = Meter.CreateCounter<long>("tunnel.edge.admin.refused", "{request}", "Admin port requests refused before they were served, by reason (body_too_large, host_not_allowed).");
     }
 
     /// <summary>The meter the instruments live on.</summary>
     public Meter Meter { get; }
+
+    /// <summary>Counts an admin port request refused before it was served, by <paramref name="reason"/>.</summary>
+    public void AdminRequestRefused(string reason) => _adminRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     /// <summary>Counts an accepted registration.</summary>
     public void RegistrationAccepted() => _registrations.Add(1, new KeyValuePair<string, object?>("tunnel.registration.result", "accepted"));
