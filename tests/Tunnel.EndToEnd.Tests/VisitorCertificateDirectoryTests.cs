@@ -32,11 +32,12 @@ public class VisitorCertificateDirectoryTests
         CertificateIssuer.WritePem(big, Path.Combine(directory, "c-big.pem"), Path.Combine(directory, "c-big.key"));
         File.AppendAllText(Path.Combine(directory, "c-big.pem"), new string('#', (int)VisitorCertificates.MaxFileBytes) + "\n");
 
-        var starting = TunnelHarness.StartAsync(o =>
+        // On another thread: loading the certificates is synchronous, and must not hang the test.
+        var starting = Task.Run(() => TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
             o.CertificateDirectory = directory;
-        });
+        }));
         await using var harness = await starting.WaitAsync(TimeSpan.FromSeconds(30));
         var port = harness.Edge.VisitorHttpsEndPoint!.Port;
 
