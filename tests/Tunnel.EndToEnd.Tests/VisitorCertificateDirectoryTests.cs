@@ -49,6 +49,10 @@ public class VisitorCertificateDirectoryTests
         Assert.Contains(skipped, m => m.Contains("b-zero.pem", StringComparison.Ordinal) && m.Contains("/dev/zero", StringComparison.Ordinal));
         Assert.Contains(skipped, m => m.Contains("c-big.pem", StringComparison.Ordinal) && m.Contains("over the limit of 1048576 bytes", StringComparison.Ordinal));
 
+        var metrics = await Cli.RunAsync("curl", ["-s", $"http://127.0.0.1:{harness.Edge.AdminEndPoint!.Port}/metrics"], TimeSpan.FromSeconds(10));
+        Assert.Contains("tunnel_edge_visitor_certificates_skipped{reason=\"not_regular_file\"} 2", metrics.Stdout, StringComparison.Ordinal);
+        Assert.Contains("tunnel_edge_visitor_certificates_skipped{reason=\"too_large\"} 1", metrics.Stdout, StringComparison.Ordinal);
+
         // A later check (the watcher's, the periodic one) does not log them again.
         harness.Edge.Services.GetRequiredService<VisitorCertificates>().Reload();
         Assert.Equal(3, harness.EdgeLogs.Entries.Count(e => e.EventId.Name == "VisitorCertificateSkipped"));

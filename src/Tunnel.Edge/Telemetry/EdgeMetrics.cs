@@ -55,6 +55,10 @@ public sealed class EdgeMetrics
     /// <summary>The meter the instruments live on.</summary>
     public Meter Meter { get; }
 
+    /// <summary>Publishes how many certificate directory pairs are left out now, by reason, read from <paramref name="observe"/> at each collection.</summary>
+    public void ObserveVisitorCertificatesSkipped(Func<IEnumerable<Measurement<int>>> observe) =>
+        Meter.CreateObservableUpDownCounter("tunnel.edge.visitor_certificates.skipped", observe, "{file}", "Certificate directory pairs left out (devices, FIFOs, oversized files), by reason (not_regular_file, too_large).");
+
     /// <summary>Counts an admin port request refused before it was served, by <paramref name="reason"/>.</summary>
     public void AdminRequestRefused(string reason) => _adminRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 

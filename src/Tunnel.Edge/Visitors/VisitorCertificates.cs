@@ -36,16 +36,17 @@ internal sealed class VisitorCertificates : IDisposable
     private readonly List<FileSystemWatcher> _watchers = [];
 
     // Directory files skipped, with why: each is logged once per reason, not at every check.
-    private readonly Dictionary<string, string> _skipped = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, FileRefusal> _skipped = new(StringComparer.Ordinal);
     private readonly Timer _debounce;
     private readonly Timer _periodic;
     private Snapshot _snapshot = Snapshot.Empty;
     private bool _disposed;
 
-    private VisitorCertificates(EdgeOptions options, ILogger logger)
+    private VisitorCertificates(EdgeOptions options, ILogger logger, Telemetry.EdgeMetrics? metrics)
     {
         _options = options;
         _logger = logger;
+        metrics?.ObserveVisitorCertificatesSkipped(ObserveSkipped);
         _debounce = new Timer(_ => ReloadFromTimer(), null, Timeout.Infinite, Timeout.Infinite);
         _periodic = new Timer(_ => ReloadFromTimer(), null, Timeout.Infinite, Timeout.Infinite);
     }
@@ -60,10 +61,10 @@ internal sealed class VisitorCertificates : IDisposable
     /// Loads every configured certificate. A missing or corrupt file, or a directory with no
     /// certificate, throws <see cref="InvalidOperationException"/> naming it: the edge does not start.
     /// </summary>
-    public static VisitorCertificates Load(EdgeOptions options, ILogger logger)
+    public static VisitorCertificates Load(EdgeOptions options, ILogger logger, Telemetry.EdgeMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var certificates = new VisitorCertificates(options, logger);
+        var certificates = new VisitorCertificates(options, logger, metrics);
         foreach (var (certificatePath, keyPath) in certificates.ConfiguredFiles(initial: true))
         {
             var entry = new Entry(certificatePath, keyPath);
@@ -339,11 +340,20 @@ internal sealed class VisitorCertificates : IDisposable
         }
     }
 
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveSkipped()
+    {
+        lock (_reloadLock)
+        {
+            return _skipped.Values.GroupBy(r => r.Reason)
+                .Select(g => new System.Diagnostics.Metrics.Measurement<int>(g.Count(), new KeyValuePair<string, object?>("reason", g.Key)))
+                .ToList();
+        }
+    }
+
     /// <summary>Whether a directory pair is left out (a device, FIFO or oversized file); logs each new reason once.</summary>
     private bool IsSkipped(string certificatePath, string keyPath)
     {
-        var problem = FileProblem(certificatePath) ?? FileProblem(keyPath);
-        if (problem is null)
+        if ((FileProblem(certificatePath) ?? FileProblem(keyPath)) is not { } problem)
         {
             _skipped.Remove(certificatePath);
             return false;
@@ -352,7 +362,7 @@ internal sealed class VisitorCertificates : IDisposable
         if (!_skipped.TryGetValue(certificatePath, out var logged) || logged != problem)
         {
             _skipped[certificatePath] = problem;
-            EdgeLog.VisitorCertificateSkipped(_logger, certificatePath, problem);
+            EdgeLog.VisitorCertificateSkipped(_logger, certificatePath, problem.Message);
         }
 
         return true;
@@ -363,7 +373,7 @@ internal sealed class VisitorCertificates : IDisposable
     /// must be a regular file of 1 byte to <see cref="MaxFileBytes"/>. Devices, FIFOs and sockets report no
     /// size, so they are never opened (a FIFO would block the reader; /dev/zero would never end).
     /// </summary>
-    internal static string? FileProblem(string path)
+    private static FileRefusal? FileProblem(string path)
     {
         FileInfo target;
         try
@@ -377,12 +387,12 @@ internal sealed class VisitorCertificates : IDisposable
             var length = target.Length;
             if (length == 0)
             {
-                return $"'{target.FullName}' is not a regular file with content (a device, FIFO, socket or empty file)";
+                return new FileRefusal("not_regular_file", $"'{target.FullName}' is not a regular file with content (a device, FIFO, socket or empty file)");
             }
 
             if (length > MaxFileBytes)
             {
-                return $"'{target.FullName}' is {length} bytes, over the limit of {MaxFileBytes} bytes for a certificate or key file";
+                return new FileRefusal("too_large", $"'{target.FullName}' is {length} bytes, over the limit of {MaxFileBytes} bytes for a certificate or key file");
             }
 
             return null;
@@ -398,7 +408,7 @@ internal sealed class VisitorCertificates : IDisposable
     {
         if (FileProblem(path) is { } problem)
         {
-            throw new IOException(problem);
+            throw new IOException(problem.Message);
         }
 
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
@@ -474,6 +484,9 @@ internal sealed class VisitorCertificates : IDisposable
 
         public string? FailedHash { get; set; }
     }
+
+    /// <summary>Why a file is not read: <paramref name="Reason"/> for the metric, <paramref name="Message"/> for the log.</summary>
+    private readonly record struct FileRefusal(string Reason, string Message);
 
     private sealed record Loaded(X509Certificate2 Certificate, SslStreamCertificateContext Context, string[] Names, string Hash);
 
