@@ -135,4 +135,7 @@ internal static partial class EdgeLog
 
     [LoggerMessage(223, LogLevel.Information, "Request {RequestId} for {Host}: WebSocket closed after {IdleSeconds:0.###} s without a byte either way.", EventName = "WebSocketIdleClosed")]
     public static partial void WebSocketIdleClosed(ILogger logger, string requestId, string host, double idleSeconds);
+
+    [LoggerMessage(280, LogLevel.Warning, "Visitor certificate '{CertificatePath}' in the certificate directory is skipped: {Reason}.", EventName = "VisitorCertificateSkipped")]
+    public static partial void VisitorCertificateSkipped(ILogger logger, string certificatePath, string reason);
 }

@@ -246,6 +246,14 @@ public sealed class EdgeOptions
     /// <remarks>Defaults to loopback only: <c>127.0.0.0/8</c> and <c>::1/128</c>.</remarks>
     public List<string> AdminAllowedNetworks { get; set; } = ["127.0.0.0/8", "::1/128"];
 
+    /// <summary>
+    /// Host names (without port) the admin port's status page and <c>/metrics</c> answer to, besides
+    /// <c>localhost</c>, loopback addresses and the address a request arrived on. Any other Host gets 421:
+    /// a browser tricked by DNS rebinding sends the attacker's name, which is not in this list.
+    /// </summary>
+    /// <remarks>Defaults to empty. Set it to the name Prometheus or operators use (<c>edge-1.internal</c>).</remarks>
+    public List<string> AdminHosts { get; set; } = [];
+
     // ---- Cluster (routes shared through etcd, one hop between edges) ----
 
     /// <summary>Several edges as one network: the route store on etcd, the inter-edge port and its certificate.</summary>

@@ -585,6 +585,12 @@ internal static class EdgeCommands
             cluster.StoreUsername = result.GetValue(etcdUser) ?? cluster.StoreUsername;
             if (result.GetValue(etcdPasswordFile) is { } passwordFile)
             {
+                if (Tunnel.Protocol.Credentials.SecretFilePermissions.Problem(passwordFile.FullName, "etcd password file") is { } problem)
+                {
+                    Console.Error.WriteLine($"tunnel-edge cannot start: --etcd-password-file: {problem}");
+                    return 2;
+                }
+
                 try
                 {
                     // One line; a trailing newline (echo > file) is not part of the password.

@@ -107,10 +107,24 @@ public sealed class TunnelOptions
 
     /// <summary>
     /// Accept any edge certificate without validation. Anyone on the path can then impersonate the edge
-    /// and read all traffic: only for throw-away experiments.
+    /// and read all traffic: only for throw-away experiments. Refused at start outside the
+    /// <c>Development</c> environment, and every dial logs a warning while it is on. It does not apply
+    /// while an edge CA is pinned (the credential file's, <see cref="EdgeCaPath"/> or
+    /// <see cref="EdgeCaCertificates"/>): the pinned CA is still checked unless
+    /// <see cref="DangerousAcceptAnyEdgeCertificateOverridesPinnedCa"/> is on too.
     /// </summary>
     /// <remarks>Defaults to <c>false</c>.</remarks>
     public bool DangerousAcceptAnyEdgeCertificate { get; set; }
+
+    /// <summary>
+    /// Lets <see cref="DangerousAcceptAnyEdgeCertificate"/> override a pinned edge CA (the credential
+    /// file's, <see cref="EdgeCaPath"/> or <see cref="EdgeCaCertificates"/>), so that an edge whose
+    /// certificate the pinned CA did not issue is accepted. A second, explicit switch, because the pin is
+    /// what the credential promises; on its own it is an error, and like the first it is refused outside
+    /// the <c>Development</c> environment.
+    /// </summary>
+    /// <remarks>Defaults to <c>false</c>.</remarks>
+    public bool DangerousAcceptAnyEdgeCertificateOverridesPinnedCa { get; set; }
 
     /// <summary>Identifies this process (replica) to the edges.</summary>
     /// <remarks>Defaults to <c>null</c>: a new random id per process start.</remarks>

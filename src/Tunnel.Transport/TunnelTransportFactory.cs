@@ -16,8 +16,9 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
     private readonly ILoggerFactory _loggerFactory;
     private readonly TimeProvider _time;
     private readonly TunnelEvents _events;
+    private readonly string? _environmentName;
 
-    internal TunnelTransportFactory(IOptionsMonitor<TunnelOptions> options, ILoggerFactory loggerFactory, TunnelEvents events, TimeProvider? timeProvider = null)
+    internal TunnelTransportFactory(IOptionsMonitor<TunnelOptions> options, ILoggerFactory loggerFactory, TunnelEvents events, TimeProvider? timeProvider = null, string? environmentName = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -25,6 +26,7 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
         _loggerFactory = loggerFactory;
         _events = events;
         _time = timeProvider ?? TimeProvider.System;
+        _environmentName = environmentName;
     }
 
     /// <inheritdoc />
@@ -38,7 +40,7 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
             throw new NotSupportedException($"The tunnel transport binds only its own endpoint, not {endpoint}.");
         }
 
-        var settings = TunnelSettings.Create(_options.CurrentValue, _time);
+        var settings = TunnelSettings.Create(_options.CurrentValue, _time, _environmentName);
         var listener = new TunnelConnectionListener(tunnelEndPoint, settings, _events, _loggerFactory.CreateLogger("Tunnel.Transport"), _time);
         listener.Start();
         return new ValueTask<IConnectionListener>(listener);

@@ -42,7 +42,8 @@ public static class WebHostBuilderTunnelExtensions
                 sp.GetRequiredService<IOptionsMonitor<TunnelOptions>>(),
                 sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
                 sp.GetRequiredService<TunnelEvents>(),
-                sp.GetRequiredService<TimeProvider>())));
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetService<Microsoft.Extensions.Hosting.IHostEnvironment>()?.EnvironmentName ?? context.HostingEnvironment.EnvironmentName)));
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KestrelServerOptions>, TunnelKestrelOptionsSetup>());
             services.TryAddSingleton<UrlListeners>();
             services.TryAddEnumerable(ServiceDescriptor.Transient<IStartupFilter, TunnelStartupFilter>());

@@ -113,6 +113,7 @@ public static class HelloEndpoints
                 remoteIp = context.Connection.RemoteIpAddress?.ToString(),
                 protocol = context.Request.Protocol,
                 forwardedHeaders = leftOver,
+                received = context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase),
                 viaTunnel = tunnel is not null,
                 edge = tunnel?.EdgeName,
             });

@@ -43,7 +43,7 @@ public class CredentialLifecycleTests(ITestOutputHelper output)
         {
             var directory = Path.GetDirectoryName(o.CaCertificatePath)!;
             o.AdminTokenPath = Path.Combine(directory, "admin.token");
-            File.WriteAllText(o.AdminTokenPath, token + "\n");
+            TestPki.WriteSecret(o.AdminTokenPath, token + "\n");
             o.RevocationListPath = Path.Combine(directory, "revoked.json");
             o.AdminAllowedNetworks = ["127.0.0.1/32"];
         });

@@ -280,7 +280,7 @@ public class VisitorTlsTests
     }
 
     /// <summary>A fresh TLS handshake with the HTTPS port; returns the certificate the edge chose.</summary>
-    private static async Task<X509Certificate2> ServedCertificateAsync(int port, string? serverName)
+    internal static async Task<X509Certificate2> ServedCertificateAsync(int port, string? serverName)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         using var client = new TcpClient();

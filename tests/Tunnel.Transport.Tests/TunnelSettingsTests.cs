@@ -6,6 +6,7 @@ using Tunnel.Transport.Internal;
 namespace Tunnel.Transport.Tests;
 
 /// <summary>How the options and the credential file merge into what the tunnel dials with.</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class TunnelSettingsTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("tunnel-settings-").FullName;
@@ -81,7 +82,7 @@ public sealed class TunnelSettingsTests : IDisposable
     public void A_corrupt_credential_file_is_named_once_without_the_problems_it_would_have_solved()
     {
         var path = Path.Combine(_directory, "broken.json");
-        File.WriteAllText(path, "{ \"format\": \"tunnel-credential/1\", \"certificate\": ");
+        WriteSecret(path, "{ \"format\": \"tunnel-credential/1\", \"certificate\": ");
         var error = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
         {
             CredentialPath = path,
@@ -187,6 +188,108 @@ public sealed class TunnelSettingsTests : IDisposable
         Assert.Equal(TunnelCredential.IdOf(renewed), settings.Reload().State?.CredentialId);
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Production")]
+    [InlineData("Staging")]
+    public void Accepting_any_edge_certificate_is_refused_outside_Development(string? environment)
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com")),
+            DangerousAcceptAnyEdgeCertificate = true,
+        }, TimeProvider.System, environment));
+
+        Assert.Contains($"Tunnel:DangerousAcceptAnyEdgeCertificate is on in the '{environment ?? "Production"}' environment", error.Message, StringComparison.Ordinal);
+        Assert.Contains("allowed only in Development", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Accepting_any_edge_certificate_in_Development_leaves_the_credentials_pinned_CA_in_force()
+    {
+        var settings = TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com")),
+            DangerousAcceptAnyEdgeCertificate = true,
+        }, TimeProvider.System, "Development");
+
+        var dial = settings.Current.DialOptions;
+        Assert.True(dial.DangerousAcceptAnyEdgeCertificate);
+        Assert.Equal(_ca.Thumbprint, Assert.Single(dial.TrustedEdgeCertificates).Thumbprint);
+        Assert.False(dial.AcceptsAnyEdgeCertificate);
+    }
+
+    [Fact]
+    public void Only_the_second_switch_lets_any_edge_certificate_override_a_pinned_CA()
+    {
+        var pinned = TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com")),
+            DangerousAcceptAnyEdgeCertificate = true,
+            DangerousAcceptAnyEdgeCertificateOverridesPinnedCa = true,
+        }, TimeProvider.System, "Development");
+        Assert.True(pinned.Current.DialOptions.AcceptsAnyEdgeCertificate);
+
+        // Nothing pinned (system roots): the first switch alone applies.
+        using var origin = CertificateIssuer.IssueOriginCertificate(_ca, ["app.example.com"], TimeSpan.FromDays(1));
+        var unpinned = TunnelSettings.Create(new TunnelOptions
+        {
+            Edges = ["127.0.0.1:7844"],
+            Hostnames = ["app.example.com"],
+            Certificate = origin,
+            DangerousAcceptAnyEdgeCertificate = true,
+        }, TimeProvider.System, "Development");
+        Assert.True(unpinned.Current.DialOptions.AcceptsAnyEdgeCertificate);
+    }
+
+    [Fact]
+    public void The_pinned_CA_override_alone_is_refused_and_outside_Development_too()
+    {
+        var path = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com"));
+        var alone = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = path,
+            DangerousAcceptAnyEdgeCertificateOverridesPinnedCa = true,
+        }, TimeProvider.System, "Development"));
+        Assert.Contains("Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa is on without Tunnel:DangerousAcceptAnyEdgeCertificate", alone.Message, StringComparison.Ordinal);
+
+        var both = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            CredentialPath = path,
+            DangerousAcceptAnyEdgeCertificate = true,
+            DangerousAcceptAnyEdgeCertificateOverridesPinnedCa = true,
+        }, TimeProvider.System, "Production"));
+        Assert.Contains("Tunnel:DangerousAcceptAnyEdgeCertificate and Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa are on in the 'Production' environment", both.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_credential_file_or_key_file_others_can_read_is_refused_with_the_fix()
+    {
+        var credentialPath = Write(Credential(["app.example.com"], ["edge-a.example.com:7844"], "edge.example.com"));
+        File.SetUnixFileMode(credentialPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        var credential = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions { CredentialPath = credentialPath }, TimeProvider.System));
+        Assert.Contains($"The credential file '{credentialPath}' holds a secret but its group or other users may access it (mode 640): run chmod 600 '{credentialPath}'", credential.Message, StringComparison.Ordinal);
+
+        using var origin = CertificateIssuer.IssueOriginCertificate(_ca, ["app.example.com"], TimeSpan.FromDays(1));
+        var certificatePath = Path.Combine(_directory, "open.pem");
+        var keyPath = Path.Combine(_directory, "open.key");
+        CertificateIssuer.WritePem(origin, certificatePath, keyPath);
+        File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var key = Assert.Throws<InvalidOperationException>(() => TunnelSettings.Create(new TunnelOptions
+        {
+            Edges = ["127.0.0.1:7844"],
+            Hostnames = ["app.example.com"],
+            CertificatePath = certificatePath,
+            CertificateKeyPath = keyPath,
+        }, TimeProvider.System));
+        Assert.Contains($"The private key file '{keyPath}' holds a secret but its group or other users may access it (mode 604): run chmod 600 '{keyPath}'", key.Message, StringComparison.Ordinal);
+
+        // Owner-only, the same files load.
+        File.SetUnixFileMode(keyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.SetUnixFileMode(credentialPath, UnixFileMode.UserRead);
+        Assert.NotNull(TunnelSettings.Create(new TunnelOptions { CredentialPath = credentialPath }, TimeProvider.System).Current);
+    }
+
     private TunnelCredential Credential(string[] hostnames, string[] edges, string? edgeServerName)
     {
         using var origin = CertificateIssuer.IssueOriginCertificate(_ca, hostnames.Length > 0 && hostnames.All(h => !h.Contains(' ', StringComparison.Ordinal)) ? hostnames : ["placeholder.example.com"], TimeSpan.FromDays(1));
@@ -196,7 +299,15 @@ public sealed class TunnelSettingsTests : IDisposable
     private string Write(TunnelCredential credential, string? path = null)
     {
         path ??= Path.Combine(_directory, $"credential-{Guid.NewGuid():N}.json");
-        File.WriteAllText(path, credential.ToJson());
+        WriteSecret(path, credential.ToJson());
         return path;
+    }
+
+    /// <summary>Writes a file only its owner may read, as a credential must be.</summary>
+    private static void WriteSecret(string path, string text)
+    {
+        File.WriteAllText(path, "");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.WriteAllText(path, text);
     }
 }

@@ -13,10 +13,15 @@ public static class PemCertificates
     /// Loads a certificate and its private key. <paramref name="keyPath"/> may be <c>null</c> when the key
     /// is in the same file as the certificate.
     /// </summary>
-    /// <exception cref="InvalidOperationException">A file is missing or unreadable, or holds no matching key.</exception>
+    /// <exception cref="InvalidOperationException">A file is missing or unreadable, holds no matching key, or the key's file is open to other users.</exception>
     public static X509Certificate2 LoadCertificateWithKey(string certificatePath, string? keyPath)
     {
         ArgumentException.ThrowIfNullOrEmpty(certificatePath);
+        if (Protocol.Credentials.SecretFilePermissions.Problem(keyPath ?? certificatePath, keyPath is null ? "certificate file (with its private key)" : "private key file") is { } problem)
+        {
+            throw new InvalidOperationException(problem);
+        }
+
         try
         {
             var certificate = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);

@@ -20,10 +20,25 @@ public sealed class EdgeDialOptions
 
     /// <summary>
     /// Accept any edge certificate without validation. Only for throw-away experiments: anyone on the
-    /// path can then read and change all traffic.
+    /// path can then read and change all traffic. While <see cref="TrustedEdgeCertificates"/> pins a CA,
+    /// the pin still applies unless <see cref="DangerousAcceptAnyEdgeCertificateOverridesPinnedCa"/> is on too.
     /// </summary>
     /// <remarks>Defaults to <c>false</c>.</remarks>
     public bool DangerousAcceptAnyEdgeCertificate { get; set; }
+
+    /// <summary>
+    /// Lets <see cref="DangerousAcceptAnyEdgeCertificate"/> accept an edge certificate that the pinned CAs
+    /// (<see cref="TrustedEdgeCertificates"/>) did not issue.
+    /// </summary>
+    /// <remarks>Defaults to <c>false</c>.</remarks>
+    public bool DangerousAcceptAnyEdgeCertificateOverridesPinnedCa { get; set; }
+
+    /// <summary>
+    /// Whether dials skip validating the edge's certificate altogether: <see cref="DangerousAcceptAnyEdgeCertificate"/>
+    /// with nothing pinned, or with <see cref="DangerousAcceptAnyEdgeCertificateOverridesPinnedCa"/> too.
+    /// </summary>
+    public bool AcceptsAnyEdgeCertificate =>
+        DangerousAcceptAnyEdgeCertificate && (TrustedEdgeCertificates.Count == 0 || DangerousAcceptAnyEdgeCertificateOverridesPinnedCa);
 
     /// <summary>The TLS server name to send and to check in the edge's certificate; defaults to the edge address's host.</summary>
     public string? EdgeServerName { get; set; }

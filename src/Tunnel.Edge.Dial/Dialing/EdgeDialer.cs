@@ -178,7 +178,7 @@ public sealed class EdgeDialer
 
     private bool ValidateEdgeCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
-        if (_options.DangerousAcceptAnyEdgeCertificate)
+        if (_options.AcceptsAnyEdgeCertificate)
         {
             return true;
         }

@@ -19,8 +19,12 @@ internal sealed class AdminApi
     /// <summary>The path prefix the API answers under.</summary>
     public const string Prefix = "/api/";
 
-    // A revocation reason is for humans; bounded so a client cannot grow the revocation file at will.
-    private const int MaxRequestBodyBytes = 4096;
+    /// <summary>
+    /// The largest request body the admin port takes (a revocation's reason is the only body; it is for
+    /// humans). Larger is refused with 413 from its Content-Length before anything is read, and a body
+    /// without one is read no further than this.
+    /// </summary>
+    public const int MaxRequestBodyBytes = 4096;
 
     private readonly EdgeOptions _options;
     private readonly RouteTable _routes;
@@ -29,11 +33,13 @@ internal sealed class AdminApi
     private readonly ILogger _logger;
     private readonly string? _token;
     private readonly IPNetwork[] _allowed;
+    private readonly Telemetry.EdgeMetrics _metrics;
 
     /// <summary>Reads the token file and parses the allowed networks; a problem with either stops the edge at start.</summary>
-    public AdminApi(EdgeOptions options, RouteTable routes, EdgeCredentials credentials, TimeProvider time, ILoggerFactory loggers)
+    public AdminApi(EdgeOptions options, RouteTable routes, EdgeCredentials credentials, TimeProvider time, ILoggerFactory loggers, Telemetry.EdgeMetrics metrics)
     {
         _options = options;
+        _metrics = metrics;
         _routes = routes;
         _credentials = credentials;
         _time = time;
@@ -130,15 +136,14 @@ internal sealed class AdminApi
         {
             try
             {
-                using var body = new MemoryStream();
-                await context.Request.Body.CopyToAsync(body, context.RequestAborted).ConfigureAwait(false);
-                if (body.Length > MaxRequestBodyBytes)
+                var body = await ReadBoundedBodyAsync(context).ConfigureAwait(false);
+                if (body is null)
                 {
-                    await WriteErrorAsync(context, StatusCodes.Status413PayloadTooLarge, $"The request body is over {MaxRequestBodyBytes} bytes.").ConfigureAwait(false);
+                    await RefuseBodyTooLargeAsync(context).ConfigureAwait(false);
                     return;
                 }
 
-                reason = JsonSerializer.Deserialize(body.ToArray(), AdminJsonContext.Default.RevokeRequest)?.Reason ?? "";
+                reason = JsonSerializer.Deserialize(body, AdminJsonContext.Default.RevokeRequest)?.Reason ?? "";
             }
             catch (JsonException ex)
             {
@@ -164,6 +169,73 @@ internal sealed class AdminApi
         EdgeLog.AdminAction(_logger, $"revoked credential {entry.Id} ({(entry.Reason.Length > 0 ? entry.Reason : "no reason given")}); closing its {live} live tunnel connection(s)");
         await WriteAsync(context, StatusCodes.Status200OK, new RevokeResponse(entry, live), AdminJsonContext.Default.RevokeResponse).ConfigureAwait(false);
     }
+
+    /// <summary>The body, read no further than <see cref="MaxRequestBodyBytes"/>; <c>null</c> when it is longer.</summary>
+    private static async Task<byte[]?> ReadBoundedBodyAsync(HttpContext context)
+    {
+        var buffer = new byte[MaxRequestBodyBytes + 1];
+        var length = 0;
+        try
+        {
+            int read;
+            while (length < buffer.Length && (read = await context.Request.Body.ReadAsync(buffer.AsMemory(length), context.RequestAborted).ConfigureAwait(false)) > 0)
+            {
+                length += read;
+            }
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            // Kestrel's own cap (set by CheckBodySizeAsync) tripped first.
+            return null;
+        }
+
+        return length > MaxRequestBodyBytes ? null : buffer[..length];
+    }
+
+    /// <summary>
+    /// Refuses, before anything is read, a request whose declared body is over <see cref="MaxRequestBodyBytes"/>,
+    /// and caps what Kestrel reads of one without a length; returns whether the request may go on.
+    /// </summary>
+    public async Task<bool> CheckBodySizeAsync(HttpContext context)
+    {
+        if (context.Request.ContentLength is > MaxRequestBodyBytes)
+        {
+            await RefuseBodyTooLargeAsync(context).ConfigureAwait(false);
+            return false;
+        }
+
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxRequestBodyBytes;
+        }
+
+        return true;
+    }
+
+    /// <summary>Refuses a request for a Host the admin port does not answer to (DNS rebinding): 421, logged and counted.</summary>
+    public Task RefuseHostAsync(HttpContext context)
+    {
+        var host = context.Request.Host.Value ?? "";
+        var shown = host.Length > 100 ? host[..100] + "..." : host;
+        EdgeLog.AdminRequestRefused(_logger, context.Request.Method, context.Request.Path.Value ?? "", RemoteOf(context)?.ToString() ?? "?", StatusCodes.Status421MisdirectedRequest, $"Host '{shown}' is not one of the admin port's names (localhost, its addresses, AdminHosts)");
+        _metrics.AdminRequestRefused("host_not_allowed");
+        context.Response.StatusCode = StatusCodes.Status421MisdirectedRequest;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync("Misdirected request: the admin port answers only to its own names (see AdminHosts).\n", context.RequestAborted);
+    }
+
+    private Task RefuseBodyTooLargeAsync(HttpContext context)
+    {
+        EdgeLog.AdminRequestRefused(_logger, context.Request.Method, context.Request.Path.Value ?? "", RemoteOf(context)?.ToString() ?? "?", StatusCodes.Status413PayloadTooLarge, $"the request body is over {MaxRequestBodyBytes} bytes");
+        _metrics.AdminRequestRefused("body_too_large");
+
+        // The rest of the body is not read: the connection closes after the answer.
+        context.Response.Headers.Connection = "close";
+        return WriteErrorAsync(context, StatusCodes.Status413PayloadTooLarge, $"The request body is over {MaxRequestBodyBytes} bytes.");
+    }
+
+    private static IPAddress? RemoteOf(HttpContext context) =>
+        context.Connection.RemoteIpAddress is { } ip && ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : context.Connection.RemoteIpAddress;
 
     private List<RouteEntry> Routes()
     {

@@ -68,7 +68,8 @@ internal static class EdgeAdmin
 
         // Created now, so an unreadable token file or a bad network stops the edge at start.
         var api = app.Services.GetRequiredService<AdminApi>();
-        app.MapWhen(context => context.Features.Get<AdminConnectionFeature>() is not null, admin => admin.Run(context => ServeAsync(context, collector, page, api)));
+        var hosts = new AdminHostFilter(app.Services.GetRequiredService<EdgeOptions>());
+        app.MapWhen(context => context.Features.Get<AdminConnectionFeature>() is not null, admin => admin.Run(context => ServeAsync(context, collector, page, api, hosts)));
     }
 
     /// <summary>Logs where the admin listener is, warning when it is reachable from other machines.</summary>
@@ -81,14 +82,32 @@ internal static class EdgeAdmin
         }
     }
 
-    private static Task ServeAsync(HttpContext context, PrometheusCollector collector, StatusPage page, AdminApi api)
+    private static async Task ServeAsync(HttpContext context, PrometheusCollector collector, StatusPage page, AdminApi api, AdminHostFilter hosts)
     {
-        var response = context.Response;
-        response.Headers.CacheControl = "no-store";
+        context.Response.Headers.CacheControl = "no-store";
+        if (!await api.CheckBodySizeAsync(context).ConfigureAwait(false))
+        {
+            return;
+        }
+
         if (context.Request.Path.StartsWithSegments(AdminApi.Prefix.TrimEnd('/'), StringComparison.Ordinal))
         {
-            return api.HandleAsync(context);
+            // The API needs the bearer token, which a rebinding page does not have.
+            await api.HandleAsync(context).ConfigureAwait(false);
         }
+        else if (!hosts.Allows(context))
+        {
+            await api.RefuseHostAsync(context).ConfigureAwait(false);
+        }
+        else
+        {
+            await ServePageAsync(context, collector, page).ConfigureAwait(false);
+        }
+    }
+
+    private static Task ServePageAsync(HttpContext context, PrometheusCollector collector, StatusPage page)
+    {
+        var response = context.Response;
 
         if (!HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method))
         {

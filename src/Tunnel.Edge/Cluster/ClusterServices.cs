@@ -118,7 +118,11 @@ internal static class ClusterServices
             throw new InvalidOperationException("Edge:Cluster:StoreCaPath and StoreCertificatePath are for https:// etcd endpoints, and every StoreEndpoints entry is http://: the certificates would never be used.");
         }
 
-        _ = EtcdLogin.From(cluster);
+        // etcd's login sends the password as it is, and every later call carries the token it returns.
+        if (EtcdLogin.From(cluster) is not null && cluster.StoreEndpoints.FirstOrDefault(e => e.StartsWith("http://", StringComparison.OrdinalIgnoreCase)) is { } plain)
+        {
+            throw new InvalidOperationException($"Edge:Cluster:StoreUsername and StorePassword are set, but the etcd endpoint '{plain}' is plain http://: the password and the token etcd gives for it would cross the network readable by anyone on the path. Use https:// endpoints (etcd's --cert-file and --key-file, and Edge:Cluster:StoreCaPath or --etcd-ca here).");
+        }
 
         // Read the files now, so a bad path stops the edge at start rather than at its first etcd call.
         using var tls = EtcdTlsOptions.From(cluster)?.ClientCertificate;

@@ -44,6 +44,15 @@ public sealed partial class RequestForwarder
         TunnelHeaderNames.Forwarded, TunnelHeaderNames.Probe, TunnelHeaderNames.RequestId,
         "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-IP",
 
+        // Other proxies' and CDNs' ways of saying who the visitor is, which frameworks and apps trust
+        // as readily: only the edge says that, in X-Forwarded-*. (Any X-Forwarded-* and X-Tunnel-*
+        // name goes too, and each of these spelled with underscores: see IsForwardingClaim.)
+        "X-Forwarded", "Forwarded-For", "Forwarded-Proto", "Forwarded-Host",
+        "True-Client-IP", "CF-Connecting-IP", "CF-Connecting-IPv6", "CF-Visitor", "Fastly-Client-IP", "Akamai-Client-IP",
+        "X-Client-IP", "Client-IP", "X-Cluster-Client-IP", "X-ProxyUser-Ip", "X-Remote-IP", "X-Remote-Addr", "X-Originating-IP",
+        "X-Original-For", "X-Original-Host", "X-Original-Proto", "X-Original-URL", "X-Original-URI", "X-Rewrite-URL",
+        "X-Host", "X-HTTP-Host-Override", "X-Url-Scheme", "Front-End-Https",
+
         // Meaningful only between edges, on the inter-edge port.
         Cluster.PeerRequests.HopHeader,
 
@@ -447,9 +456,26 @@ public sealed partial class RequestForwarder
 
     /// <summary>Whether a visitor's request header goes on to the origin.</summary>
     private static bool IsPassedOn(string name, HashSet<string>? connectionTokens, WebSocketUpgrade? webSocket) =>
-        !(name.Length == 0 || name[0] == ':' || HopByHopHeaders.Contains(name) || StrippedRequestHeaders.Contains(name)
+        !(name.Length == 0 || name[0] == ':' || HopByHopHeaders.Contains(name) || IsForwardingClaim(name)
             || (connectionTokens is not null && connectionTokens.Contains(name))
             || (webSocket is not null && WebSocketOnlyHttp11Headers.Contains(name)));
+
+    /// <summary>
+    /// Whether a header claims what only the edge may tell the origin (who the visitor is, how it came,
+    /// the tunnel's own fields), in any spelling: CGI-style servers and many frameworks read
+    /// <c>X_Forwarded_For</c> as <c>X-Forwarded-For</c>, so underscores count as dashes.
+    /// </summary>
+    private static bool IsForwardingClaim(string name)
+    {
+        if (name.Contains('_', StringComparison.Ordinal))
+        {
+            name = name.Replace('_', '-');
+        }
+
+        return StrippedRequestHeaders.Contains(name)
+            || name.StartsWith("X-Forwarded-", StringComparison.OrdinalIgnoreCase)
+            || name.StartsWith("X-Tunnel-", StringComparison.OrdinalIgnoreCase);
+    }
 
     /// <summary>
     /// The fields the edge adds to every request, into either carrier a request is built in (header

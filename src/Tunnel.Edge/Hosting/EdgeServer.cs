@@ -102,7 +102,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
         var handoff = new H2cHandoff();
         services.AddSingleton<IConnectionListenerFactory>(handoff);
-        services.AddSingleton(sp => VisitorCertificates.Load(options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors")));
+        services.AddSingleton(sp => VisitorCertificates.Load(options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors"), sp.GetRequiredService<Telemetry.EdgeMetrics>()));
         services.AddSingleton(new HttpsRedirect(options));
         services.AddSingleton<VisitorTlsBuffers>();
         services.AddSingleton(sp => new VisitorConnectionLimits(options.Limits, sp.GetRequiredService<EdgeMetrics>(),

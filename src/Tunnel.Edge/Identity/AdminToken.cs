@@ -13,6 +13,11 @@ public static class AdminToken
     public static string Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Protocol.Credentials.SecretFilePermissions.Problem(path, "admin token file") is { } problem)
+        {
+            throw new InvalidOperationException(problem);
+        }
+
         var token = SecureFile.Read(path, "admin token file").Trim();
         if (token.Length < MinimumLength || token.Any(char.IsWhiteSpace))
         {

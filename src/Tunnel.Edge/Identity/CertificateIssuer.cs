@@ -160,9 +160,14 @@ public static class CertificateIssuer
         }
     }
 
-    /// <summary>Loads a certificate and its key written by <see cref="WritePem"/>.</summary>
+    /// <summary>Loads a certificate and its key written by <see cref="WritePem"/>; a key file open to other users is refused.</summary>
     public static X509Certificate2 LoadPem(string certificatePath, string keyPath)
     {
+        if (Protocol.Credentials.SecretFilePermissions.Problem(keyPath, "private key file") is { } problem)
+        {
+            throw new InvalidOperationException(problem);
+        }
+
         try
         {
             return X509Certificate2.CreateFromPemFile(certificatePath, keyPath);

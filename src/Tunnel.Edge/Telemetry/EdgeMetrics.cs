@@ -35,6 +35,7 @@ public sealed class EdgeMetrics
     private readonly Counter<long> _handshakesRefused;
     private readonly Counter<long> _tunnelsWithdrawn;
     private readonly Counter<long> _visitorRefused;
+    private readonly Counter<long> _adminRefused;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     public EdgeMetrics(IMeterFactory meterFactory, RouteTable routes)
@@ -55,10 +56,18 @@ public sealed class EdgeMetrics
         _handshakesRefused = Meter.CreateCounter<long>("tunnel.edge.handshakes.refused", "{connection}", "Tunnel-port connections closed before their TLS handshake because a cap on handshakes in flight was reached, by reason.");
         _tunnelsWithdrawn = Meter.CreateCounter<long>("tunnel.edge.tunnels.withdrawn", "{connection}", "Live tunnel connections closed because their credential may no longer serve, by reason (revoked, expired, untrusted).");
         _visitorRefused = Meter.CreateCounter<long>("tunnel.edge.visitor.refused", "{refusal}", "Visitor connections and requests the edge refused or closed at one of its bounds, by reason (see VisitorRefusals).");
+        _adminRefused = Meter.CreateCounter<long>("tunnel.edge.admin.refused", "{request}", "Admin port requests refused before they were served, by reason (body_too_large, host_not_allowed).");
     }
 
     /// <summary>The meter the instruments live on.</summary>
     public Meter Meter { get; }
+
+    /// <summary>Publishes how many certificate directory pairs are left out now, by reason, read from <paramref name="observe"/> at each collection.</summary>
+    public void ObserveVisitorCertificatesSkipped(Func<IEnumerable<Measurement<int>>> observe) =>
+        Meter.CreateObservableUpDownCounter("tunnel.edge.visitor_certificates.skipped", observe, "{file}", "Certificate directory pairs left out (devices, FIFOs, oversized files), by reason (not_regular_file, too_large).");
+
+    /// <summary>Counts an admin port request refused before it was served, by <paramref name="reason"/>.</summary>
+    public void AdminRequestRefused(string reason) => _adminRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     /// <summary>Counts an accepted registration.</summary>
     public void RegistrationAccepted() => _registrations.Add(1, new KeyValuePair<string, object?>("tunnel.registration.result", "accepted"));

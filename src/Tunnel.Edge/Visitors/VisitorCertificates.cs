@@ -23,20 +23,30 @@ internal sealed class VisitorCertificates : IDisposable
     // the same for the key); one check a little after the last event sees the finished pair.
     private static readonly TimeSpan ReloadDebounce = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// The largest certificate or key file read. A chain of a few certificates is under 10 KiB; a file
+    /// past this (or a link to a device that never ends) is skipped, not read into memory.
+    /// </summary>
+    internal const long MaxFileBytes = 1024 * 1024;
+
     private readonly EdgeOptions _options;
     private readonly ILogger _logger;
     private readonly object _reloadLock = new();
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly List<FileSystemWatcher> _watchers = [];
+
+    // Directory files skipped, with why: each is logged once per reason, not at every check.
+    private readonly Dictionary<string, FileRefusal> _skipped = new(StringComparer.Ordinal);
     private readonly Timer _debounce;
     private readonly Timer _periodic;
     private Snapshot _snapshot = Snapshot.Empty;
     private bool _disposed;
 
-    private VisitorCertificates(EdgeOptions options, ILogger logger)
+    private VisitorCertificates(EdgeOptions options, ILogger logger, Telemetry.EdgeMetrics? metrics)
     {
         _options = options;
         _logger = logger;
+        metrics?.ObserveVisitorCertificatesSkipped(ObserveSkipped);
         _debounce = new Timer(_ => ReloadFromTimer(), null, Timeout.Infinite, Timeout.Infinite);
         _periodic = new Timer(_ => ReloadFromTimer(), null, Timeout.Infinite, Timeout.Infinite);
     }
@@ -51,10 +61,10 @@ internal sealed class VisitorCertificates : IDisposable
     /// Loads every configured certificate. A missing or corrupt file, or a directory with no
     /// certificate, throws <see cref="InvalidOperationException"/> naming it: the edge does not start.
     /// </summary>
-    public static VisitorCertificates Load(EdgeOptions options, ILogger logger)
+    public static VisitorCertificates Load(EdgeOptions options, ILogger logger, Telemetry.EdgeMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var certificates = new VisitorCertificates(options, logger);
+        var certificates = new VisitorCertificates(options, logger, metrics);
         foreach (var (certificatePath, keyPath) in certificates.ConfiguredFiles(initial: true))
         {
             var entry = new Entry(certificatePath, keyPath);
@@ -317,7 +327,7 @@ internal sealed class VisitorCertificates : IDisposable
         foreach (var pem in pems.Order(StringComparer.Ordinal))
         {
             var key = Path.ChangeExtension(pem, ".key");
-            if (File.Exists(key) && seen.Add(pem))
+            if (File.Exists(key) && !IsSkipped(pem, key) && seen.Add(pem))
             {
                 found++;
                 yield return (pem, key);
@@ -330,13 +340,106 @@ internal sealed class VisitorCertificates : IDisposable
         }
     }
 
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveSkipped()
+    {
+        lock (_reloadLock)
+        {
+            return _skipped.Values.GroupBy(r => r.Reason)
+                .Select(g => new System.Diagnostics.Metrics.Measurement<int>(g.Count(), new KeyValuePair<string, object?>("reason", g.Key)))
+                .ToList();
+        }
+    }
+
+    /// <summary>Whether a directory pair is left out (a device, FIFO or oversized file); logs each new reason once.</summary>
+    private bool IsSkipped(string certificatePath, string keyPath)
+    {
+        if ((FileProblem(certificatePath) ?? FileProblem(keyPath)) is not { } problem)
+        {
+            _skipped.Remove(certificatePath);
+            return false;
+        }
+
+        if (!_skipped.TryGetValue(certificatePath, out var logged) || logged != problem)
+        {
+            _skipped[certificatePath] = problem;
+            EdgeLog.VisitorCertificateSkipped(_logger, certificatePath, problem.Message);
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Why a certificate or key file is not read, or <c>null</c>. Links are followed: what they point to
+    /// must be a regular file of 1 byte to <see cref="MaxFileBytes"/>. Devices, FIFOs and sockets report no
+    /// size, so they are never opened (a FIFO would block the reader; /dev/zero would never end).
+    /// </summary>
+    private static FileRefusal? FileProblem(string path)
+    {
+        FileInfo target;
+        try
+        {
+            target = File.ResolveLinkTarget(path, returnFinalTarget: true) is { } final ? new FileInfo(final.FullName) : new FileInfo(path);
+            if (!target.Exists)
+            {
+                return null; // Reading reports a missing file.
+            }
+
+            var length = target.Length;
+            if (length == 0)
+            {
+                return new FileRefusal("not_regular_file", $"'{target.FullName}' is not a regular file with content (a device, FIFO, socket or empty file)");
+            }
+
+            if (length > MaxFileBytes)
+            {
+                return new FileRefusal("too_large", $"'{target.FullName}' is {length} bytes, over the limit of {MaxFileBytes} bytes for a certificate or key file");
+            }
+
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Reads a certificate or key file, refusing what <see cref="FileProblem"/> refuses, and never more than the limit.</summary>
+    private static string ReadBounded(string path)
+    {
+        if (FileProblem(path) is { } problem)
+        {
+            throw new IOException(problem.Message);
+        }
+
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var buffer = new byte[MaxFileBytes + 1];
+        var length = 0;
+        int read;
+        while (length < buffer.Length && (read = stream.Read(buffer, length, buffer.Length - length)) > 0)
+        {
+            length += read;
+        }
+
+        if (length > MaxFileBytes)
+        {
+            throw new IOException($"'{path}' grew over the limit of {MaxFileBytes} bytes while it was read");
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer, 0, length);
+    }
+
     private static Loaded LoadFiles(Entry entry, out string hash)
     {
         string certificatePem, keyPem;
+        if (Protocol.Credentials.SecretFilePermissions.Problem(entry.KeyPath, "visitor certificate's private key file") is { } keyProblem)
+        {
+            throw new InvalidOperationException(keyProblem) { Data = { ["hash"] = "permissions:" + keyProblem } };
+        }
+
         try
         {
-            certificatePem = File.ReadAllText(entry.CertificatePath);
-            keyPem = entry.KeyPath == entry.CertificatePath ? certificatePem : File.ReadAllText(entry.KeyPath);
+            certificatePem = ReadBounded(entry.CertificatePath);
+            keyPem = entry.KeyPath == entry.CertificatePath ? certificatePem : ReadBounded(entry.KeyPath);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -381,6 +484,9 @@ internal sealed class VisitorCertificates : IDisposable
 
         public string? FailedHash { get; set; }
     }
+
+    /// <summary>Why a file is not read: <paramref name="Reason"/> for the metric, <paramref name="Message"/> for the log.</summary>
+    private readonly record struct FileRefusal(string Reason, string Message);
 
     private sealed record Loaded(X509Certificate2 Certificate, SslStreamCertificateContext Context, string[] Names, string Hash);
 

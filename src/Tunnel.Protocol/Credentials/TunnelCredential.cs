@@ -114,10 +114,15 @@ public sealed record TunnelCredential
     }
 
     /// <summary>Reads and checks a credential file.</summary>
-    /// <exception cref="InvalidDataException">The file is missing, unreadable or not a valid credential.</exception>
+    /// <exception cref="InvalidDataException">The file is missing, unreadable, open to other users or not a valid credential.</exception>
     public static TunnelCredential Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (SecretFilePermissions.Problem(path, "credential file") is { } problem)
+        {
+            throw new InvalidDataException(problem);
+        }
+
         string text;
         try
         {

@@ -554,6 +554,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
         activity?.SetTag("tunnel.connection.index", index);
         activity?.SetTag("server.address", edge.Host);
         activity?.SetTag("server.port", edge.Port);
+        WarnWhenEdgeCertificateUnchecked(index, edge, state.DialOptions);
         try
         {
             var dialed = await state.Dialer.DialAsync(edge, index, consecutiveFailures, token).ConfigureAwait(false);
@@ -576,6 +577,24 @@ internal sealed class TunnelConnectionListener : IConnectionListener
             activity?.SetTag("error.type", (ex as EdgeDialException)?.ErrorType ?? ex.GetType().Name);
             state.Selector.ReportFailure(edge);
             throw;
+        }
+    }
+
+    /// <summary>A warning at every dial while the edge's certificate check is turned off (Development only).</summary>
+    private void WarnWhenEdgeCertificateUnchecked(int index, EdgeAddress edge, EdgeDialOptions dialOptions)
+    {
+        if (!dialOptions.DangerousAcceptAnyEdgeCertificate)
+        {
+            return;
+        }
+
+        if (dialOptions.AcceptsAnyEdgeCertificate)
+        {
+            TunnelLog.EdgeCertificateNotValidated(_logger, index, edge.ToString());
+        }
+        else
+        {
+            TunnelLog.EdgeCertificatePinStillApplies(_logger, index, edge.ToString(), string.Join(", ", dialOptions.TrustedEdgeCertificates.Select(ca => ca.Subject)));
         }
     }
 

@@ -81,4 +81,10 @@ internal static partial class TunnelLog
 
     [LoggerMessage(25, LogLevel.Error, "Checking the spread of tunnel connections over the edges failed unexpectedly; the connections stay where they are.", EventName = "RebalanceFault")]
     public static partial void RebalanceFault(ILogger logger, Exception exception);
+
+    [LoggerMessage(60, LogLevel.Warning, "Tunnel connection {ConnectionIndex} to {EdgeAddress} accepts any edge certificate (Tunnel:DangerousAcceptAnyEdgeCertificate): anyone on the path can impersonate the edge and read the traffic. Development only.", EventName = "EdgeCertificateNotValidated")]
+    public static partial void EdgeCertificateNotValidated(ILogger logger, int connectionIndex, string edgeAddress);
+
+    [LoggerMessage(61, LogLevel.Warning, "Tunnel connection {ConnectionIndex} to {EdgeAddress}: Tunnel:DangerousAcceptAnyEdgeCertificate is on, but the pinned edge CA ({EdgeCaSubjects}) still applies; Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa would override it.", EventName = "EdgeCertificatePinStillApplies")]
+    public static partial void EdgeCertificatePinStillApplies(ILogger logger, int connectionIndex, string edgeAddress, string edgeCaSubjects);
 }

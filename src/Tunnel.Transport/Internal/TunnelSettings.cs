@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Hosting;
 using Tunnel.Edge.Dial.Credentials;
 using Tunnel.Edge.Dial.Dialing;
 using Tunnel.Edge.Dial.Discovery;
@@ -57,10 +58,16 @@ internal sealed class TunnelSettings
     /// <summary>How often the spread over the edges is checked; zero when the check is off.</summary>
     public TimeSpan RebalanceInterval { get; }
 
-    public static TunnelSettings Create(TunnelOptions options, TimeProvider time)
+    /// <summary>
+    /// Checks <paramref name="options"/> and loads the identity; throws one <see cref="InvalidOperationException"/>
+    /// listing every problem. <paramref name="environmentName"/> is the host's environment: the options that
+    /// turn off the edge's certificate validation are refused outside <c>Development</c>.
+    /// </summary>
+    public static TunnelSettings Create(TunnelOptions options, TimeProvider time, string? environmentName = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var problems = new List<string>();
+        CheckDangerousOptions(options, environmentName ?? Environments.Production, problems);
 
         if (options.HaConnections is < 1 or > 64)
         {
@@ -115,6 +122,23 @@ internal sealed class TunnelSettings
         return new TunnelSettings(options, dnsOptions, state, time);
     }
 
+    private static void CheckDangerousOptions(TunnelOptions options, string environmentName, List<string> problems)
+    {
+        if (options.DangerousAcceptAnyEdgeCertificateOverridesPinnedCa && !options.DangerousAcceptAnyEdgeCertificate)
+        {
+            problems.Add("Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa is on without Tunnel:DangerousAcceptAnyEdgeCertificate, which it only widens: remove it.");
+        }
+
+        if ((options.DangerousAcceptAnyEdgeCertificate || options.DangerousAcceptAnyEdgeCertificateOverridesPinnedCa)
+            && !string.Equals(environmentName, Environments.Development, StringComparison.OrdinalIgnoreCase))
+        {
+            var names = options.DangerousAcceptAnyEdgeCertificateOverridesPinnedCa
+                ? "Tunnel:DangerousAcceptAnyEdgeCertificate and Tunnel:DangerousAcceptAnyEdgeCertificateOverridesPinnedCa are"
+                : "Tunnel:DangerousAcceptAnyEdgeCertificate is";
+            problems.Add($"{names} on in the '{environmentName}' environment: accepting any edge certificate lets anyone on the path impersonate the edge, so it is allowed only in Development. Remove it and pin the edge CA (the credential file's, or Tunnel:EdgeCaPath).");
+        }
+    }
+
     /// <summary>
     /// Reads the identity again from the options' files. A valid changed identity becomes
     /// <see cref="Current"/>; an invalid one leaves it as it was and the result says why.
@@ -157,6 +181,7 @@ internal sealed class TunnelSettings
         {
             ClientCertificate = identity.Certificate,
             DangerousAcceptAnyEdgeCertificate = options.DangerousAcceptAnyEdgeCertificate,
+            DangerousAcceptAnyEdgeCertificateOverridesPinnedCa = options.DangerousAcceptAnyEdgeCertificateOverridesPinnedCa,
             EdgeServerName = identity.EdgeServerName,
             ConnectTimeout = options.ConnectTimeout,
         };

@@ -77,7 +77,7 @@ public sealed partial class EdgeCluster : IAsyncDisposable
         if (_storePassword is not null)
         {
             var passwordFile = Path.Combine(Pki.Directory, $"etcd-password-{name}");
-            await File.WriteAllTextAsync(passwordFile, (storePassword ?? _storePassword) + "\n");
+            TestPki.WriteSecret(passwordFile, (storePassword ?? _storePassword) + "\n");
             store = [.. store, "--etcd-user", "root", "--etcd-password-file", passwordFile];
         }
         string[] arguments = [.. store, "--peer-port", "0", .. peerCertificate ? (string[])["--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}"] : [],

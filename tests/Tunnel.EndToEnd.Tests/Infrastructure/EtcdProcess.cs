@@ -20,10 +20,13 @@ public sealed partial class EtcdProcess : IAsyncDisposable
     private EtcdLogin? _login;
     private Process? _process;
 
-    private EtcdProcess(string dataDirectory, StoreTls? tls)
+    private readonly bool _clientCertificateRequired;
+
+    private EtcdProcess(string dataDirectory, StoreTls? tls, bool clientCertificateRequired)
     {
         _dataDirectory = dataDirectory;
         _tls = tls;
+        _clientCertificateRequired = clientCertificateRequired;
     }
 
     /// <summary>
@@ -50,10 +53,14 @@ public sealed partial class EtcdProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts etcd; with <paramref name="rootPassword"/>, authentication is enabled and only the user <c>root</c> with that password may read or write.</summary>
+    /// <summary>
+    /// Starts etcd; with <paramref name="rootPassword"/>, authentication is enabled and only the user <c>root</c>
+    /// with that password may read or write (with TLS, <c>--client-cert-auth</c> is then left off, so that
+    /// a certificate's name does not stand in for the login).
+    /// </summary>
     public static async Task<EtcdProcess> StartAsync(StoreTls? tls = null, string? rootPassword = null)
     {
-        var etcd = new EtcdProcess(Directory.CreateTempSubdirectory("tunnel-etcd-").FullName, tls);
+        var etcd = new EtcdProcess(Directory.CreateTempSubdirectory("tunnel-etcd-").FullName, tls, clientCertificateRequired: rootPassword is null);
         await etcd.RunAsync();
         if (rootPassword is not null)
         {
@@ -66,12 +73,13 @@ public sealed partial class EtcdProcess : IAsyncDisposable
     /// <summary>Adds the user and role <c>root</c> and turns authentication on, through the JSON gateway as etcdctl would.</summary>
     private async Task EnableAuthenticationAsync(string rootPassword)
     {
-        if (_tls is not null)
+        // With TLS, etcd asks for a client certificate whenever it has a CA to check one with.
+        using var certificate = _tls is null ? null : System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(_tls.CertificatePath, _tls.KeyPath);
+        using var client = new HttpClient(new SocketsHttpHandler
         {
-            throw new NotSupportedException("These tests enable authentication on a plain-http etcd only.");
-        }
-
-        using var client = new HttpClient { BaseAddress = new Uri(ClientUrl) };
+            SslOptions = { RemoteCertificateValidationCallback = IssuedByTestCa, ClientCertificates = certificate is null ? null : [certificate] },
+        })
+        { BaseAddress = new Uri(ClientUrl) };
         foreach (var (path, body) in new[]
         {
             ("/v3/auth/role/add", """{"name":"root"}"""),
@@ -85,6 +93,21 @@ public sealed partial class EtcdProcess : IAsyncDisposable
         }
 
         _login = new EtcdLogin("root", rootPassword);
+    }
+
+    private bool IssuedByTestCa(object sender, System.Security.Cryptography.X509Certificates.X509Certificate? certificate, System.Security.Cryptography.X509Certificates.X509Chain? chain, System.Net.Security.SslPolicyErrors errors)
+    {
+        if (certificate is null || _tls is null)
+        {
+            return false;
+        }
+
+        using var pinned = new System.Security.Cryptography.X509Certificates.X509Chain();
+        pinned.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+        pinned.ChainPolicy.CustomTrustStore.ImportFromPemFile(_tls.CaPath);
+        pinned.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+        using var leaf = new System.Security.Cryptography.X509Certificates.X509Certificate2(certificate);
+        return pinned.Build(leaf);
     }
 
     /// <summary>Kills etcd at once (SIGKILL), as a crash would.</summary>
@@ -165,7 +188,8 @@ public sealed partial class EtcdProcess : IAsyncDisposable
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "test=" + peer,
-            .. _tls is null ? [] : (string[])["--cert-file", _tls.CertificatePath, "--key-file", _tls.KeyPath, "--client-cert-auth", "--trusted-ca-file", _tls.CaPath]])
+            .. _tls is null ? [] : (string[])["--cert-file", _tls.CertificatePath, "--key-file", _tls.KeyPath, "--trusted-ca-file", _tls.CaPath],
+            .. _tls is not null && _clientCertificateRequired ? (string[])["--client-cert-auth"] : []])
         {
             start.ArgumentList.Add(argument);
         }

@@ -62,12 +62,27 @@ public sealed class TestPki : IDisposable
     /// <summary>Writes a credential file the way a renewal should: to a temporary file, then renamed over the old one.</summary>
     public static void WriteCredentialAtomically(string path, TunnelCredential credential) => WriteAtomically(path, credential.ToJson());
 
-    /// <summary>Writes text to a temporary file beside <paramref name="path"/> and renames it over <paramref name="path"/>.</summary>
+    /// <summary>
+    /// Writes text to a temporary file beside <paramref name="path"/> and renames it over <paramref name="path"/>;
+    /// owner-only (0600), as a credential must be.
+    /// </summary>
     public static void WriteAtomically(string path, string text)
     {
         var temporary = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        File.WriteAllText(temporary, text);
+        WriteSecret(temporary, text);
         File.Move(temporary, path, overwrite: true);
+    }
+
+    /// <summary>Writes a secret file readable and writable by its owner only (0600), as the edge and the plugin require.</summary>
+    public static void WriteSecret(string path, string text)
+    {
+        File.WriteAllText(path, "");
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
+        File.WriteAllText(path, text);
     }
 
     /// <summary>Issues an origin certificate, signed by this CA, that expired a minute after the CA's start (minutes ago).</summary>

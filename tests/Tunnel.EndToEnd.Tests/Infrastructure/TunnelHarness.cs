@@ -134,10 +134,11 @@ public sealed class TunnelHarness : IAsyncDisposable
         Action<TunnelOptions>? configureTunnel = null,
         Action<WebApplicationBuilder>? configureBuilder = null,
         int waitForConnections = 0,
-        Action<WebApplication>? configureApp = null)
+        Action<WebApplication>? configureApp = null,
+        string environmentName = "Production")
     {
         var logs = new LogCapture();
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Production" });
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], EnvironmentName = environmentName });
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(logs);
         configureBuilder?.Invoke(builder);
