@@ -11,8 +11,14 @@ public static class Cli
     // The Debian package of each client the tests run, for the message when one is missing.
     private static readonly Dictionary<string, string> Packages = new(StringComparer.Ordinal)
     {
-        ["curl"] = "curl", ["h2load"] = "nghttp2-client", ["nghttp"] = "nghttp2-client", ["node"] = "nodejs",
-        ["etcd"] = "etcd-server", ["openssl"] = "openssl", ["nft"] = "nftables", ["ip"] = "iproute2",
+        ["curl"] = "curl",
+        ["h2load"] = "nghttp2-client",
+        ["nghttp"] = "nghttp2-client",
+        ["node"] = "nodejs",
+        ["etcd"] = "etcd-server",
+        ["openssl"] = "openssl",
+        ["nft"] = "nftables",
+        ["ip"] = "iproute2",
     };
 
     /// <summary>Fails the test at once, naming the package to install, when <paramref name="file"/> is not on the PATH.</summary>
