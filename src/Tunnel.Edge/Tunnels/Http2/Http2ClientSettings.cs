@@ -20,4 +20,11 @@ internal sealed record Http2ClientSettings
 
     /// <summary>How long a PING may go unanswered (with no other frame either) before the connection is dropped.</summary>
     public TimeSpan KeepAlivePingTimeout { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>
+    /// Told once when the edge ends the connection because the origin broke HTTP/2 or one of the edge's
+    /// bounds on it: the <c>error.type</c> (<c>control_flood</c>, <c>idle_stream</c>, <c>write_stalled</c>...)
+    /// and a message. Called on the connection's own loop or timer; it must not block.
+    /// </summary>
+    public Action<string, string>? OriginFault { get; init; }
 }
