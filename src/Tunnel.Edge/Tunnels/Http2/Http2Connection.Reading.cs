@@ -94,12 +94,35 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
 
         if (goAwaySent)
         {
-            // The writer sends the GOAWAY and closes; if the origin does not take it within the grace, close anyway.
+            // The writer sends the GOAWAY; if the origin does not take it within the grace, close anyway.
             _ = Task.Delay(GoAwayGrace, _time).ContinueWith(static (_, state) => ((Http2Connection)state!).Abort(new IOException("The tunnel connection was closed after a protocol error.")), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            await DrainAsync().ConfigureAwait(false);
         }
-        else
+
+        Abort(cause);
+    }
+
+    /// <summary>
+    /// Reads and drops what the origin still sends after a GOAWAY for its error, until it closes or the
+    /// grace ends: a socket closed with bytes unread is reset (TCP RST), and the reset would throw the
+    /// GOAWAY away on the origin's side before it had read why.
+    /// </summary>
+    private async Task DrainAsync()
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(4096);
+        try
         {
-            Abort(cause);
+            while (await _stream.ReadAsync(buffer).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
+        {
+            // Closed by the grace timer, or reset by the origin: either way the drain is over.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
@@ -122,6 +145,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
             BinaryPrimitives.WriteUInt32BigEndian(frame[9..], 0);
             BinaryPrimitives.WriteUInt32BigEndian(frame[13..], (uint)code);
             debug.CopyTo(frame[17..]);
+            _drainBeforeClose = true;
             CloseAfterFlushLocked(new Http2ConnectionException(code, $"The origin broke the HTTP/2 protocol ({code}): {message}"));
             return true;
         }

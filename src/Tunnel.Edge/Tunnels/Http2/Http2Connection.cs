@@ -62,6 +62,7 @@ internal sealed partial class Http2Connection : IDisposable
     private int _pendingControlReplies;
     private int _originFaultReported;
     private bool _closeAfterFlush;
+    private bool _drainBeforeClose;
     private Exception? _abortError;
     private int _streamDisposed;
 
@@ -585,12 +586,6 @@ internal sealed partial class Http2Connection : IDisposable
                         _writeStartedTimestamp = _time.GetTimestamp();
                         _pendingControlReplies = 0;
                     }
-
-                    if (wrote)
-                    {
-                        WakeWriteRoomWaitersLocked();
-                    }
-
                     else if (_abortError is not null)
                     {
                         if (_writeBuffer is { } unsent)
@@ -606,6 +601,11 @@ internal sealed partial class Http2Connection : IDisposable
                     else
                     {
                         wait = _writerSignal.WaitAsync(CancellationToken.None);
+                    }
+
+                    if (wrote)
+                    {
+                        WakeWriteRoomWaitersLocked();
                     }
                 }
 
@@ -641,7 +641,11 @@ internal sealed partial class Http2Connection : IDisposable
             Abort(ex);
         }
 
-        DisposeStream();
+        // After a protocol error the reader drains the origin's bytes and closes the stream itself.
+        if (!Volatile.Read(ref _drainBeforeClose))
+        {
+            DisposeStream();
+        }
     }
 
     /// <summary>Wakes the reader and the request bodies held by <see cref="MaxQueuedWriteBytes"/> once there is room again.</summary>
