@@ -96,7 +96,11 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         {
             // The writer sends the GOAWAY; if the origin does not take it within the grace, close anyway.
             _ = Task.Delay(GoAwayGrace, _time).ContinueWith(static (_, state) => ((Http2Connection)state!).Abort(new IOException("The tunnel connection was closed after a protocol error.")), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            await DrainAsync().ConfigureAwait(false);
+            if (!await DrainAsync().ConfigureAwait(false))
+            {
+                // Still sending: left unread until the grace ends, so it has that long to read the GOAWAY.
+                return;
+            }
         }
 
         Abort(cause);
@@ -105,20 +109,32 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
     /// <summary>
     /// Reads and drops what the origin still sends after a GOAWAY for its error, until it closes or the
     /// grace ends: a socket closed with bytes unread is reset (TCP RST), and the reset would throw the
-    /// GOAWAY away on the origin's side before it had read why.
+    /// GOAWAY away on the origin's side before it had read why. Returns <c>false</c> once
+    /// <see cref="MaxQueuedWriteBytes"/> were dropped and the origin is still sending: no more of its
+    /// flood is read.
     /// </summary>
-    private async Task DrainAsync()
+    private async Task<bool> DrainAsync()
     {
         var buffer = ArrayPool<byte>.Shared.Rent(4096);
         try
         {
-            while (await _stream.ReadAsync(buffer).ConfigureAwait(false) > 0)
+            for (var drained = 0; drained < MaxQueuedWriteBytes;)
             {
+                var read = await _stream.ReadAsync(buffer).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return true;
+                }
+
+                drained += read;
             }
+
+            return false;
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
         {
             // Closed by the grace timer, or reset by the origin: either way the drain is over.
+            return true;
         }
         finally
         {
