@@ -573,20 +573,8 @@ internal sealed partial class Http2Connection : IDisposable
                     // Other requests in flight besides the anchor and at most one more: frames from them
                     // are likely on their way, worth gathering into this write.
                     batch = _streams.Count > 2;
-                    var wrote = _writingLength > 0;
-                    _writingLength = 0;
-                    _writeStartedTimestamp = 0;
-                    if (_writeLength > 0 && (_abortError is null || _closeAfterFlush))
-                    {
-                        buffer = _writeBuffer;
-                        length = _writeLength;
-                        _writeBuffer = null;
-                        _writeLength = 0;
-                        _writingLength = length;
-                        _writeStartedTimestamp = _time.GetTimestamp();
-                        _pendingControlReplies = 0;
-                    }
-                    else if (_abortError is not null)
+                    buffer = TakeWriteLocked(out length);
+                    if (buffer is null && _abortError is not null)
                     {
                         if (_writeBuffer is { } unsent)
                         {
@@ -598,14 +586,10 @@ internal sealed partial class Http2Connection : IDisposable
                         _readerRoomSignal.Set();
                         break;
                     }
-                    else
+
+                    if (buffer is null)
                     {
                         wait = _writerSignal.WaitAsync(CancellationToken.None);
-                    }
-
-                    if (wrote)
-                    {
-                        WakeWriteRoomWaitersLocked();
                     }
                 }
 
@@ -646,6 +630,36 @@ internal sealed partial class Http2Connection : IDisposable
         {
             DisposeStream();
         }
+    }
+
+    /// <summary>
+    /// The last write, if any, is done: takes everything queued since as the next one (unless the
+    /// connection is closing without a flush), and wakes whoever waited for room.
+    /// </summary>
+    private byte[]? TakeWriteLocked(out int length)
+    {
+        var wrote = _writingLength > 0;
+        byte[]? buffer = null;
+        length = 0;
+        _writingLength = 0;
+        _writeStartedTimestamp = 0;
+        if (_writeLength > 0 && (_abortError is null || _closeAfterFlush))
+        {
+            buffer = _writeBuffer;
+            length = _writeLength;
+            _writeBuffer = null;
+            _writeLength = 0;
+            _writingLength = length;
+            _writeStartedTimestamp = _time.GetTimestamp();
+            _pendingControlReplies = 0;
+        }
+
+        if (wrote)
+        {
+            WakeWriteRoomWaitersLocked();
+        }
+
+        return buffer;
     }
 
     /// <summary>Wakes the reader and the request bodies held by <see cref="MaxQueuedWriteBytes"/> once there is room again.</summary>
