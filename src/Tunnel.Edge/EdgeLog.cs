@@ -85,6 +85,10 @@ internal static partial class EdgeLog
     [LoggerMessage(61, LogLevel.Warning, "The admin listener on {EndPoint} is not on loopback: whoever reaches it sees the routes, the origins' addresses and the metrics.", EventName = "AdminNotLoopback")]
     public static partial void AdminNotLoopback(ILogger logger, string endPoint);
 
+    // The tunnel's HTTP/2 against a hostile origin: ids 200-219.
+    [LoggerMessage(200, LogLevel.Warning, "Ending tunnel {ConnectionId} of connector {ConnectorId} ({ErrorType}): {Reason}", EventName = "TunnelOriginFault")]
+    public static partial void TunnelOriginFault(ILogger logger, string connectionId, string connectorId, string errorType, string reason);
+
     // Identity: credential files, revocation, admin API: ids 70-79.
     [LoggerMessage(70, LogLevel.Information, "Reloaded '{Path}': {Detail}.", EventName = "CredentialFileReloaded")]
     public static partial void CredentialFileReloaded(ILogger logger, string path, string detail);

@@ -53,6 +53,9 @@ public sealed class EdgeConnectionEvents
         Add(new EdgeConnectionEvent(_time.GetUtcNow(), EdgeConnectionEventKind.Refused, remote, null, null, "", code, message));
     }
 
+    /// <summary>The edge is ending a tunnel connection because its origin broke HTTP/2 or one of the edge's bounds on it.</summary>
+    public void OriginFault(string errorType) => _metrics.TunnelProtocolError(errorType);
+
     /// <summary>A registered connection closed.</summary>
     public void Closed(TunnelConnection connection)
     {

@@ -36,6 +36,7 @@ public sealed class EdgeMetrics
     private readonly Counter<long> _tunnelsWithdrawn;
     private readonly Counter<long> _visitorRefused;
     private readonly Counter<long> _adminRefused;
+    private readonly Counter<long> _tunnelProtocolErrors;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     public EdgeMetrics(IMeterFactory meterFactory, RouteTable routes)
@@ -52,6 +53,8 @@ public sealed class EdgeMetrics
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _upstreamErrors = Meter.CreateCounter<long>("tunnel.edge.upstream.errors", "{error}", "Visitor requests the edge answered itself because the origin could not be reached, by error.type.");
         _activeStreams = Meter.CreateUpDownCounter<long>("tunnel.edge.active_streams", "{request}", "Visitor requests in flight.");
+        _tunnelProtocolErrors = Meter.CreateCounter<long>("tunnel.edge.tunnel.protocol_errors", "{connection}",
+            "Tunnel connections the edge ended because the origin broke HTTP/2 or a bound on it (GOAWAY, or a write it never read), by error.type.");
         _bytes = Meter.CreateCounter<long>("tunnel.edge.bytes", "By", "Visitor body bytes by network.io.direction (received from visitors, transmitted to them).");
         _handshakesRefused = Meter.CreateCounter<long>("tunnel.edge.handshakes.refused", "{connection}", "Tunnel-port connections closed before their TLS handshake because a cap on handshakes in flight was reached, by reason.");
         _tunnelsWithdrawn = Meter.CreateCounter<long>("tunnel.edge.tunnels.withdrawn", "{connection}", "Live tunnel connections closed because their credential may no longer serve, by reason (revoked, expired, untrusted).");
@@ -107,6 +110,13 @@ public sealed class EdgeMetrics
 
     /// <summary>Counts a request the origin could not answer, by one of the <see cref="UpstreamErrors"/> kinds.</summary>
     public void UpstreamError(string errorType) => _upstreamErrors.Add(1, new KeyValuePair<string, object?>("error.type", errorType));
+
+    /// <summary>
+    /// Counts a tunnel connection ended for its origin's fault: <c>control_flood</c>, <c>frame_flood</c>,
+    /// <c>continuation_flood</c>, <c>header_block_too_large</c>, <c>idle_stream</c>, <c>push_promise</c>,
+    /// <c>write_stalled</c>, or an HTTP/2 error code's name (<c>protocol_error</c>...).
+    /// </summary>
+    public void TunnelProtocolError(string errorType) => _tunnelProtocolErrors.Add(1, new KeyValuePair<string, object?>("error.type", errorType));
 
     /// <summary>A visitor request began.</summary>
     public void StreamStarted() => _activeStreams.Add(1);

@@ -45,6 +45,7 @@ public sealed class TunnelConnection : IAsyncDisposable
             KeepAlivePingTimeout = options.KeepAlivePingTimeout,
             MaxResponseHeaderBytes = MaxResponseHeaderBytes,
             StreamWaitTimeout = options.Limits.StreamWaitTimeout,
+            OriginFault = (errorType, reason) => OriginFaulted?.Invoke(this, errorType, reason),
         }, time);
         Invoker = new HttpMessageInvoker(_handler, disposeHandler: false);
     }
@@ -140,6 +141,13 @@ public sealed class TunnelConnection : IAsyncDisposable
     }
 
     internal HttpMessageInvoker Invoker { get; }
+
+    /// <summary>
+    /// Raised once when the edge ends the connection because the origin broke HTTP/2 or a bound on it
+    /// (a flood, a write it never read): the <c>error.type</c> and the reason. Raised on the
+    /// connection's own loop; handlers must not block.
+    /// </summary>
+    internal event Action<TunnelConnection, string, string>? OriginFaulted;
 
     /// <summary>Stops choosing this connection for new requests.</summary>
     public void MarkDraining() => IsDraining = true;

@@ -539,6 +539,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
     private async Task ServeAsync(TunnelConnection connection, X509Certificate2 clientCertificate)
     {
+        connection.OriginFaulted += ReportOriginFault;
         _routes.Add(connection);
         _served[connection] = 0;
         _certificates[connection] = clientCertificate;
@@ -567,6 +568,12 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             EdgeLog.TunnelClosed(_logger, connection.Id, (_time.GetUtcNow() - connection.ConnectedAt).TotalSeconds);
             _events.Closed(connection);
         }
+    }
+
+    private void ReportOriginFault(TunnelConnection connection, string errorType, string reason)
+    {
+        EdgeLog.TunnelOriginFault(_logger, connection.Id, connection.ConnectorId, errorType, reason);
+        _events.OriginFault(errorType);
     }
 
     private async Task ProbeAsync(TunnelConnection connection)

@@ -115,6 +115,49 @@ public class HpackDecoderTests
         Assert.Throws<HpackException>(() => Decode(decoder, "3fe21f"));
     }
 
+    [Theory]
+    [InlineData(1_000_000, true)]
+    [InlineData(1_000_000, false)]
+    [InlineData(65_536, true)]
+    public void A_string_past_the_limit_is_skipped_without_decoding_or_copying_and_the_table_stays_in_step(int length, bool huffman)
+    {
+        const int Limit = 64 * 1024;
+        var decoder = new HpackDecoder(maxStringLength: Limit);
+        var collector = new Collector();
+        decoder.Decode(Convert.FromHexString("4001610162"), collector);
+        Assert.Equal(1, decoder.TableCount);
+
+        // A literal with incremental indexing, name "x", value of `length` bytes ('0' in Huffman, 5 bits
+        // each, so 1.6 times as long decoded), then an indexed field that must still decode.
+        var block = new List<byte> { 0x40, 0x01, (byte)'x', (byte)((huffman ? 0x80 : 0) | 0x7F) };
+        for (var rest = length - 0x7F; ; rest >>= 7)
+        {
+            if (rest < 0x80)
+            {
+                block.Add((byte)rest);
+                break;
+            }
+
+            block.Add((byte)(0x80 | (rest & 0x7F)));
+        }
+
+        block.AddRange(huffman ? new byte[length] : Enumerable.Repeat((byte)'v', length));
+        block.Add(0x82);
+        var bytes = block.ToArray();
+
+        var allocated = GC.GetAllocatedBytesForCurrentThread();
+        decoder.Decode(bytes, collector);
+        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+
+        // Never the 1.6 MB a whole decode takes, nor a copy for the table: at most a scratch of the limit.
+        Assert.True(allocated < Limit + (16 * 1024), $"{allocated} bytes allocated");
+        Assert.True(Assert.Single(collector.TooLarge) > Limit);
+        Assert.Equal([("a", "b"), (":method", "GET")], collector.Fields);
+
+        // Indexed, the field would have emptied the table (RFC 7541 section 4.4): so it is emptied.
+        Assert.Equal(0, decoder.TableCount);
+    }
+
     [Fact]
     public void An_entry_larger_than_the_table_empties_it()
     {
@@ -250,7 +293,11 @@ public class HpackDecoderTests
     {
         public List<(string, string)> Fields { get; } = [];
 
+        public List<int> TooLarge { get; } = [];
+
         public void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int staticNameIndex) =>
             Fields.Add((Encoding.Latin1.GetString(name), Encoding.Latin1.GetString(value)));
+
+        public void OnFieldTooLarge(int atLeastBytes) => TooLarge.Add(atLeastBytes);
     }
 }

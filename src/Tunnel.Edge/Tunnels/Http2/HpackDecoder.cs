@@ -8,6 +8,12 @@ internal interface IHpackHeaderSink
     /// static table entry whose name this is, or 0, so known names need not be turned into strings.
     /// </summary>
     void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int staticNameIndex);
+
+    /// <summary>
+    /// A field with a name or value longer than the decoder's string limit, at least
+    /// <paramref name="atLeastBytes"/> long: it was neither decoded nor copied, only skipped.
+    /// </summary>
+    void OnFieldTooLarge(int atLeastBytes);
 }
 
 /// <summary>
@@ -25,6 +31,7 @@ internal sealed class HpackDecoder
     private const int InitialRingLength = 8;
 
     private readonly int _maxAllowedTableSize;
+    private readonly int _maxStringLength;
     private readonly int _maxRingLength;
     private Entry?[] _ring;
     private int _head;
@@ -35,9 +42,16 @@ internal sealed class HpackDecoder
     private byte[] _valueScratch = [];
 
     /// <param name="maxAllowedTableSize">The SETTINGS_HEADER_TABLE_SIZE this end advertised.</param>
-    public HpackDecoder(int maxAllowedTableSize = 4096)
+    /// <param name="maxStringLength">
+    /// The longest name or value decoded (the header list limit, say): a longer one, Huffman-coded or
+    /// not, is skipped without being decoded or copied and reported through
+    /// <see cref="IHpackHeaderSink.OnFieldTooLarge"/>. At least the table size, so that a skipped field
+    /// could never have been kept in the table (RFC 7541 section 4.4 empties it instead).
+    /// </param>
+    public HpackDecoder(int maxAllowedTableSize = 4096, int maxStringLength = int.MaxValue)
     {
         _maxAllowedTableSize = maxAllowedTableSize;
+        _maxStringLength = Math.Max(maxStringLength, maxAllowedTableSize);
         _maxTableSize = maxAllowedTableSize;
         _maxRingLength = (maxAllowedTableSize / EntryOverhead) + 1;
         _ring = new Entry[Math.Min(InitialRingLength, _maxRingLength)];
@@ -105,10 +119,11 @@ internal sealed class HpackDecoder
         var index = ReadInteger(block, ref position, prefixBits);
         ReadOnlySpan<byte> name;
         var staticName = 0;
+        var tooLarge = 0;
         if (index == 0)
         {
-            name = ReadString(block, ref position, ref _nameScratch);
-            if (name.Length == 0)
+            name = ReadString(block, ref position, ref _nameScratch, ref tooLarge);
+            if (name.Length == 0 && tooLarge == 0)
             {
                 throw new HpackException("A header field has an empty name.");
             }
@@ -118,7 +133,19 @@ internal sealed class HpackDecoder
             staticName = Lookup(index, out name, out _);
         }
 
-        var value = ReadString(block, ref position, ref _valueScratch);
+        var value = ReadString(block, ref position, ref _valueScratch, ref tooLarge);
+        if (tooLarge > 0)
+        {
+            // Longer than the table: indexed, it would empty the table and not be kept (section 4.4).
+            sink.OnFieldTooLarge(tooLarge);
+            if (indexing)
+            {
+                Evict(_maxTableSize + 1);
+            }
+
+            return null;
+        }
+
         sink.OnHeader(name, value, staticName);
         return indexing ? new Entry(name.ToArray(), value.ToArray(), staticName) : null;
     }
@@ -244,7 +271,12 @@ internal sealed class HpackDecoder
         }
     }
 
-    private static ReadOnlySpan<byte> ReadString(ReadOnlySpan<byte> block, scoped ref int position, ref byte[] scratch)
+    /// <summary>
+    /// A string literal (section 5.2), Huffman-decoded into <paramref name="scratch"/> if need be. One
+    /// longer than the string limit is not decoded: <paramref name="tooLarge"/> gets a length it has at
+    /// least (a Huffman code is at most 30 bits a byte) and the result is empty.
+    /// </summary>
+    private ReadOnlySpan<byte> ReadString(ReadOnlySpan<byte> block, scoped ref int position, ref byte[] scratch, scoped ref int tooLarge)
     {
         if (position >= block.Length)
         {
@@ -262,16 +294,35 @@ internal sealed class HpackDecoder
         position += length;
         if (!huffman)
         {
+            if (length > _maxStringLength)
+            {
+                tooLarge = Math.Max(tooLarge, length);
+                return default;
+            }
+
             return raw;
         }
 
-        var needed = HuffmanDecoder.MaxDecodedLength(length);
+        var atLeast = HuffmanDecoder.MinDecodedLength(length);
+        if (atLeast > _maxStringLength)
+        {
+            tooLarge = Math.Max(tooLarge, atLeast);
+            return default;
+        }
+
+        // Decoded no further than the limit, into a scratch no larger than it.
+        var needed = Math.Min(HuffmanDecoder.MaxDecodedLength(length), _maxStringLength);
         if (scratch.Length < needed)
         {
             scratch = new byte[Math.Max(needed, 64)];
         }
 
-        var written = HuffmanDecoder.Decode(raw, scratch);
+        if (!HuffmanDecoder.TryDecode(raw, scratch.AsSpan(0, Math.Min(scratch.Length, _maxStringLength)), out var written))
+        {
+            tooLarge = Math.Max(tooLarge, _maxStringLength + 1);
+            return default;
+        }
+
         return scratch.AsSpan(0, written);
     }
 

@@ -26,4 +26,11 @@ internal sealed record Http2ClientSettings
     /// with <see cref="Http2Errors.NoStreamFree"/>, not processed. <see cref="Timeout.InfiniteTimeSpan"/> for no bound.
     /// </summary>
     public TimeSpan StreamWaitTimeout { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>
+    /// Told once when the edge ends the connection because the origin broke HTTP/2 or one of the edge's
+    /// bounds on it: the <c>error.type</c> (<c>control_flood</c>, <c>idle_stream</c>, <c>write_stalled</c>...)
+    /// and a message. Called on the connection's own loop or timer; it must not block.
+    /// </summary>
+    public Action<string, string>? OriginFault { get; init; }
 }

@@ -16,6 +16,26 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
     private int _headerBlockLength;
     private int _headerBlockStreamId;
     private bool _headerBlockEndStream;
+    private int _headerBlockContinuations;
+
+    /// <summary>
+    /// The most CONTINUATION frames one header block may take: a block of <see cref="MaxHeaderBlockBytes"/>
+    /// in frames of the size this end allows. Empty CONTINUATIONs grow no buffer, so without a count an
+    /// endless chain of them (CVE-2024-27316) would hold the reader for ever; nghttp2 allows 8.
+    /// </summary>
+    internal const int MaxContinuationFrames = MaxHeaderBlockBytes / Http2FrameHeader.DefaultMaxFrameSize;
+
+    /// <summary>
+    /// Frames that change nothing (PRIORITY, unknown types, empty DATA, resets and window for streams
+    /// already closed, acknowledgements nobody asked for) allowed per second. A healthy origin sends a
+    /// few after a stream the edge reset; RFC 9113 section 10.5 lets an endpoint end a flood of them
+    /// with ENHANCE_YOUR_CALM, since each costs the edge work and the origin nothing.
+    /// </summary>
+    internal const int MaxIdleFramesPerSecond = 1000;
+
+    private bool _settingsAcknowledged;
+    private int _idleFrames;
+    private long _idleFramesSince;
 
     // The block being decoded and where its fields go.
     private Http2Stream? _sinkStream;
@@ -32,8 +52,18 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         var goAwaySent = false;
         try
         {
-            while (await _reader.ReadFrameAsync(CancellationToken.None).ConfigureAwait(false))
+            while (true)
             {
+                if (Volatile.Read(ref _writeLength) + Volatile.Read(ref _writingLength) >= MaxQueuedWriteBytes)
+                {
+                    await WaitForWriteRoomAsync().ConfigureAwait(false);
+                }
+
+                if (!await _reader.ReadFrameAsync(CancellationToken.None).ConfigureAwait(false))
+                {
+                    break;
+                }
+
                 Volatile.Write(ref _lastFrameTimestamp, _time.GetTimestamp());
                 ProcessFrame(_reader.Header, _reader.Payload);
             }
@@ -43,11 +73,13 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         catch (Http2ConnectionException ex)
         {
             goAwaySent = ConnectionError(ex.Code, ex.Message);
+            ReportOriginFault(ex.ErrorType, ex.Message);
             cause = ex;
         }
         catch (HpackException ex)
         {
             goAwaySent = ConnectionError(Http2ErrorCode.CompressionError, ex.Message);
+            ReportOriginFault(Http2Errors.TypeOf(Http2ErrorCode.CompressionError), ex.Message);
             cause = ex;
         }
         catch (Exception ex)
@@ -62,12 +94,51 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
 
         if (goAwaySent)
         {
-            // The writer sends the GOAWAY and closes; if the origin does not take it within the grace, close anyway.
+            // The writer sends the GOAWAY; if the origin does not take it within the grace, close anyway.
             _ = Task.Delay(GoAwayGrace, _time).ContinueWith(static (_, state) => ((Http2Connection)state!).Abort(new IOException("The tunnel connection was closed after a protocol error.")), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            if (!await DrainAsync().ConfigureAwait(false))
+            {
+                // Still sending: left unread until the grace ends, so it has that long to read the GOAWAY.
+                return;
+            }
         }
-        else
+
+        Abort(cause);
+    }
+
+    /// <summary>
+    /// Reads and drops what the origin still sends after a GOAWAY for its error, until it closes or the
+    /// grace ends: a socket closed with bytes unread is reset (TCP RST), and the reset would throw the
+    /// GOAWAY away on the origin's side before it had read why. Returns <c>false</c> once
+    /// <see cref="MaxQueuedWriteBytes"/> were dropped and the origin is still sending: no more of its
+    /// flood is read.
+    /// </summary>
+    private async Task<bool> DrainAsync()
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(4096);
+        try
         {
-            Abort(cause);
+            for (var drained = 0; drained < MaxQueuedWriteBytes;)
+            {
+                var read = await _stream.ReadAsync(buffer).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return true;
+                }
+
+                drained += read;
+            }
+
+            return false;
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
+        {
+            // Closed by the grace timer, or reset by the origin: either way the drain is over.
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
@@ -90,6 +161,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
             BinaryPrimitives.WriteUInt32BigEndian(frame[9..], 0);
             BinaryPrimitives.WriteUInt32BigEndian(frame[13..], (uint)code);
             debug.CopyTo(frame[17..]);
+            _drainBeforeClose = true;
             CloseAfterFlushLocked(new Http2ConnectionException(code, $"The origin broke the HTTP/2 protocol ({code}): {message}"));
             return true;
         }
@@ -129,19 +201,49 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
                 OnWindowUpdate(header, payload);
                 break;
             case Http2FrameType.PushPromise:
-                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "The origin sent PUSH_PROMISE although push is disabled.");
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "The origin sent PUSH_PROMISE although push is disabled.", "push_promise");
             case Http2FrameType.Priority:
                 if (header.StreamId == 0 || header.Length != 5)
                 {
                     throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A malformed PRIORITY frame.");
                 }
 
+                CountIdleFrame(header.Type);
                 break;
             default:
                 // Unknown frame types are ignored (RFC 9113 section 4.1).
+                CountIdleFrame(header.Type);
                 break;
         }
     }
+
+    /// <summary>Counts a frame that changed nothing; past <see cref="MaxIdleFramesPerSecond"/> the origin is flooding.</summary>
+    private void CountIdleFrame(Http2FrameType type)
+    {
+        if (++_idleFrames < MaxIdleFramesPerSecond)
+        {
+            return;
+        }
+
+        var now = _time.GetTimestamp();
+        if (_time.GetElapsedTime(_idleFramesSince, now) < TimeSpan.FromSeconds(1))
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm,
+                $"The origin sent {MaxIdleFramesPerSecond} frames that change nothing within a second (the last a {type}).", "frame_flood");
+        }
+
+        _idleFrames = 0;
+        _idleFramesSince = now;
+    }
+
+    /// <summary>
+    /// Whether a stream was never opened (RFC 9113 section 5.1, idle): this end opens the odd ones in
+    /// order, and an even one would need a PUSH_PROMISE, which this end does not allow.
+    /// </summary>
+    private bool IsIdleStreamLocked(int streamId) => streamId >= _nextStreamId || (streamId & 1) == 0;
+
+    private static Http2ConnectionException IdleStreamError(Http2FrameType type, int streamId) =>
+        new(Http2ErrorCode.ProtocolError, $"{type} on stream {streamId}, which this end never opened.", "idle_stream");
 
     private static ReadOnlySpan<byte> RemovePadding(Http2FrameHeader header, ReadOnlySpan<byte> payload)
     {
@@ -176,13 +278,21 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
 
             if (!_streams.TryGetValue(header.StreamId, out var stream) || stream.ReceiveClosed)
             {
-                if (header.StreamId >= _nextStreamId)
+                if (IsIdleStreamLocked(header.StreamId))
                 {
-                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"DATA on stream {header.StreamId}, which was never opened.");
+                    throw IdleStreamError(header.Type, header.StreamId);
                 }
 
                 // A stream this end already reset: its bytes are dropped, the connection's window kept whole.
+                CountIdleFrame(header.Type);
                 CreditConnectionLocked(header.Length);
+                return;
+            }
+
+            if (header.Length == 0 && !header.HasFlag(Http2Flags.EndStream))
+            {
+                // Nothing to read and nothing ended (CVE-2019-9518's empty frames): no reader is woken.
+                CountIdleFrame(header.Type);
                 return;
             }
 
@@ -267,6 +377,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         _headerBlockStreamId = header.StreamId;
         _headerBlockEndStream = endStream;
         _headerBlockLength = 0;
+        _headerBlockContinuations = 0;
         AppendHeaderBlock(fragment);
     }
 
@@ -275,6 +386,12 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         if (_headerBlockStreamId == 0 || header.StreamId != _headerBlockStreamId)
         {
             throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "A CONTINUATION frame that continues no header block.");
+        }
+
+        if (++_headerBlockContinuations > MaxContinuationFrames)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm,
+                $"A header block in more than {MaxContinuationFrames} CONTINUATION frames ({_headerBlockLength} bytes so far).", "continuation_flood");
         }
 
         AppendHeaderBlock(payload);
@@ -298,7 +415,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         var needed = _headerBlockLength + fragment.Length;
         if (needed > MaxHeaderBlockBytes)
         {
-            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, $"A header block over {MaxHeaderBlockBytes / 1024} KiB.");
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, $"A header block over {MaxHeaderBlockBytes / 1024} KiB.", "header_block_too_large");
         }
 
         if (_headerBlock is null || _headerBlock.Length < needed)
@@ -334,9 +451,9 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         {
             if (!_streams.TryGetValue(streamId, out stream) || stream.ReceiveClosed)
             {
-                if (streamId >= _nextStreamId || (streamId & 1) == 0)
+                if (IsIdleStreamLocked(streamId))
                 {
-                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"HEADERS on stream {streamId}, which this end never opened.");
+                    throw IdleStreamError(Http2FrameType.Headers, streamId);
                 }
 
                 stream = null;
@@ -491,6 +608,9 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         }
     }
 
+    void IHpackHeaderSink.OnFieldTooLarge(int atLeastBytes) =>
+        _sinkBytes = (int)Math.Min(int.MaxValue, (long)_sinkBytes + atLeastBytes + 32);
+
     // The last value seen for each static-table name (server, content-type, date, cache-control...): an
     // origin sends most of them alike in every response, so the string is made once, not per response.
     // Only this loop touches it.
@@ -533,11 +653,12 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         {
             if (!_streams.TryGetValue(header.StreamId, out var stream))
             {
-                if (header.StreamId >= _nextStreamId)
+                if (IsIdleStreamLocked(header.StreamId))
                 {
-                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"RST_STREAM on stream {header.StreamId}, which was never opened.");
+                    throw IdleStreamError(header.Type, header.StreamId);
                 }
 
+                CountIdleFrame(header.Type);
                 return;
             }
 
@@ -578,6 +699,13 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
                 throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "A SETTINGS acknowledgement with a payload.");
             }
 
+            // This end sends SETTINGS once: every acknowledgement after the first is idle.
+            if (_settingsAcknowledged)
+            {
+                CountIdleFrame(header.Type);
+            }
+
+            _settingsAcknowledged = true;
             return;
         }
 
@@ -650,6 +778,7 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
 
             if (_abortError is null)
             {
+                CountControlReplyLocked(header.Type);
                 var ack = Reserve(Http2FrameHeader.Size);
                 Http2FrameHeader.Write(ack, 0, Http2FrameType.Settings, Http2Flags.Ack, 0);
             }
@@ -669,6 +798,11 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
         {
             if (header.HasFlag(Http2Flags.Ack))
             {
+                if (!_pingOutstanding)
+                {
+                    CountIdleFrame(header.Type);
+                }
+
                 _pingOutstanding = false;
                 return;
             }
@@ -679,9 +813,20 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
                 return;
             }
 
+            CountControlReplyLocked(header.Type);
             var frame = Reserve(Http2FrameHeader.Size + 8);
             Http2FrameHeader.Write(frame, 8, Http2FrameType.Ping, Http2Flags.Ack, 0);
             payload.CopyTo(frame[Http2FrameHeader.Size..]);
+        }
+    }
+
+    /// <summary>One more PING or SETTINGS acknowledgement queued; past <see cref="MaxPendingControlReplies"/> the origin is not reading them.</summary>
+    private void CountControlReplyLocked(Http2FrameType type)
+    {
+        if (++_pendingControlReplies > MaxPendingControlReplies)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm,
+                $"The origin asked for more than {MaxPendingControlReplies} {type} acknowledgements without reading them.", "control_flood");
         }
     }
 
@@ -779,6 +924,13 @@ internal sealed partial class Http2Connection : IHpackHeaderSink
 
             if (!_streams.TryGetValue(header.StreamId, out var stream))
             {
+                if (IsIdleStreamLocked(header.StreamId))
+                {
+                    throw IdleStreamError(header.Type, header.StreamId);
+                }
+
+                // RFC 9113 section 6.9: window for a stream closed a moment ago is not an error.
+                CountIdleFrame(header.Type);
                 return;
             }
 

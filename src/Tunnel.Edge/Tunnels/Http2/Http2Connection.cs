@@ -18,13 +18,36 @@ internal sealed partial class Http2Connection : IDisposable
     // under the decoded limit, so an oversized response fails its own stream while HPACK stays in step.
     private const int MaxHeaderBlockBytes = 1024 * 1024;
 
+    /// <summary>
+    /// The most bytes of frames queued for the origin, in the write buffer and in the write under way,
+    /// before the reader stops reading frames and request bodies wait: an origin that stops reading its
+    /// socket while it sends PINGs, SETTINGS or window for uploads cannot grow the edge's memory past
+    /// this (plus one frame's reply). 1 MiB is Kestrel's default connection window: a healthy origin
+    /// reads that much ahead, so uploads are never held by it.
+    /// </summary>
+    internal const int MaxQueuedWriteBytes = 1024 * 1024;
+
+    // Request bodies stop queueing at half of that, so uploads alone never hold the reader: only
+    // answers the origin does not take fill the rest.
+    private const int MaxQueuedDataBytes = MaxQueuedWriteBytes / 2;
+
+    /// <summary>
+    /// The most control replies (PING and SETTINGS acknowledgements) queued and not yet handed to the
+    /// socket. An origin that makes the edge answer faster than it reads the answers (CVE-2019-9512,
+    /// CVE-2019-9515) is told GOAWAY ENHANCE_YOUR_CALM past this many, as nghttp2 does at its default
+    /// max_outbound_ack of 1000; a healthy origin waits for its ACK, so it never has more than a few.
+    /// </summary>
+    internal const int MaxPendingControlReplies = 1000;
+
     private readonly Stream _stream;
     private readonly Http2ClientSettings _settings;
     private readonly TimeProvider _time;
     private readonly Dictionary<int, Http2Stream> _streams = [];
     private readonly Queue<TaskCompletionSource<bool>> _slotWaiters = new();
     private readonly List<Http2Stream> _connectionWindowWaiters = [];
+    private readonly List<Http2Stream> _writeRoomWaiters = [];
     private readonly AsyncSignal _writerSignal;
+    private readonly AsyncSignal _readerRoomSignal;
     private readonly TaskCompletionSource _settingsReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _goAwayReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ITimer? _keepAliveTimer;
@@ -32,7 +55,14 @@ internal sealed partial class Http2Connection : IDisposable
 
     private byte[]? _writeBuffer;
     private int _writeLength;
+
+    // Bytes of the write under way (handed to the stream, not yet flushed) and since when, or 0.
+    private int _writingLength;
+    private long _writeStartedTimestamp;
+    private int _pendingControlReplies;
+    private int _originFaultReported;
     private bool _closeAfterFlush;
+    private bool _drainBeforeClose;
     private Exception? _abortError;
     private int _streamDisposed;
 
@@ -73,7 +103,9 @@ internal sealed partial class Http2Connection : IDisposable
         _settings = settings;
         _time = time;
         _writerSignal = new AsyncSignal(Sync);
-        _decoder = new HpackDecoder();
+        _readerRoomSignal = new AsyncSignal(Sync);
+        // No name or value is decoded past the response header limit: a longer one fails its stream anyway.
+        _decoder = new HpackDecoder(maxStringLength: settings.MaxResponseHeaderBytes);
         _reader = new Http2FrameReader(stream, Http2FrameHeader.DefaultMaxFrameSize);
     }
 
@@ -330,7 +362,8 @@ internal sealed partial class Http2Connection : IDisposable
                 }
 
                 var window = (int)Math.Min(Math.Min(stream.SendWindow, _connectionSendWindow), _peerMaxFrameSize);
-                if (window > 0)
+                var room = _writeLength + _writingLength < MaxQueuedDataBytes;
+                if (window > 0 && room)
                 {
                     var length = Math.Min(window, buffer.Length);
                     var frame = Reserve(Http2FrameHeader.Size + length);
@@ -342,7 +375,12 @@ internal sealed partial class Http2Connection : IDisposable
                     continue;
                 }
 
-                if (_connectionSendWindow <= 0)
+                if (!room)
+                {
+                    // The origin is not reading what is queued already: wait until it has.
+                    _writeRoomWaiters.Add(stream);
+                }
+                else if (_connectionSendWindow <= 0)
                 {
                     _connectionWindowWaiters.Add(stream);
                 }
@@ -492,6 +530,7 @@ internal sealed partial class Http2Connection : IDisposable
         stream.IsOpen = false;
         _streams.Remove(stream.Id);
         _connectionWindowWaiters.Remove(stream);
+        _writeRoomWaiters.Remove(stream);
         ReleaseSlotLocked();
         if (_goAway && _streams.Count == 0)
         {
@@ -541,14 +580,8 @@ internal sealed partial class Http2Connection : IDisposable
                     // Other requests in flight besides the anchor and at most one more: frames from them
                     // are likely on their way, worth gathering into this write.
                     batch = _streams.Count > 2;
-                    if (_writeLength > 0 && (_abortError is null || _closeAfterFlush))
-                    {
-                        buffer = _writeBuffer;
-                        length = _writeLength;
-                        _writeBuffer = null;
-                        _writeLength = 0;
-                    }
-                    else if (_abortError is not null)
+                    buffer = TakeWriteLocked(out length);
+                    if (buffer is null && _abortError is not null)
                     {
                         if (_writeBuffer is { } unsent)
                         {
@@ -557,9 +590,11 @@ internal sealed partial class Http2Connection : IDisposable
                             ArrayPool<byte>.Shared.Return(unsent);
                         }
 
+                        _readerRoomSignal.Set();
                         break;
                     }
-                    else
+
+                    if (buffer is null)
                     {
                         wait = _writerSignal.WaitAsync(CancellationToken.None);
                     }
@@ -597,7 +632,87 @@ internal sealed partial class Http2Connection : IDisposable
             Abort(ex);
         }
 
-        DisposeStream();
+        // After a protocol error the reader drains the origin's bytes and closes the stream itself.
+        if (!Volatile.Read(ref _drainBeforeClose))
+        {
+            DisposeStream();
+        }
+    }
+
+    /// <summary>
+    /// The last write, if any, is done: takes everything queued since as the next one (unless the
+    /// connection is closing without a flush), and wakes whoever waited for room.
+    /// </summary>
+    private byte[]? TakeWriteLocked(out int length)
+    {
+        var wrote = _writingLength > 0;
+        byte[]? buffer = null;
+        length = 0;
+        _writingLength = 0;
+        _writeStartedTimestamp = 0;
+        if (_writeLength > 0 && (_abortError is null || _closeAfterFlush))
+        {
+            buffer = _writeBuffer;
+            length = _writeLength;
+            _writeBuffer = null;
+            _writeLength = 0;
+            _writingLength = length;
+            _writeStartedTimestamp = _time.GetTimestamp();
+            _pendingControlReplies = 0;
+        }
+
+        if (wrote)
+        {
+            WakeWriteRoomWaitersLocked();
+        }
+
+        return buffer;
+    }
+
+    /// <summary>Wakes the reader and the request bodies held by <see cref="MaxQueuedWriteBytes"/> once there is room again.</summary>
+    private void WakeWriteRoomWaitersLocked()
+    {
+        var queued = _writeLength + _writingLength;
+        if (queued < MaxQueuedWriteBytes)
+        {
+            _readerRoomSignal.Set();
+        }
+
+        if (queued < MaxQueuedDataBytes && _writeRoomWaiters.Count > 0)
+        {
+            foreach (var waiting in _writeRoomWaiters)
+            {
+                waiting.WindowSignal.Set();
+            }
+
+            _writeRoomWaiters.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Holds the reader while more than <see cref="MaxQueuedWriteBytes"/> wait to be written: what it
+    /// reads next may need an answer, and the origin is not taking the answers it has.
+    /// </summary>
+    private ValueTask WaitForWriteRoomAsync()
+    {
+        lock (Sync)
+        {
+            if (_abortError is not null || _writeLength + _writingLength < MaxQueuedWriteBytes)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            return _readerRoomSignal.WaitAsync(CancellationToken.None);
+        }
+    }
+
+    /// <summary>Tells <see cref="Http2ClientSettings.OriginFault"/>, once per connection.</summary>
+    private void ReportOriginFault(string errorType, string message)
+    {
+        if (_settings.OriginFault is { } report && Interlocked.Exchange(ref _originFaultReported, 1) == 0)
+        {
+            report(errorType, message);
+        }
     }
 
     private void DisposeStream()
@@ -637,6 +752,7 @@ internal sealed partial class Http2Connection : IDisposable
             }
 
             _writerSignal.Set();
+            _readerRoomSignal.Set();
         }
 
         foreach (var body in bodies)
@@ -673,6 +789,7 @@ internal sealed partial class Http2Connection : IDisposable
 
         _streams.Clear();
         _connectionWindowWaiters.Clear();
+        _writeRoomWaiters.Clear();
         var refused = Http2Errors.NotProcessed($"The tunnel connection is closed: {cause.Message}", cause);
         while (_slotWaiters.TryDequeue(out var waiter))
         {
@@ -686,6 +803,7 @@ internal sealed partial class Http2Connection : IDisposable
     private void OnKeepAliveTimer()
     {
         Exception? dead = null;
+        var stalled = false;
         lock (Sync)
         {
             if (_abortError is not null)
@@ -693,34 +811,58 @@ internal sealed partial class Http2Connection : IDisposable
                 return;
             }
 
-            var lastFrame = Volatile.Read(ref _lastFrameTimestamp);
-            if (_pingOutstanding && lastFrame > _pingSentTimestamp)
+            var stall = _settings.KeepAlivePingDelay + _settings.KeepAlivePingTimeout;
+            if (_writeStartedTimestamp != 0 && _time.GetElapsedTime(_writeStartedTimestamp) > stall)
             {
-                // Any frame since the PING shows the origin is alive.
-                _pingOutstanding = false;
+                // Frames may still be arriving, but the origin has not read what the edge wrote: with
+                // its answers and requests stuck behind that write, the connection is as good as dead.
+                dead = new IOException($"The origin has not read what the edge wrote for {stall.TotalSeconds:0.###} s.");
+                stalled = true;
             }
-
-            if (_pingOutstanding)
+            else
             {
-                if (_time.GetElapsedTime(_pingSentTimestamp) > _settings.KeepAlivePingTimeout)
-                {
-                    dead = new IOException($"The origin did not answer a keepalive PING within {_settings.KeepAlivePingTimeout.TotalSeconds:0.###} s.");
-                }
-            }
-            else if (_time.GetElapsedTime(lastFrame) > _settings.KeepAlivePingDelay)
-            {
-                var frame = Reserve(Http2FrameHeader.Size + 8);
-                Http2FrameHeader.Write(frame, 8, Http2FrameType.Ping, 0, 0);
-                BinaryPrimitives.WriteInt64BigEndian(frame[Http2FrameHeader.Size..], ++_pingPayload);
-                _pingOutstanding = true;
-                _pingSentTimestamp = _time.GetTimestamp();
+                dead = CheckPingLocked();
             }
         }
 
         if (dead is not null)
         {
+            if (stalled)
+            {
+                ReportOriginFault("write_stalled", dead.Message);
+            }
+
             Abort(dead);
         }
+    }
+
+    /// <summary>Sends a PING after <see cref="Http2ClientSettings.KeepAlivePingDelay"/> of silence; returns why the connection is dead if it went unanswered.</summary>
+    private IOException? CheckPingLocked()
+    {
+        var lastFrame = Volatile.Read(ref _lastFrameTimestamp);
+        if (_pingOutstanding && lastFrame > _pingSentTimestamp)
+        {
+            // Any frame since the PING shows the origin is alive.
+            _pingOutstanding = false;
+        }
+
+        if (_pingOutstanding)
+        {
+            if (_time.GetElapsedTime(_pingSentTimestamp) > _settings.KeepAlivePingTimeout)
+            {
+                return new IOException($"The origin did not answer a keepalive PING within {_settings.KeepAlivePingTimeout.TotalSeconds:0.###} s.");
+            }
+        }
+        else if (_time.GetElapsedTime(lastFrame) > _settings.KeepAlivePingDelay)
+        {
+            var frame = Reserve(Http2FrameHeader.Size + 8);
+            Http2FrameHeader.Write(frame, 8, Http2FrameType.Ping, 0, 0);
+            BinaryPrimitives.WriteInt64BigEndian(frame[Http2FrameHeader.Size..], ++_pingPayload);
+            _pingOutstanding = true;
+            _pingSentTimestamp = _time.GetTimestamp();
+        }
+
+        return null;
     }
 
     public void Dispose() => Abort(new ObjectDisposedException(nameof(TunnelHttp2Handler), "The tunnel connection was closed by the edge."));

@@ -36,6 +36,17 @@ internal static class Http2Errors
     public static bool IsNoStreamFree(HttpRequestException ex) =>
         ex.HttpRequestError == HttpRequestError.ConnectionError && ex.InnerException is NoStreamFreeException;
 
+    /// <summary>An error code as an <c>error.type</c> value: <c>protocol_error</c>, <c>enhance_your_calm</c>...</summary>
+    public static string TypeOf(Http2ErrorCode code) => code switch
+    {
+        Http2ErrorCode.ProtocolError => "protocol_error",
+        Http2ErrorCode.FlowControlError => "flow_control_error",
+        Http2ErrorCode.FrameSizeError => "frame_size_error",
+        Http2ErrorCode.CompressionError => "compression_error",
+        Http2ErrorCode.EnhanceYourCalm => "enhance_your_calm",
+        _ => "http2_error",
+    };
+
     public static HttpIOException ConnectionLost(Exception cause) =>
         new(HttpRequestError.ResponseEnded, $"The tunnel connection was lost: {cause.Message}", cause);
 

@@ -105,7 +105,15 @@ internal sealed class Http2FrameReader(Stream stream, int maxFrameSize) : IDispo
 }
 
 /// <summary>A connection error (RFC 9113 section 5.4.1): the connection is closed with GOAWAY and this code.</summary>
-internal sealed class Http2ConnectionException(Http2ErrorCode code, string message) : Exception(message)
+/// <param name="code">The GOAWAY's error code.</param>
+/// <param name="message">What the origin did, for the log and the GOAWAY's debug data.</param>
+/// <param name="errorType">
+/// What the origin did, for the log and the <c>error.type</c> of the edge's metric (<c>control_flood</c>,
+/// <c>idle_stream</c>...); by default the code's name (<c>protocol_error</c>...).
+/// </param>
+internal sealed class Http2ConnectionException(Http2ErrorCode code, string message, string? errorType = null) : Exception(message)
 {
     public Http2ErrorCode Code { get; } = code;
+
+    public string ErrorType { get; } = errorType ?? Http2Errors.TypeOf(code);
 }

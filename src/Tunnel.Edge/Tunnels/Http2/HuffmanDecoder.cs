@@ -41,9 +41,19 @@ internal static class HuffmanDecoder
 
     /// <summary>Decodes <paramref name="source"/> into <paramref name="destination"/>; returns the length.</summary>
     /// <exception cref="HpackException">Bad padding, EOS in the string, or the destination is too small.</exception>
-    public static int Decode(ReadOnlySpan<byte> source, Span<byte> destination)
+    public static int Decode(ReadOnlySpan<byte> source, Span<byte> destination) =>
+        TryDecode(source, destination, out var written)
+            ? written
+            : throw new HpackException("A Huffman-coded string decodes to more than the decoder allows.");
+
+    /// <summary>
+    /// Decodes <paramref name="source"/> into <paramref name="destination"/>; <c>false</c>, having
+    /// stopped there, once the destination is full and more follows.
+    /// </summary>
+    /// <exception cref="HpackException">Bad padding or EOS in the string.</exception>
+    public static bool TryDecode(ReadOnlySpan<byte> source, Span<byte> destination, out int written)
     {
-        var written = 0;
+        written = 0;
         var node = 0;
         var bitsSinceSymbol = 0;
         var allOnes = true;
@@ -65,7 +75,7 @@ internal static class HuffmanDecoder
 
                     if (written == destination.Length)
                     {
-                        throw new HpackException("A Huffman-coded string decodes to more than the decoder allows.");
+                        return false;
                     }
 
                     destination[written++] = (byte)symbol;
@@ -90,8 +100,11 @@ internal static class HuffmanDecoder
             throw new HpackException("A Huffman-coded string ends with invalid padding.");
         }
 
-        return written;
+        return true;
     }
+
+    /// <summary>The fewest bytes <paramref name="encodedLength"/> bytes decode to (the longest code is 30 bits), less a byte of padding.</summary>
+    public static int MinDecodedLength(int encodedLength) => (int)((((long)encodedLength - 1) * 8) / 30);
 
     /// <summary>The most bytes <paramref name="encodedLength"/> bytes can decode to (the shortest code is 5 bits).</summary>
     public static int MaxDecodedLength(int encodedLength) => (int)(((long)encodedLength * 8) / 5);
