@@ -42,6 +42,7 @@ public class GrpcTests(ITestOutputHelper output)
         Assert.Equal("OK replies=1 bytes=4194304 header=echo-value trailer=trailer-value", direct["unary 4 MiB each way"]);
         Assert.Equal("DeadlineExceeded", direct["deadline exceeded"]);
         Assert.Equal("Cancelled replies=1", direct["cancelled mid-stream"]);
+        Assert.Equal("Unauthenticated: " + NonAscii + " replies=3 bytes=300 trailer=trailer-value", direct["server stream status 16 after 3 replies"]);
         AssertSame(results, "direct h2c", "edge h2c");
         AssertSame(results, "direct TLS", "edge TLS");
         AssertSame(results, "direct h2c", "direct TLS");
@@ -209,9 +210,14 @@ public class GrpcTests(ITestOutputHelper output)
         results["unary ok with metadata"] = await UnaryAsync(client, new ProbeRequest { ReplySize = 10, Payload = ByteString.CopyFrom(new byte[3]) });
         results["unimplemented method"] = await UnimplementedAsync(channel);
         results["unary 4 MiB each way"] = await UnaryAsync(client, new ProbeRequest { ReplySize = 4 * MiB, Payload = ByteString.CopyFrom(new byte[4 * MiB]) });
-        foreach (var code in new[] { 5, 13 })
+        // Every status after the first reply (real trailers), and before any reply of a stream.
+        for (var code = 1; code <= 16; code++)
         {
             results[$"server stream status {code} after 3 replies"] = await ServerStreamAsync(client, new ProbeRequest { Replies = 3, ReplySize = 100, FailCode = code, FailMessage = NonAscii });
+        }
+
+        foreach (var code in new[] { 5, 13 })
+        {
             results[$"server stream status {code} before a reply"] = await ServerStreamAsync(client, new ProbeRequest { Replies = 0, FailCode = code, FailMessage = NonAscii });
         }
 

@@ -161,8 +161,11 @@ async function main() {
   results['unary ok with metadata'] = await unary({ replySize: 10, payload: Buffer.alloc(3) });
   results['unimplemented method'] = await unimplemented();
   results['unary 4 MiB each way'] = await unary({ replySize: 4 * MiB, payload: Buffer.alloc(4 * MiB) });
-  for (const code of [5, 13]) {
+  // Every status after the first reply (real trailers), and before any reply of a stream.
+  for (let code = 1; code <= 16; code++) {
     results[`server stream status ${code} after 3 replies`] = await serverStream({ replies: 3, replySize: 100, failCode: code, failMessage: NonAscii });
+  }
+  for (const code of [5, 13]) {
     results[`server stream status ${code} before a reply`] = await serverStream({ replies: 0, failCode: code, failMessage: NonAscii });
   }
   results['server stream ok, 4 MiB replies'] = await serverStream({ replies: 2, replySize: 4 * MiB });
