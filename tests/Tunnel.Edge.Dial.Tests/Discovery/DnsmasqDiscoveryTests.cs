@@ -229,9 +229,9 @@ public sealed class DnsmasqDiscoveryTests : IDisposable
         return restarted;
     }
 
-    private SilentDnsServer Silent()
+    private ScriptedDnsServer Silent()
     {
-        var server = new SilentDnsServer();
+        var server = new ScriptedDnsServer();
         _servers.Add(server);
         return server;
     }

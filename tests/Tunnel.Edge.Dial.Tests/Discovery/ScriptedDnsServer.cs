@@ -6,13 +6,15 @@ namespace Tunnel.Edge.Dial.Tests.Discovery;
 
 /// <summary>
 /// A UDP "DNS server" on 127.0.0.1 that answers every query with <see cref="Answer"/>, the query's id
-/// written into its first two bytes so the client reads on past the header.
+/// written into its first two bytes so the client reads on past the header; with no answer set it
+/// reads every query and never answers.
 /// </summary>
 internal sealed class ScriptedDnsServer : IDisposable
 {
     private readonly Socket _socket = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private int _received;
 
     public ScriptedDnsServer()
     {
@@ -23,8 +25,11 @@ internal sealed class ScriptedDnsServer : IDisposable
 
     public IPEndPoint EndPoint { get; }
 
-    /// <summary>The bytes sent back for every query.</summary>
-    public byte[] Answer { get; set; } = [];
+    /// <summary>The bytes sent back for every query; <c>null</c> (the default) for silence.</summary>
+    public byte[]? Answer { get; set; }
+
+    /// <summary>How many queries arrived.</summary>
+    public int QueriesReceived => Volatile.Read(ref _received);
 
     public void Dispose()
     {
@@ -44,7 +49,8 @@ internal sealed class ScriptedDnsServer : IDisposable
             while (!_stop.IsCancellationRequested)
             {
                 var received = await _socket.ReceiveFromAsync(buffer, SocketFlags.None, any, _stop.Token);
-                if (received.ReceivedBytes < 2)
+                Interlocked.Increment(ref _received);
+                if (received.ReceivedBytes < 2 || Answer is null)
                 {
                     continue;
                 }

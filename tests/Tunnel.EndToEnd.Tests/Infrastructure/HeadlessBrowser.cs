@@ -29,6 +29,7 @@ public sealed partial class HeadlessBrowser : IAsyncDisposable
 
     public static async Task<HeadlessBrowser> StartAsync(params string[] extraArguments)
     {
+        Assert.True(File.Exists(ExecutablePath), $"chromium is not installed at {ExecutablePath} (Debian: apt-get install chromium); `bash test.sh` as root installs what the tests need.");
         var profile = Directory.CreateTempSubdirectory("tunnel-chromium-").FullName;
         var start = new ProcessStartInfo(ExecutablePath) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var argument in (string[])["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

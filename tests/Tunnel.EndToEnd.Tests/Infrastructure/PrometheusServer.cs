@@ -56,6 +56,7 @@ public sealed class PrometheusServer : IAsyncDisposable
         await File.WriteAllTextAsync(configPath, config.ToString());
 
         var port = FreePort();
+        Assert.True(File.Exists(ExecutablePath), $"prometheus is not installed at {ExecutablePath} (Debian: apt-get install prometheus); `bash test.sh` as root installs what the tests need.");
         var start = new ProcessStartInfo(ExecutablePath)
         {
             RedirectStandardOutput = true,
