@@ -1,6 +1,6 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Access;
 using Tunnel.Edge.Telemetry;
 
 namespace Tunnel.Edge.Tunnels;
@@ -28,12 +28,10 @@ internal sealed class HandshakeGate
 
     private readonly int _max;
     private readonly int _maxPerAddress;
-    private readonly Dictionary<IPAddress, int> _byAddress = [];
-    private readonly Lock _lock = new();
+    private readonly AddressQuota _handshakes;
     private readonly ILogger _logger;
     private readonly EdgeMetrics _metrics;
     private readonly TimeProvider _time;
-    private int _inFlight;
     private long _lastLogged = long.MinValue;
     private long _refusedSinceLog;
 
@@ -45,15 +43,16 @@ internal sealed class HandshakeGate
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxTunnelHandshakesPerAddress, 1, nameof(options.MaxTunnelHandshakesPerAddress));
         _max = options.MaxTunnelHandshakes;
         _maxPerAddress = options.MaxTunnelHandshakesPerAddress;
+        _handshakes = new AddressQuota(_max, _maxPerAddress);
         _metrics = metrics;
         _logger = logger;
         _time = time;
-        metrics.Meter.CreateObservableUpDownCounter("tunnel.edge.handshakes.active", () => Volatile.Read(ref _inFlight), "{connection}",
+        metrics.Meter.CreateObservableUpDownCounter("tunnel.edge.handshakes.active", () => _handshakes.Held, "{connection}",
             "Tunnel-port connections accepted and not yet registered (TLS handshake and registration frame).");
     }
 
     /// <summary>Connections holding a place now.</summary>
-    public int InFlight => Volatile.Read(ref _inFlight);
+    public int InFlight => _handshakes.Held;
 
     /// <summary>
     /// Takes a place for a connection from <paramref name="remote"/>; <c>null</c> when a cap is reached
@@ -61,26 +60,14 @@ internal sealed class HandshakeGate
     /// </summary>
     public Admission? TryEnter(EndPoint? remote)
     {
-        var address = KeyOf(remote);
-        string? refusal = null;
-        lock (_lock)
+        // Not an IP endpoint (never on the tunnel port): counted under one key of its own.
+        var address = AddressQuota.KeyOf(remote) ?? IPAddress.None;
+        var refusal = _handshakes.TryEnter(address) switch
         {
-            var fromAddress = _byAddress.GetValueOrDefault(address);
-            if (_inFlight >= _max)
-            {
-                refusal = TotalCapReason;
-            }
-            else if (fromAddress >= _maxPerAddress)
-            {
-                refusal = AddressCapReason;
-            }
-            else
-            {
-                _byAddress[address] = fromAddress + 1;
-                _inFlight++;
-            }
-        }
-
+            AddressQuota.Refusal.None => null,
+            AddressQuota.Refusal.Total => TotalCapReason,
+            _ => AddressCapReason,
+        };
         if (refusal is null)
         {
             return new Admission(this, address);
@@ -90,22 +77,7 @@ internal sealed class HandshakeGate
         return null;
     }
 
-    private void Leave(IPAddress address)
-    {
-        lock (_lock)
-        {
-            _inFlight--;
-            var left = _byAddress[address] - 1;
-            if (left == 0)
-            {
-                _byAddress.Remove(address);
-            }
-            else
-            {
-                _byAddress[address] = left;
-            }
-        }
-    }
+    private void Leave(IPAddress address) => _handshakes.Exit(address);
 
     private void Refused(EndPoint? remote, string reason)
     {
@@ -124,30 +96,6 @@ internal sealed class HandshakeGate
         EdgeLog.TunnelHandshakeRefused(_logger, remote?.ToString() ?? "?", cap, refused, LogInterval.TotalSeconds);
     }
 
-    /// <summary>The address a connection counts against: IPv4 (mapped or not) as is, IPv6 by its /64.</summary>
-    internal static IPAddress KeyOf(EndPoint? remote)
-    {
-        if (remote is not IPEndPoint { Address: var address })
-        {
-            return IPAddress.None;
-        }
-
-        if (address.IsIPv4MappedToIPv6)
-        {
-            return address.MapToIPv4();
-        }
-
-        if (address.AddressFamily != AddressFamily.InterNetworkV6)
-        {
-            return address;
-        }
-
-        var bytes = address.GetAddressBytes();
-        Array.Clear(bytes, 8, 8);
-        return new IPAddress(bytes);
-    }
-
-    /// <summary>A place taken; disposing gives it back (once, however often it is disposed).</summary>
     internal sealed class Admission(HandshakeGate gate, IPAddress address) : IDisposable
     {
         private int _left;

@@ -24,10 +24,7 @@ internal sealed class VisitorConnectionLimits
     private readonly EdgeMetrics _metrics;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
-
-    // An entry exists only while its address has a connection open, so addresses cannot grow the table.
-    private readonly Dictionary<IPAddress, int> _perVisitor = [];
-    private int _open;
+    private readonly AddressQuota _connections;
 
     private long _lastLogTimestamp;
     private long _unlogged;
@@ -37,12 +34,13 @@ internal sealed class VisitorConnectionLimits
         ArgumentNullException.ThrowIfNull(limits);
         _maxConnections = limits.MaxConcurrentConnections;
         _maxPerVisitor = limits.MaxConnectionsPerVisitor;
+        _connections = new AddressQuota(_maxConnections, _maxPerVisitor);
         FirstBytesTimeout = limits.RequestHeadersTimeout;
         _metrics = metrics;
         _logger = logger;
         Time = time;
         _lastLogTimestamp = time.GetTimestamp() - (long)(LogInterval.TotalSeconds * time.TimestampFrequency);
-        metrics.Meter.CreateObservableUpDownCounter("tunnel.edge.visitor.connections", () => Volatile.Read(ref _open), "{connection}", "Open visitor connections on the visitor ports.");
+        metrics.Meter.CreateObservableUpDownCounter("tunnel.edge.visitor.connections", () => _connections.Held, "{connection}", "Open visitor connections on the visitor ports.");
     }
 
     /// <summary>How long a new connection may stay silent (or send part of the HTTP/2 preface only).</summary>
@@ -53,13 +51,15 @@ internal sealed class VisitorConnectionLimits
     /// <summary>The connection middleware for each visitor port; runs before TLS and the h2c sniff.</summary>
     public ConnectionDelegate Middleware(ConnectionDelegate next) => async connection =>
     {
-        var key = KeyOf(connection.RemoteEndPoint);
-        if (TryEnter(key) is { } refusal)
+        var key = AddressQuota.KeyOf(connection.RemoteEndPoint);
+        switch (_connections.TryEnter(key))
         {
-            Refused(refusal, connection.RemoteEndPoint, refusal == VisitorRefusals.ConnectionLimit
-                ? $"the visitor ports hold {_maxConnections} connections, the cap (Limits:MaxConcurrentConnections)"
-                : $"the address holds {_maxPerVisitor} connections, the cap per visitor (Limits:MaxConnectionsPerVisitor)");
-            return;
+            case AddressQuota.Refusal.Total:
+                Refused(VisitorRefusals.ConnectionLimit, connection.RemoteEndPoint, $"the visitor ports hold {_maxConnections} connections, the cap (Limits:MaxConcurrentConnections)");
+                return;
+            case AddressQuota.Refusal.PerAddress:
+                Refused(VisitorRefusals.VisitorConnectionLimit, connection.RemoteEndPoint, $"the address holds {_maxPerVisitor} connections, the cap per visitor (Limits:MaxConnectionsPerVisitor)");
+                return;
         }
 
         try
@@ -68,7 +68,7 @@ internal sealed class VisitorConnectionLimits
         }
         finally
         {
-            Exit(key);
+            _connections.Exit(key);
         }
     };
 
@@ -100,61 +100,6 @@ internal sealed class VisitorConnectionLimits
             EdgeLog.VisitorConnectionRefused(_logger, _unlogged, LogInterval.TotalSeconds, remote?.ToString() ?? "(unknown)", detail);
             _unlogged = 0;
             _lastLogTimestamp = Time.GetTimestamp();
-        }
-    }
-
-    private static IPAddress? KeyOf(EndPoint? remote)
-    {
-        if (remote is not IPEndPoint { Address: var address })
-        {
-            return null;
-        }
-
-        return EdgeAccessMiddleware.RateLimitKey(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
-    }
-
-    /// <returns>The refusal reason, or <c>null</c> when the connection was counted.</returns>
-    private string? TryEnter(IPAddress? key)
-    {
-        lock (_lock)
-        {
-            if (_open >= _maxConnections)
-            {
-                return VisitorRefusals.ConnectionLimit;
-            }
-
-            if (key is not null)
-            {
-                _perVisitor.TryGetValue(key, out var count);
-                if (count >= _maxPerVisitor)
-                {
-                    return VisitorRefusals.VisitorConnectionLimit;
-                }
-
-                _perVisitor[key] = count + 1;
-            }
-
-            _open++;
-            return null;
-        }
-    }
-
-    private void Exit(IPAddress? key)
-    {
-        lock (_lock)
-        {
-            _open--;
-            if (key is not null && _perVisitor.TryGetValue(key, out var count))
-            {
-                if (count <= 1)
-                {
-                    _perVisitor.Remove(key);
-                }
-                else
-                {
-                    _perVisitor[key] = count - 1;
-                }
-            }
         }
     }
 }
