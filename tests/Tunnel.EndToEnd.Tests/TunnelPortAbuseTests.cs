@@ -180,16 +180,7 @@ public class TunnelPortAbuseTests(ITestOutputHelper output)
         var socket = await ConnectFromAsync(harness, from);
         try
         {
-            var ssl = new SslStream(new NetworkStream(socket, ownsSocket: false));
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-            {
-                TargetHost = "localhost",
-                ClientCertificates = certificate is null ? null : [certificate],
-                ApplicationProtocols = [new SslApplicationProtocol(TunnelProtocol.Alpn)],
-                RemoteCertificateValidationCallback = (_, _, _, _) => true,
-            }, timeout.Token);
-            return (socket, ssl);
+            return (socket, await TunnelRefusalTests.AuthenticateAsync(socket, certificate));
         }
         catch
         {

@@ -204,22 +204,28 @@ public class TunnelRefusalTests(ITestOutputHelper output)
         try
         {
             await socket.ConnectAsync(harness.Edge.TunnelEndPoint);
-            var ssl = new SslStream(new NetworkStream(socket, ownsSocket: false));
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-            {
-                TargetHost = "localhost",
-                ClientCertificates = [certificate],
-                ApplicationProtocols = alpn ?? [new SslApplicationProtocol(TunnelProtocol.Alpn)],
-                RemoteCertificateValidationCallback = (_, _, _, _) => true,
-            }, timeout.Token);
-            return (socket, ssl);
+            return (socket, await AuthenticateAsync(socket, certificate, alpn));
         }
         catch
         {
             socket.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The origin's TLS handshake on a socket connected to the tunnel port, with <paramref name="certificate"/> if any; the edge's certificate is not checked.</summary>
+    internal static async Task<SslStream> AuthenticateAsync(Socket socket, X509Certificate2? certificate, List<SslApplicationProtocol>? alpn = null)
+    {
+        var ssl = new SslStream(new NetworkStream(socket, ownsSocket: false));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            ClientCertificates = certificate is null ? null : [certificate],
+            ApplicationProtocols = alpn ?? [new SslApplicationProtocol(TunnelProtocol.Alpn)],
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        }, timeout.Token);
+        return ssl;
     }
 
     internal static async Task AssertClosedByEdgeAsync(Stream stream, TimeSpan within)
