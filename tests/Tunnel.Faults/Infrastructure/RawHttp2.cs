@@ -22,9 +22,11 @@ public static class RawHttp2
     /// to 30 s (or until every stream is answered or refused, or the edge closes). Returns responses
     /// begun, streams reset and the GOAWAY error code if one came.
     /// </summary>
-    public static async Task<(int Responses, int Resets, uint? GoAwayError)> FloodAsync(IPEndPoint edge, string authority, int streams)
+    /// <param name="from">The loopback address to send from, so the edge's per-address caps count this visitor apart from the other attacks.</param>
+    public static async Task<(int Responses, int Resets, uint? GoAwayError)> FloodAsync(IPEndPoint edge, string authority, int streams, IPAddress from)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        socket.Bind(new IPEndPoint(from, 0));
         await socket.ConnectAsync(edge);
         using var stream = new NetworkStream(socket, ownsSocket: false);
         var responses = 0;
