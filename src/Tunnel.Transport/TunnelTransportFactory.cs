@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Tunnel.Transport.Connections;
 using Tunnel.Transport.Internal;
 
 namespace Tunnel.Transport;
@@ -30,11 +31,16 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
     }
 
     /// <inheritdoc />
-    public bool CanBind(EndPoint endpoint) => endpoint is TunnelEndPoint;
+    public bool CanBind(EndPoint endpoint) => endpoint is TunnelEndPoint or ConnectionRouteEndPoint;
 
     /// <inheritdoc />
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
+        if (endpoint is ConnectionRouteEndPoint route)
+        {
+            return new ValueTask<IConnectionListener>(route.Bind());
+        }
+
         if (endpoint is not TunnelEndPoint tunnelEndPoint)
         {
             throw new NotSupportedException($"The tunnel transport binds only its own endpoint, not {endpoint}.");

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Tunnel.Transport;
+using Tunnel.Transport.Connections;
 using Tunnel.Transport.Internal;
 
 namespace Microsoft.AspNetCore.Hosting;
@@ -38,6 +39,8 @@ public static class WebHostBuilderTunnelExtensions
             services.TryAddSingleton<ITunnelStatus>(sp => sp.GetRequiredService<TunnelStatus>());
             services.TryAddSingleton<TunnelMetrics>();
             services.TryAddSingleton<TunnelEvents>();
+            services.TryAddSingleton<ConnectionRoutes>();
+            services.TryAddSingleton<VisitorConnectionAcceptor>();
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IConnectionListenerFactory, TunnelTransportFactory>(sp => new TunnelTransportFactory(
                 sp.GetRequiredService<IOptionsMonitor<TunnelOptions>>(),
                 sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),

@@ -43,8 +43,12 @@ public sealed class EdgeDialOptions
     /// <summary>The TLS server name to send and to check in the edge's certificate; defaults to the edge address's host.</summary>
     public string? EdgeServerName { get; set; }
 
-    /// <summary>The hostnames to register. Required, at least one.</summary>
+    /// <summary>The hostnames whose requests to register. At least one of these or of <see cref="Connections"/> is required.</summary>
     public IList<string> Hostnames { get; } = [];
+
+    /// <summary>The hostnames whose visitor connections (not requests) to register, each with its mode.</summary>
+    /// <remarks>Empty by default.</remarks>
+    public IList<Tunnel.Protocol.Registration.ConnectionRoute> Connections { get; } = [];
 
     /// <summary>Identifies this process (replica) to the edge.</summary>
     /// <remarks>Defaults to a new random id per process.</remarks>

@@ -33,7 +33,7 @@ public sealed class EdgeDialer
             throw new ArgumentException("The client certificate has no private key.", nameof(options));
         }
 
-        if (options.Hostnames.Count == 0)
+        if (options.Hostnames.Count + options.Connections.Count == 0)
         {
             throw new ArgumentException("At least one hostname to register is required.", nameof(options));
         }
@@ -215,6 +215,7 @@ public sealed class EdgeDialer
             ConnectorId = _options.ConnectorId,
             ConnectionIndex = connectionIndex,
             Hostnames = _options.Hostnames.ToArray(),
+            Connections = _options.Connections.ToArray(),
             ClientVersion = _options.ClientVersion,
             PreviousAttempts = previousAttempts,
         };

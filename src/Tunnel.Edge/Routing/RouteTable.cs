@@ -15,10 +15,27 @@ public sealed class RouteTable
     private readonly ConcurrentDictionary<string, ImmutableArray<TunnelConnection>> _routes = new(StringComparer.Ordinal);
     private readonly Lock _writeLock = new();
     private int _connectionCount;
+    private int _hostnameCount;
+    private readonly Func<TunnelConnection, IReadOnlyList<string>> _hostnamesOf;
     private FrozenSet<string> _exclusive = FrozenSet<string>.Empty;
+
+    /// <summary>A table of the connections' request hostnames (<see cref="TunnelConnection.Hostnames"/>).</summary>
+    public RouteTable()
+        : this(static connection => connection.Hostnames)
+    {
+    }
+
+    /// <summary>A table of the hostnames <paramref name="hostnamesOf"/> gives for each connection (the routes of one connection mode, say).</summary>
+    internal RouteTable(Func<TunnelConnection, IReadOnlyList<string>> hostnamesOf)
+    {
+        _hostnamesOf = hostnamesOf;
+    }
 
     /// <summary>Registered tunnel connections.</summary>
     public int ConnectionCount => Volatile.Read(ref _connectionCount);
+
+    /// <summary>Whether any hostname has a connection: a cheap test before work done only for routed names.</summary>
+    public bool HasRoutes => Volatile.Read(ref _hostnameCount) > 0;
 
     /// <summary>
     /// Raised after a hostname gained its first connection or lost its last one (outside the table's
@@ -47,9 +64,14 @@ public sealed class RouteTable
         var added = false;
         lock (_writeLock)
         {
-            foreach (var hostname in connection.Hostnames)
+            foreach (var hostname in _hostnamesOf(connection))
             {
-                added |= !_routes.ContainsKey(hostname);
+                if (!_routes.ContainsKey(hostname))
+                {
+                    added = true;
+                    _hostnameCount++;
+                }
+
                 _routes[hostname] = _routes.TryGetValue(hostname, out var existing) ? existing.Add(connection) : [connection];
             }
 
@@ -70,7 +92,7 @@ public sealed class RouteTable
         var emptied = false;
         lock (_writeLock)
         {
-            foreach (var hostname in connection.Hostnames)
+            foreach (var hostname in _hostnamesOf(connection))
             {
                 if (_routes.TryGetValue(hostname, out var existing) && existing.Contains(connection))
                 {
@@ -79,6 +101,7 @@ public sealed class RouteTable
                     if (remaining.IsEmpty)
                     {
                         _routes.TryRemove(hostname, out _);
+                        _hostnameCount--;
                         emptied = true;
                     }
                     else

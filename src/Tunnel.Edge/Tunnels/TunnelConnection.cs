@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using Tunnel.Edge.Tunnels.Http2;
+using Tunnel.Protocol.Registration;
 
 namespace Tunnel.Edge.Tunnels;
 
@@ -27,8 +28,9 @@ public sealed class TunnelConnection : IAsyncDisposable
     private int _inFlight;
     private long _requests;
 
-    internal TunnelConnection(string id, string connectorId, int connectionIndex, IReadOnlyList<string> hostnames, EndPoint? remote, SslStream stream, EdgeOptions options, TimeProvider time, string credentialId = "")
+    internal TunnelConnection(string id, string connectorId, int connectionIndex, IReadOnlyList<string> hostnames, EndPoint? remote, SslStream stream, EdgeOptions options, TimeProvider time, string credentialId = "", IReadOnlyList<ConnectionRoute>? connectionRoutes = null)
     {
+        ConnectionRoutes = connectionRoutes ?? [];
         CredentialId = credentialId;
         Id = id;
         ConnectorId = connectorId;
@@ -73,6 +75,13 @@ public sealed class TunnelConnection : IAsyncDisposable
 
     /// <summary>The hostnames registered on it.</summary>
     public IReadOnlyList<string> Hostnames { get; }
+
+    /// <summary>The hostnames whose visitor connections (not requests) it takes, each with its mode.</summary>
+    public IReadOnlyList<ConnectionRoute> ConnectionRoutes { get; }
+
+    /// <summary>The hostnames it takes visitor connections for in <paramref name="mode"/>.</summary>
+    internal IReadOnlyList<string> HostnamesFor(ConnectionMode mode) =>
+        ConnectionRoutes.Count == 0 ? [] : ConnectionRoutes.Where(r => r.Mode == mode).Select(r => r.Hostname).ToArray();
 
     /// <summary>The origin's address as the edge sees it.</summary>
     public EndPoint? Remote { get; }

@@ -189,22 +189,28 @@ public static class RegistrationCodec
 
     private static void ValidateRequest(RegistrationRequest request)
     {
-        if (request.Hostnames is null || request.Hostnames.Count == 0)
+        if (request.Hostnames is null || request.Connections is null || request.Hostnames.Count + request.Connections.Count == 0)
         {
             throw new RegistrationProtocolException("The registration names no hostname.");
         }
 
-        if (request.Hostnames.Count > TunnelLimits.MaxHostnamesPerRegistration)
+        var count = request.Hostnames.Count + request.Connections.Count;
+        if (count > TunnelLimits.MaxHostnamesPerRegistration)
         {
-            throw new RegistrationProtocolException($"The registration names {request.Hostnames.Count} hostnames; the limit is {TunnelLimits.MaxHostnamesPerRegistration}.");
+            throw new RegistrationProtocolException($"The registration names {count} hostnames; the limit is {TunnelLimits.MaxHostnamesPerRegistration}.");
         }
 
-        foreach (var hostname in request.Hostnames)
+        foreach (var hostname in request.Hostnames.Concat(request.Connections.Select(c => c?.Hostname)))
         {
             if (hostname is null || hostname.Length > TunnelLimits.MaxHostnameLength)
             {
                 throw new RegistrationProtocolException("The registration names an empty or over-long hostname.");
             }
+        }
+
+        if (request.Connections.Any(c => !Enum.IsDefined(c.Mode)))
+        {
+            throw new RegistrationProtocolException("The registration names a connection mode this edge does not know.");
         }
 
         CheckField(request.ConnectorId, "connectorId", required: true);

@@ -17,8 +17,14 @@ public sealed record RegistrationRequest
     /// <summary>Which of the origin's connection slots this connection fills (0-based).</summary>
     public int ConnectionIndex { get; init; }
 
-    /// <summary>The hostnames whose traffic the origin asks to receive on this connection.</summary>
+    /// <summary>The hostnames whose requests the origin asks to receive on this connection.</summary>
     public IReadOnlyList<string> Hostnames { get; init; } = [];
+
+    /// <summary>
+    /// The hostnames whose visitor connections the origin asks to receive whole on this connection, each
+    /// with its mode; empty for an origin that takes requests only (and from origins older than the field).
+    /// </summary>
+    public IReadOnlyList<ConnectionRoute> Connections { get; init; } = [];
 
     /// <summary>A free-form client name and version, for the edge's logs.</summary>
     public string ClientVersion { get; init; } = "";

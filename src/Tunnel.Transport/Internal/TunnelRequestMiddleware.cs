@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Tunnel.Protocol;
+using Tunnel.Transport.Connections;
 
 namespace Tunnel.Transport.Internal;
 
@@ -32,21 +33,35 @@ internal sealed class TunnelStartupFilter(UrlListeners urlListeners) : IStartupF
 /// visitor's IP, scheme and host. The edge strips any visitor-sent copies, so these values come from
 /// the edge. On the app's other listeners nothing is touched: anyone could send them there.
 /// </summary>
-internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMonitor<TunnelOptions> options, IHostApplicationLifetime lifetime)
+internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMonitor<TunnelOptions> options, IHostApplicationLifetime lifetime, VisitorConnectionAcceptor acceptor)
 {
     public Task InvokeAsync(HttpContext context)
     {
-        if (context.Features.Get<ITunnelConnectionFeature>() is not null)
+        if (context.Features.Get<ITunnelConnectionFeature>() is { } tunnel)
         {
             if (context.Request.Headers.ContainsKey(TunnelHeaderNames.Probe))
             {
                 return HoldAnchorAsync(context);
             }
 
+            if (VisitorConnectionAcceptor.ModeOf(context) is { } mode)
+            {
+                return acceptor.AcceptAsync(context, tunnel, mode);
+            }
+
             if (options.CurrentValue.ApplyForwardedHeaders)
             {
                 Apply(context);
             }
+        }
+
+        else if (context.Features.Get<ITunnelVisitorConnectionFeature>() is { Mode: not TunnelMode.Tcp } visitor
+            && !string.Equals(context.Request.Host.Host, visitor.Hostname, StringComparison.OrdinalIgnoreCase))
+        {
+            // A browser reuses a connection for every name its certificate or address covers; the edge
+            // routed this one for one name only, so the browser must open another (RFC 9110 section 15.5.20).
+            context.Response.StatusCode = StatusCodes.Status421MisdirectedRequest;
+            return Task.CompletedTask;
         }
 
         return next(context);

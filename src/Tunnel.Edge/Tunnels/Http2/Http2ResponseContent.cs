@@ -96,6 +96,15 @@ internal sealed class Http2ResponseStream(Http2Stream stream) : Stream
     {
     }
 
+    /// <summary>Ends the edge's side of an extended CONNECT stream (END_STREAM) while the origin's side may still send.</summary>
+    public void CompleteWrites()
+    {
+        if (CanWrite)
+        {
+            stream.EndSending();
+        }
+    }
+
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
     public override void SetLength(long value) => throw new NotSupportedException();

@@ -137,6 +137,9 @@ internal sealed class Http2Stream
     public ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken) =>
         _connection.WriteDataAsync(this, buffer, cancellationToken);
 
+    /// <summary>Ends the request side (END_STREAM) of a duplex stream whose bytes were sent with <see cref="WriteAsync"/>.</summary>
+    public void EndSending() => _connection.EndRequestBody(this);
+
     /// <summary>Reads response body bytes; 0 once the origin ended the stream.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)

@@ -1,0 +1,188 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Routing;
+using Tunnel.Edge.Telemetry;
+using Tunnel.Edge.Tunnels;
+using Tunnel.Edge.Tunnels.Http2;
+using Tunnel.Protocol.Registration;
+
+namespace Tunnel.Edge.Visitors.Passthrough;
+
+/// <summary>
+/// Carries one visitor connection whole: opens an extended CONNECT stream on the route's least busy
+/// tunnel connection and copies bytes both ways until either side ends. Bytes the edge read to route
+/// the connection are still in the visitor's pipe, so they go first, unchanged.
+/// </summary>
+internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, ConnectionRouteMetrics metrics, ILogger<ConnectionRelay> logger, TimeProvider time)
+{
+    // How many tunnel connections are tried when one cannot take the stream (it was closing).
+    private const int MaxAttempts = 3;
+
+    // How long the visitor may keep sending after the origin ended its side before the edge closes.
+    private static readonly TimeSpan HalfCloseGrace = TimeSpan.FromSeconds(5);
+
+    /// <summary>Whether any tunnel registered a route in <paramref name="mode"/>: a cheap test before any reading.</summary>
+    public bool AnyRoute(ConnectionMode mode) => tables.For(mode).HasRoutes;
+
+    /// <summary>Whether a route for <paramref name="host"/> in <paramref name="mode"/> exists on this edge.</summary>
+    public bool HasRoute(string host, ConnectionMode mode) => tables.For(mode) is { HasRoutes: true } table && table.HasRoute(host);
+
+    /// <summary>
+    /// Relays the connection to a tunnel of the route; returns <c>false</c> (having sent nothing) when no
+    /// tunnel of the route could take it, so the caller may answer the visitor another way.
+    /// </summary>
+    public async Task<bool> RelayAsync(ConnectionContext visitor, string host, ConnectionMode mode, int edgePort)
+    {
+        var table = tables.For(mode);
+        var route = table.MatchRoute(host) ?? host;
+        List<TunnelConnection>? tried = null;
+        for (var attempt = 1; attempt <= MaxAttempts; attempt++)
+        {
+            if (table.Pick(host, tried) is not { } tunnel)
+            {
+                break;
+            }
+
+            var stream = await OpenAsync(tunnel, visitor, host, mode, edgePort).ConfigureAwait(false);
+            if (stream is null)
+            {
+                (tried ??= []).Add(tunnel);
+                continue;
+            }
+
+            await CopyAsync(visitor, stream, tunnel, route, mode).ConfigureAwait(false);
+            return true;
+        }
+
+        metrics.Counted(route, mode, "no_tunnel");
+        NoTunnel(logger, ConnectionRouteMetrics.Name(mode), host, visitor.RemoteEndPoint);
+        return false;
+    }
+
+    /// <returns>The stream, or <c>null</c> when the tunnel could not take it (closing, refused).</returns>
+    private async Task<Http2ResponseStream?> OpenAsync(TunnelConnection tunnel, ConnectionContext visitor, string host, ConnectionMode mode, int edgePort)
+    {
+        using var request = new VisitorConnectRequest(host, mode, visitor.RemoteEndPoint, edgePort);
+        HttpResponseMessage response;
+        try
+        {
+            response = await tunnel.Invoker.SendAsync(request, visitor.ConnectionClosed).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            StreamFailed(logger, host, tunnel.Id, ex.Message);
+            return null;
+        }
+
+        if (response.StatusCode != HttpStatusCode.OK || await response.Content.ReadAsStreamAsync().ConfigureAwait(false) is not Http2ResponseStream stream)
+        {
+            StreamRefused(logger, host, tunnel.Id, (int)response.StatusCode);
+            response.Dispose();
+            return null;
+        }
+
+        return stream;
+    }
+
+    private async Task CopyAsync(ConnectionContext visitor, Http2ResponseStream stream, TunnelConnection tunnel, string route, ConnectionMode mode)
+    {
+        var started = time.GetTimestamp();
+        tunnel.RequestStarted();
+        metrics.Opened(mode);
+        var outcome = "relayed";
+        long received = 0, transmitted = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(visitor.ConnectionClosed);
+        try
+        {
+            var upstream = CopyToOriginAsync(visitor.Transport.Input, stream, stop.Token, n => received += n);
+            var downstream = CopyToVisitorAsync(stream, visitor.Transport.Output, stop.Token, n => transmitted += n);
+            var first = await Task.WhenAny(upstream, downstream).ConfigureAwait(false);
+            if (first == downstream)
+            {
+                // The origin ended: the visitor has its last bytes; give its side a moment to end too.
+                stop.CancelAfter(HalfCloseGrace);
+            }
+
+            await Task.WhenAll(upstream, downstream).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or HttpRequestException or ConnectionResetException or ObjectDisposedException or InvalidOperationException)
+        {
+            outcome = "failed";
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await stream.DisposeAsync().ConfigureAwait(false);
+            tunnel.RequestFinished();
+            metrics.Closed(route, mode, outcome, time.GetElapsedTime(started), received, transmitted);
+        }
+    }
+
+    private static async Task CopyToOriginAsync(PipeReader input, Http2ResponseStream stream, CancellationToken cancellationToken, Action<long> counted)
+    {
+        try
+        {
+            while (true)
+            {
+                var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                foreach (var segment in result.Buffer)
+                {
+                    await stream.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
+                }
+
+                counted(result.Buffer.Length);
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is ConnectionResetException or IOException or OperationCanceledException)
+        {
+            // The visitor went away, or the origin ended first and the grace ran out: end the origin's side either way.
+        }
+
+        stream.CompleteWrites();
+    }
+
+    private static async Task CopyToVisitorAsync(Http2ResponseStream stream, PipeWriter output, CancellationToken cancellationToken, Action<long> counted)
+    {
+        try
+        {
+            while (true)
+            {
+                var memory = output.GetMemory(16 * 1024);
+                var read = await stream.ReadAsync(memory, cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                output.Advance(read);
+                counted(read);
+                var flushed = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                if (flushed.IsCompleted || flushed.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            await output.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(300, LogLevel.Warning, "A visitor connection ({Mode}) for {Host} from {Visitor} found no tunnel that could take it.", EventName = "ConnectionNoTunnel")]
+    private static partial void NoTunnel(ILogger logger, string mode, string host, EndPoint? visitor);
+
+    [LoggerMessage(301, LogLevel.Information, "Opening a connection stream for {Host} on tunnel {TunnelConnectionId} failed ({Reason}); trying another.", EventName = "ConnectionStreamFailed")]
+    private static partial void StreamFailed(ILogger logger, string host, string tunnelConnectionId, string reason);
+
+    [LoggerMessage(302, LogLevel.Warning, "The origin on tunnel {TunnelConnectionId} refused a connection stream for {Host} with status {Status}; trying another.", EventName = "ConnectionStreamRefused")]
+    private static partial void StreamRefused(ILogger logger, string host, string tunnelConnectionId, int status);
+}
