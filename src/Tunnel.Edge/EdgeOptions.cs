@@ -166,6 +166,9 @@ public sealed class EdgeOptions
     /// <remarks>Defaults to none (<c>serve --dir</c>: the directory's <c>credentials.json</c>): claims are then learned from the credentials that connect.</remarks>
     public string? CredentialRegistryPath { get; set; }
 
+    /// <summary>Routes that take visitors' whole connections: HTTP and TLS passthrough, TCP routes.</summary>
+    public Visitors.Passthrough.ConnectionRouteOptions Connections { get; set; } = new();
+
     // ---- Visitor TLS (HTTPS port, certificates by SNI, HTTP to HTTPS redirect) ----
 
     /// <summary>

@@ -18,9 +18,11 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
     private readonly TimeProvider _time;
     private readonly TunnelEvents _events;
     private readonly string? _environmentName;
+    private readonly ConnectionRoutes? _routes;
 
-    internal TunnelTransportFactory(IOptionsMonitor<TunnelOptions> options, ILoggerFactory loggerFactory, TunnelEvents events, TimeProvider? timeProvider = null, string? environmentName = null)
+    internal TunnelTransportFactory(IOptionsMonitor<TunnelOptions> options, ILoggerFactory loggerFactory, TunnelEvents events, TimeProvider? timeProvider = null, string? environmentName = null, ConnectionRoutes? routes = null)
     {
+        _routes = routes;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options;
@@ -46,7 +48,7 @@ public sealed class TunnelTransportFactory : IConnectionListenerFactory, IConnec
             throw new NotSupportedException($"The tunnel transport binds only its own endpoint, not {endpoint}.");
         }
 
-        var settings = TunnelSettings.Create(_options.CurrentValue, _time, _environmentName);
+        var settings = TunnelSettings.Create(_options.CurrentValue, _time, _environmentName, _routes?.Registrations);
         var listener = new TunnelConnectionListener(tunnelEndPoint, settings, _events, _loggerFactory.CreateLogger("Tunnel.Transport"), _time);
         listener.Start();
         return new ValueTask<IConnectionListener>(listener);

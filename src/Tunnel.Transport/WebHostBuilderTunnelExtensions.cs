@@ -46,7 +46,8 @@ public static class WebHostBuilderTunnelExtensions
                 sp.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(),
                 sp.GetRequiredService<TunnelEvents>(),
                 sp.GetRequiredService<TimeProvider>(),
-                sp.GetService<Microsoft.Extensions.Hosting.IHostEnvironment>()?.EnvironmentName ?? context.HostingEnvironment.EnvironmentName)));
+                sp.GetService<Microsoft.Extensions.Hosting.IHostEnvironment>()?.EnvironmentName ?? context.HostingEnvironment.EnvironmentName,
+                sp.GetRequiredService<ConnectionRoutes>())));
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KestrelServerOptions>, TunnelKestrelOptionsSetup>());
             services.TryAddSingleton<UrlListeners>();
             services.TryAddEnumerable(ServiceDescriptor.Transient<IStartupFilter, TunnelStartupFilter>());

@@ -116,6 +116,8 @@ public static class HelloEndpoints
                 received = context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase),
                 viaTunnel = tunnel is not null,
                 edge = tunnel?.EdgeName,
+                passthrough = context.Features.Get<Tunnel.Transport.ITunnelVisitorConnectionFeature>()?.Mode.ToString(),
+                remotePort = context.Connection.RemotePort,
             });
         });
 

@@ -19,6 +19,7 @@ using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
 using Tunnel.Edge.Tunnels;
 using Tunnel.Edge.Visitors;
+using Tunnel.Edge.Visitors.Passthrough;
 
 namespace Tunnel.Edge.Hosting;
 
@@ -98,6 +99,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton<RequestForwarder>();
         Cluster.ClusterServices.Add(services, options);
         services.AddSingleton<RegistrationPolicy>();
+        PassthroughServices.Add(services, options);
         services.AddSingleton<TunnelListener>();
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
         var handoff = new H2cHandoff();
@@ -123,12 +125,13 @@ public sealed class EdgeServer : IAsyncDisposable
             {
                 listen.Protocols = HttpProtocols.Http1;
                 listen.Use(connectionLimits.Middleware);
+                listen.Use(kestrel.ApplicationServices.GetRequiredService<PassthroughRouter>().Http);
                 listen.Use(next => handoff.Sniff(next, connectionLimits));
             });
             kestrel.Listen(new H2cHandoffEndPoint(), listen => listen.Protocols = HttpProtocols.Http2);
 
             var certificates = kestrel.ApplicationServices.GetRequiredService<VisitorCertificates>();
-            if (options.VisitorHttpsPort >= 0 && !certificates.IsEmpty)
+            if (options.VisitorHttpsPort >= 0 && (!certificates.IsEmpty || options.Connections.TlsPassthrough))
             {
                 kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpsPort, listen =>
                 {
@@ -136,6 +139,7 @@ public sealed class EdgeServer : IAsyncDisposable
 
                     // Counted before the handshake: a visitor holds the socket from its first byte.
                     listen.Use(connectionLimits.Middleware);
+                    listen.Use(kestrel.ApplicationServices.GetRequiredService<PassthroughRouter>().Tls);
                     listen.UseHttps(new TlsHandshakeCallbackOptions
                     {
                         HandshakeTimeout = options.Limits.TlsHandshakeTimeout,
@@ -154,6 +158,7 @@ public sealed class EdgeServer : IAsyncDisposable
                 });
             }
 
+            PassthroughServices.ListenTcpRoutes(kestrel, options, connectionLimits);
             adminListen = EdgeAdmin.Listen(kestrel, options);
             peerListen = Cluster.ClusterServices.Listen(kestrel, options);
         });
@@ -196,9 +201,10 @@ public sealed class EdgeServer : IAsyncDisposable
         }
 
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+        var tcpRoutes = _app.Services.GetRequiredService<TcpRouteListeners>().EndPoints;
         foreach (var address in addresses)
         {
-            if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && !new IPEndPoint(ip, uri.Port).Equals(AdminEndPoint) && !new IPEndPoint(ip, uri.Port).Equals(PeerEndPoint))
+            if (Uri.TryCreate(address, UriKind.Absolute, out var uri) && IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) && !new IPEndPoint(ip, uri.Port).Equals(AdminEndPoint) && !new IPEndPoint(ip, uri.Port).Equals(PeerEndPoint) && !tcpRoutes.Contains(new IPEndPoint(ip, uri.Port)))
             {
                 if (uri.Scheme == Uri.UriSchemeHttps)
                 {
@@ -219,6 +225,9 @@ public sealed class EdgeServer : IAsyncDisposable
             EdgeLog.VisitorHttpsListening(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors"), https.ToString(), certificates.Count);
         }
     }
+
+    /// <summary>The bound endpoint of the TCP route for <paramref name="hostname"/> (<c>Edge:Connections:TcpRoutes</c>), once started; <c>null</c> when there is none.</summary>
+    public IPEndPoint? TcpRouteEndPoint(string hostname) => _app.Services.GetRequiredService<TcpRouteListeners>().EndPointOf(hostname);
 
     /// <summary>Waits, once started, until the host is told to stop (Ctrl+C, SIGTERM), then stops.</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);

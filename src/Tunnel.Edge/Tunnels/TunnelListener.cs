@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Identity;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
+using Tunnel.Edge.Visitors.Passthrough;
 using Tunnel.Protocol;
 using Tunnel.Protocol.Credentials;
 using Tunnel.Protocol.Registration;
@@ -21,7 +22,7 @@ namespace Tunnel.Edge.Tunnels;
 /// the edge's CA, ALPN <c>tunnel/1</c>), the registration exchange, and puts accepted connections in the
 /// route table until they close.
 /// </summary>
-public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
+internal sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 {
     private readonly EdgeOptions _options;
     private readonly RouteTable _routes;
@@ -51,8 +52,13 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     private const int OverloadedRetryAfterSeconds = 5;
 
     /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
-    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, EdgeMetrics metrics, RegistrationPolicy policy)
+    private readonly ConnectionRouteTables _connectionRoutes;
+    private readonly ConnectionModePolicy _connectionModes;
+
+    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, EdgeMetrics metrics, RegistrationPolicy policy, ConnectionRouteTables connectionRoutes, ConnectionModePolicy connectionModes)
     {
+        _connectionRoutes = connectionRoutes;
+        _connectionModes = connectionModes;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(credentials);
         ArgumentNullException.ThrowIfNull(metrics);
@@ -341,7 +347,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             }
         }
 
-        var rejection = Authorize(request, clientCertificate, out var hostnames);
+        var rejection = Authorize(request, clientCertificate, out var hostnames, out var connectionRoutes);
         if (rejection is not null)
         {
             await RejectAsync(ssl, remote, rejection, stoppingToken).ConfigureAwait(false);
@@ -349,7 +355,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
 
         // The tenant's caps and claims before the edge's: a credential over its own cap takes no place of the others'.
-        if (!_policy.TryAdmit(clientCertificate, hostnames, remote, out var lease, out var refused))
+        if (!_policy.TryAdmit(clientCertificate, [.. hostnames, .. connectionRoutes.Select(r => r.Hostname).Except(hostnames)], remote, out var lease, out var refused))
         {
             await RejectAsync(ssl, remote, refused, stoppingToken).ConfigureAwait(false);
             return null;
@@ -371,7 +377,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
 
         var connectionId = $"{_options.Name}-{Interlocked.Increment(ref _nextConnectionNumber)}";
-        var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time, TunnelCredential.IdOf(clientCertificate));
+        var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time, TunnelCredential.IdOf(clientCertificate), connectionRoutes);
         var accepted = new RegistrationAccepted { ConnectionId = connectionId, EdgeName = _options.Name, Region = _options.Region };
         try
         {
@@ -390,7 +396,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 
         Volatile.Write(ref _lastRegistration, _time.GetTimestamp());
         Interlocked.Increment(ref _registrationsSinceTrim);
-        EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames), request.ClientVersion);
+        EdgeLog.TunnelRegistered(_logger, connectionId, remote, request.ConnectorId, request.ConnectionIndex, string.Join(",", hostnames.Concat(connectionRoutes.Select(r => $"{r.Hostname} ({ConnectionRouteMetrics.Name(r.Mode)})"))), request.ClientVersion);
         _events.Registered(connection);
         MoveOffClaimedNames(connection);
         return connection;
@@ -466,9 +472,10 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
     }
 
-    private RegistrationRejected? Authorize(RegistrationRequest request, X509Certificate2 certificate, out IReadOnlyList<string> hostnames)
+    private RegistrationRejected? Authorize(RegistrationRequest request, X509Certificate2 certificate, out IReadOnlyList<string> hostnames, out IReadOnlyList<ConnectionRoute> connectionRoutes)
     {
         hostnames = [];
+        connectionRoutes = [];
         if (request.Version != TunnelProtocol.Version)
         {
             return new RegistrationRejected { Code = RejectionCodes.UnsupportedVersion, Message = $"This edge speaks protocol version {TunnelProtocol.Version}, not {request.Version}." };
@@ -499,12 +506,28 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             names.Add(hostname);
         }
 
+        var routes = new List<ConnectionRoute>();
+        foreach (var requested in request.Connections)
+        {
+            if (!HostnameRules.TryNormalize(requested.Hostname, out var hostname, out var error))
+            {
+                return new RegistrationRejected { Code = RejectionCodes.InvalidRegistration, Message = $"Invalid hostname: {error}." };
+            }
+
+            if (_connectionModes.Refuse(hostname, requested.Mode) is { } modeRefused)
+            {
+                return new RegistrationRejected { Code = RejectionCodes.ConnectionModeNotAllowed, Message = modeRefused };
+            }
+
+            routes.Add(requested with { Hostname = hostname });
+        }
+
         IReadOnlyList<string> certificateNames;
         using (var probe = Probe(certificate))
         {
             certificateNames = CertificateIssuer.GetDnsNames(probe);
         }
-        foreach (var hostname in names)
+        foreach (var hostname in names.Concat(routes.Select(r => r.Hostname)))
         {
             if (!certificateNames.Any(pattern => HostnameRules.IsCoveredBy(hostname, pattern)))
             {
@@ -518,6 +541,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
         }
 
         hostnames = names.Distinct().ToArray();
+        connectionRoutes = routes.Distinct().ToArray();
         return null;
     }
 
@@ -541,6 +565,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
     {
         connection.OriginFaulted += ReportOriginFault;
         _routes.Add(connection);
+        _connectionRoutes.Add(connection);
         _served[connection] = 0;
         _certificates[connection] = clientCertificate;
         _expiries[connection] = new DateTimeOffset(clientCertificate.NotAfter.ToUniversalTime());
@@ -563,6 +588,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             _expiries.TryRemove(connection, out _);
             _served.TryRemove(connection, out _);
             _routes.Remove(connection);
+            _connectionRoutes.Remove(connection);
             Interlocked.Decrement(ref _tunnelPlaces);
             await connection.DisposeAsync().ConfigureAwait(false);
             EdgeLog.TunnelClosed(_logger, connection.Id, (_time.GetUtcNow() - connection.ConnectedAt).TotalSeconds);
@@ -584,7 +610,7 @@ public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
             Content = new AnchorHeartbeatContent(connection.AnchorCancellation.Token),
         };
-        request.Headers.Host = connection.Hostnames[0].TrimStart('*', '.');
+        request.Headers.Host = (connection.Hostnames.Count > 0 ? connection.Hostnames[0] : connection.ConnectionRoutes[0].Hostname).TrimStart('*', '.');
         request.Headers.TryAddWithoutValidation(TunnelHeaderNames.Probe, "1");
         HttpResponseMessage anchor;
         using (var timeout = new CancellationTokenSource(_options.KeepAlivePingDelay + _options.KeepAlivePingTimeout))

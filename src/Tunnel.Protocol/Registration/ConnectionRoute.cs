@@ -41,6 +41,12 @@ public static class ConnectionFields
     /// <summary>The edge port the visitor connected to.</summary>
     public const string EdgePort = "tunnel-edge-port";
 
+    /// <summary>
+    /// On an HTTP passthrough stream, <c>2</c> when the visitor's connection begins with the HTTP/2
+    /// preface (h2c by prior knowledge) and <c>1.1</c> otherwise: a cleartext server cannot tell by ALPN.
+    /// </summary>
+    public const string HttpVersion = "tunnel-http-version";
+
     /// <summary>The <c>:protocol</c> value for a mode: <c>tunnel-http</c>, <c>tunnel-tls</c> or <c>tunnel-tcp</c>.</summary>
     public static string ProtocolFor(ConnectionMode mode) => mode switch
     {

@@ -44,4 +44,7 @@ public static class RejectionCodes
     /// message names the claiming credential. Not retryable.
     /// </summary>
     public const string HostnameClaimed = "hostname_claimed";
+
+    /// <summary>The registration asks for a connection mode (passthrough, TCP) the edge does not allow for a hostname; not retryable.</summary>
+    public const string ConnectionModeNotAllowed = "connection_mode_not_allowed";
 }

@@ -37,7 +37,10 @@ internal sealed class ConnectionRoutes
                 throw new ArgumentException($"ListenTunnel: '{hostname}' is already declared for {mode}.", nameof(hostname));
             }
 
-            var endPoint = new ConnectionRouteEndPoint(hostname, mode);
+            var endPoint = new ConnectionRouteEndPoint(hostname, mode)
+            {
+                H2c = mode == TunnelMode.HttpPassthrough ? new ConnectionRouteEndPoint(hostname, mode) : null,
+            };
             _endPoints.Add((hostname, mode), endPoint);
             return endPoint;
         }
@@ -89,6 +92,12 @@ internal sealed class ConnectionRouteEndPoint(string hostname, TunnelMode mode) 
     public string Hostname { get; } = hostname;
 
     public TunnelMode Mode { get; } = mode;
+
+    /// <summary>
+    /// For an HTTP passthrough route, the sibling endpoint that serves connections beginning with the
+    /// HTTP/2 preface: Kestrel serves cleartext HTTP/2 only on an HTTP/2-only endpoint. <c>null</c> otherwise.
+    /// </summary>
+    public ConnectionRouteEndPoint? H2c { get; init; }
 
     /// <summary>Whether Kestrel has bound the endpoint and accepts its connections.</summary>
     public bool IsBound { get; private set; }

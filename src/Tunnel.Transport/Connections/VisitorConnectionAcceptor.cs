@@ -53,6 +53,11 @@ internal sealed partial class VisitorConnectionAcceptor(ConnectionRoutes routes,
             size.MaxRequestBodySize = null;
         }
 
+        if (endPoint.H2c is { } h2c && headers[ConnectionFields.HttpVersion] == "2")
+        {
+            endPoint = h2c;
+        }
+
         var stream = await context.Features.GetRequiredFeature<IHttpExtendedConnectFeature>().AcceptAsync().ConfigureAwait(false);
         var id = $"{tunnel.TunnelConnectionId}-v{Interlocked.Increment(ref s_connectionCount).ToString(CultureInfo.InvariantCulture)}";
         var connection = new StreamTransportConnection(stream, id, new DnsEndPoint(host, edgePort), visitor);

@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Hosting;
 using Tunnel.Edge.Dial.Credentials;
+using Tunnel.Protocol.Registration;
 using Tunnel.Edge.Dial.Dialing;
 using Tunnel.Edge.Dial.Discovery;
 using Tunnel.Edge.Dial.Redial;
@@ -21,10 +22,12 @@ internal sealed class TunnelSettings
     private readonly DnsResolverOptions _dnsOptions;
     private readonly TimeProvider _time;
     private readonly Lock _reloadLock = new();
+    private readonly IReadOnlyList<ConnectionRoute> _connections;
     private TunnelDialState _current;
 
-    private TunnelSettings(TunnelOptions options, DnsResolverOptions dnsOptions, TunnelDialState initial, TimeProvider time)
+    private TunnelSettings(TunnelOptions options, DnsResolverOptions dnsOptions, TunnelDialState initial, TimeProvider time, IReadOnlyList<ConnectionRoute> connections)
     {
+        _connections = connections;
         _options = options;
         _dnsOptions = dnsOptions;
         _time = time;
@@ -63,7 +66,8 @@ internal sealed class TunnelSettings
     /// listing every problem. <paramref name="environmentName"/> is the host's environment: the options that
     /// turn off the edge's certificate validation are refused outside <c>Development</c>.
     /// </summary>
-    public static TunnelSettings Create(TunnelOptions options, TimeProvider time, string? environmentName = null)
+    /// <remarks><paramref name="connections"/>: the routes declared with <c>ListenTunnel</c>, registered beside the request hostnames.</remarks>
+    public static TunnelSettings Create(TunnelOptions options, TimeProvider time, string? environmentName = null, IReadOnlyList<ConnectionRoute>? connections = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var problems = new List<string>();
@@ -112,14 +116,15 @@ internal sealed class TunnelSettings
             problems.Add("Tunnel:CertificateExpiryWarning must not be negative.");
         }
 
-        var identity = LoadIdentity(options, problems);
+        connections ??= [];
+        var identity = LoadIdentity(options, problems, connections.Count > 0);
         if (problems.Count > 0)
         {
             throw new InvalidOperationException("The tunnel transport is misconfigured:" + Environment.NewLine + "  - " + string.Join(Environment.NewLine + "  - ", problems));
         }
 
-        var state = BuildState(options, dnsOptions, identity!, generation: 0, previous: null, time);
-        return new TunnelSettings(options, dnsOptions, state, time);
+        var state = BuildState(options, dnsOptions, identity!, generation: 0, previous: null, time, connections);
+        return new TunnelSettings(options, dnsOptions, state, time, connections);
     }
 
     private static void CheckDangerousOptions(TunnelOptions options, string environmentName, List<string> problems)
@@ -148,7 +153,7 @@ internal sealed class TunnelSettings
         lock (_reloadLock)
         {
             var problems = new List<string>();
-            var identity = LoadIdentity(_options, problems);
+            var identity = LoadIdentity(_options, problems, _connections.Count > 0);
             if (problems.Count > 0 || identity is null)
             {
                 return TunnelReload.Failed(string.Join(" ", problems));
@@ -163,7 +168,7 @@ internal sealed class TunnelSettings
             TunnelDialState renewed;
             try
             {
-                renewed = BuildState(_options, _dnsOptions, identity, current.Generation + 1, current, _time);
+                renewed = BuildState(_options, _dnsOptions, identity, current.Generation + 1, current, _time, _connections);
             }
             catch (InvalidOperationException ex)
             {
@@ -175,7 +180,7 @@ internal sealed class TunnelSettings
         }
     }
 
-    private static TunnelDialState BuildState(TunnelOptions options, DnsResolverOptions dnsOptions, Identity identity, int generation, TunnelDialState? previous, TimeProvider time)
+    private static TunnelDialState BuildState(TunnelOptions options, DnsResolverOptions dnsOptions, Identity identity, int generation, TunnelDialState? previous, TimeProvider time, IReadOnlyList<ConnectionRoute> connections)
     {
         var dialOptions = new EdgeDialOptions
         {
@@ -201,6 +206,11 @@ internal sealed class TunnelSettings
         foreach (var hostname in identity.Hostnames)
         {
             dialOptions.Hostnames.Add(hostname);
+        }
+
+        foreach (var route in connections)
+        {
+            dialOptions.Connections.Add(route);
         }
 
         EdgeSelector selector;
@@ -233,7 +243,7 @@ internal sealed class TunnelSettings
     /// The identity from the options and the credential file: each explicit option wins over the file's
     /// value. Adds every problem found to <paramref name="problems"/>; returns <c>null</c> when there are any.
     /// </summary>
-    private static Identity? LoadIdentity(TunnelOptions options, List<string> problems)
+    private static Identity? LoadIdentity(TunnelOptions options, List<string> problems, bool hasConnectionRoutes)
     {
         var before = problems.Count;
         TunnelCredential? credential = null;
@@ -313,7 +323,7 @@ internal sealed class TunnelSettings
             }
         }
 
-        if (hostnameTexts.Count == 0 && !credentialFailed)
+        if (hostnameTexts.Count == 0 && !credentialFailed && !hasConnectionRoutes)
         {
             problems.Add(credential is null
                 ? "No hostname is configured: set Tunnel:Hostnames to the names this app serves."

@@ -34,7 +34,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
     /// Relays the connection to a tunnel of the route; returns <c>false</c> (having sent nothing) when no
     /// tunnel of the route could take it, so the caller may answer the visitor another way.
     /// </summary>
-    public async Task<bool> RelayAsync(ConnectionContext visitor, string host, ConnectionMode mode, int edgePort)
+    public async Task<bool> RelayAsync(ConnectionContext visitor, string host, ConnectionMode mode, int edgePort, bool http2 = false)
     {
         var table = tables.For(mode);
         var route = table.MatchRoute(host) ?? host;
@@ -46,7 +46,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
                 break;
             }
 
-            var stream = await OpenAsync(tunnel, visitor, host, mode, edgePort).ConfigureAwait(false);
+            var stream = await OpenAsync(tunnel, visitor, host, mode, edgePort, http2).ConfigureAwait(false);
             if (stream is null)
             {
                 (tried ??= []).Add(tunnel);
@@ -63,9 +63,9 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
     }
 
     /// <returns>The stream, or <c>null</c> when the tunnel could not take it (closing, refused).</returns>
-    private async Task<Http2ResponseStream?> OpenAsync(TunnelConnection tunnel, ConnectionContext visitor, string host, ConnectionMode mode, int edgePort)
+    private async Task<Http2ResponseStream?> OpenAsync(TunnelConnection tunnel, ConnectionContext visitor, string host, ConnectionMode mode, int edgePort, bool http2)
     {
-        using var request = new VisitorConnectRequest(host, mode, visitor.RemoteEndPoint, edgePort);
+        using var request = new VisitorConnectRequest(host, mode, visitor.RemoteEndPoint, edgePort, http2);
         HttpResponseMessage response;
         try
         {

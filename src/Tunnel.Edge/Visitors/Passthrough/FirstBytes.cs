@@ -18,9 +18,10 @@ internal enum SniffStatus
 
 /// <summary>
 /// What a connection's first bytes said: the status and, when found, the host the visitor asks for
-/// (lower case, without port or trailing dot), or why the bytes were refused.
+/// (lower case, without port or trailing dot), or why the bytes were refused; and whether they began
+/// with the HTTP/2 preface (h2c by prior knowledge).
 /// </summary>
-internal readonly record struct SniffResult(SniffStatus Status, string? Host = null, string? Reason = null)
+internal readonly record struct SniffResult(SniffStatus Status, string? Host = null, string? Reason = null, bool Http2 = false)
 {
     public static SniffResult NeedMore { get; } = new(SniffStatus.NeedMore);
 

@@ -40,14 +40,13 @@ internal sealed class PassthroughRouter(ConnectionRelay relay, VisitorConnection
             return;
         }
 
-        var result = await SniffAsync(connection, read).ConfigureAwait(false);
-        if (result is null)
+        if (await SniffAsync(connection, read).ConfigureAwait(false) is not { } result)
         {
             return;
         }
 
         if (result is { Status: SniffStatus.Found, Host: { } host } && relay.HasRoute(host, mode)
-            && await relay.RelayAsync(connection, host, mode, PortOf(connection)).ConfigureAwait(false))
+            && await relay.RelayAsync(connection, host, mode, PortOf(connection), result.Http2).ConfigureAwait(false))
         {
             return;
         }

@@ -225,7 +225,7 @@ internal static class RequestHostReader
             return SniffResult.Malformed(problem);
         }
 
-        return (sink.Authority ?? sink.Host) is { } host ? Normalize(host) : SniffResult.Malformed("no :authority or host field");
+        return (sink.Authority ?? sink.Host) is { } host ? Normalize(host) with { Http2 = true } : SniffResult.Malformed("no :authority or host field");
     }
 
     private static SniffResult Normalize(string authority)

@@ -10,7 +10,7 @@ namespace Tunnel.Edge.Visitors.Passthrough;
 /// <c>:protocol</c> names the mode, <c>:authority</c> the hostname routed, and two fields say where the
 /// visitor came from (<see cref="ConnectionFields"/>).
 /// </summary>
-internal sealed class VisitorConnectRequest(string hostname, ConnectionMode mode, EndPoint? visitor, int edgePort) : Http2FieldsRequest(HttpMethod.Connect)
+internal sealed class VisitorConnectRequest(string hostname, ConnectionMode mode, EndPoint? visitor, int edgePort, bool http2) : Http2FieldsRequest(HttpMethod.Connect)
 {
     private readonly string _protocol = ConnectionFields.ProtocolFor(mode);
 
@@ -24,6 +24,10 @@ internal sealed class VisitorConnectRequest(string hostname, ConnectionMode mode
     {
         encoder.WriteLiteral(ConnectionFields.Visitor, visitor is IPEndPoint ip ? Format(ip) : "0.0.0.0:0");
         encoder.WriteLiteral(ConnectionFields.EdgePort, edgePort.ToString(CultureInfo.InvariantCulture));
+        if (mode == ConnectionMode.Http)
+        {
+            encoder.WriteLiteral(ConnectionFields.HttpVersion, http2 ? "2" : "1.1");
+        }
     }
 
     private static string Format(IPEndPoint endPoint)
