@@ -16,6 +16,8 @@ have etcd || need+=(etcd-server)
 have nft || need+=(nftables)            # the fault suite's full run drops packets with nftables
 have node || need+=(nodejs)             # the gRPC tests run @grpc/grpc-js
 have npm || need+=(npm)
+have sshd || need+=(openssh-server)   # a real ssh login through a TCP route
+have ssh || need+=(openssh-client)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

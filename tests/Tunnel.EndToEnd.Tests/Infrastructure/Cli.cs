@@ -19,6 +19,9 @@ public static class Cli
         ["openssl"] = "openssl",
         ["nft"] = "nftables",
         ["ip"] = "iproute2",
+        ["ssh"] = "openssh-client",
+        ["ssh-keygen"] = "openssh-client",
+        ["sshd"] = "openssh-server",
     };
 
     /// <summary>Fails the test at once, naming the package to install, when <paramref name="file"/> is not on the PATH.</summary>

@@ -89,7 +89,7 @@ public class FirstBytesReaderTests
     [InlineData("GET http://other.example.com/a HTTP/1.1\r\nHost: app.example.com\r\n\r\n", "other.example.com")]
     [InlineData("GET / HTTP/1.0\r\nHost: app.example.com.\r\n\r\n", "app.example.com")]
     public void Reads_the_host_of_an_http1_request_head(string head, string host) =>
-        Assert.Equal(new SniffResult(SniffStatus.Found, host), RequestHostReader.Read(Bytes(head), MaxHead));
+        Assert.Equal(new SniffResult(SniffStatus.Found, host, Http2: false), RequestHostReader.Read(Bytes(head), MaxHead));
 
     [Theory]
     [InlineData("GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n", "two Host headers")]
@@ -133,7 +133,7 @@ public class FirstBytesReaderTests
     public async Task Reads_the_authority_of_a_real_h2c_client_and_needs_more_at_every_shorter_prefix()
     {
         var bytes = await FirstBytesCapture.RequestAsync("http://App.Example.com:8080/path", new Version(2, 0));
-        Assert.Equal(new SniffResult(SniffStatus.Found, "app.example.com"), RequestHostReader.Read(new ReadOnlySequence<byte>(bytes), MaxHead));
+        Assert.Equal(new SniffResult(SniffStatus.Found, "app.example.com", Http2: true), RequestHostReader.Read(new ReadOnlySequence<byte>(bytes), MaxHead));
         Assert.Equal("app.example.com", RequestHostReader.Read(Segmented(bytes, 5), MaxHead).Host);
         var end = EndOfFirstHeaderBlock(bytes);
         for (var length = 1; length < end; length++)

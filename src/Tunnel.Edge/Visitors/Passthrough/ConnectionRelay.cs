@@ -93,17 +93,25 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
         tunnel.RequestStarted();
         metrics.Opened(mode);
         var outcome = "relayed";
-        long received = 0, transmitted = 0;
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(visitor.ConnectionClosed);
+        var counts = new long[2];
+
+        // Not the visitor's ConnectionClosed: Kestrel fires it when the visitor ends its side, and the
+        // origin may still answer (a half-close). A reset, or the origin ending first, stops the rest.
+        using var stop = new CancellationTokenSource();
         try
         {
-            var upstream = CopyToOriginAsync(visitor.Transport.Input, stream, stop.Token, n => received += n);
-            var downstream = CopyToVisitorAsync(stream, visitor.Transport.Output, stop.Token, n => transmitted += n);
+            var upstream = CopyToOriginAsync(visitor.Transport.Input, stream, stop.Token, counts);
+            var downstream = CopyToVisitorAsync(stream, visitor.Transport.Output, stop.Token, counts);
             var first = await Task.WhenAny(upstream, downstream).ConfigureAwait(false);
             if (first == downstream)
             {
                 // The origin ended: the visitor has its last bytes; give its side a moment to end too.
                 stop.CancelAfter(HalfCloseGrace);
+            }
+            else if (!await upstream.ConfigureAwait(false))
+            {
+                // The visitor reset the connection: nobody reads what the origin still sends.
+                await stop.CancelAsync().ConfigureAwait(false);
             }
 
             await Task.WhenAll(upstream, downstream).ConfigureAwait(false);
@@ -117,12 +125,14 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
             await stop.CancelAsync().ConfigureAwait(false);
             await stream.DisposeAsync().ConfigureAwait(false);
             tunnel.RequestFinished();
-            metrics.Closed(route, mode, outcome, time.GetElapsedTime(started), received, transmitted);
+            metrics.Closed(route, mode, outcome, time.GetElapsedTime(started), counts[0], counts[1]);
         }
     }
 
-    private static async Task CopyToOriginAsync(PipeReader input, Http2ResponseStream stream, CancellationToken cancellationToken, Action<long> counted)
+    /// <returns>Whether the visitor ended its side cleanly (rather than by a reset).</returns>
+    private static async Task<bool> CopyToOriginAsync(PipeReader input, Http2ResponseStream stream, CancellationToken cancellationToken, long[] counts)
     {
+        var clean = true;
         try
         {
             while (true)
@@ -133,7 +143,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
                     await stream.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
                 }
 
-                counted(result.Buffer.Length);
+                counts[0] += result.Buffer.Length;
                 input.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted || result.IsCanceled)
                 {
@@ -141,15 +151,17 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
                 }
             }
         }
-        catch (Exception ex) when (ex is ConnectionResetException or IOException or OperationCanceledException)
+        catch (Exception ex) when (ex is ConnectionResetException or IOException or OperationCanceledException or HttpRequestException)
         {
-            // The visitor went away, or the origin ended first and the grace ran out: end the origin's side either way.
+            // The visitor went away, or the origin ended first and the grace ran out.
+            clean = false;
         }
 
         stream.CompleteWrites();
+        return clean;
     }
 
-    private static async Task CopyToVisitorAsync(Http2ResponseStream stream, PipeWriter output, CancellationToken cancellationToken, Action<long> counted)
+    private static async Task CopyToVisitorAsync(Http2ResponseStream stream, PipeWriter output, CancellationToken cancellationToken, long[] counts)
     {
         try
         {
@@ -163,7 +175,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
                 }
 
                 output.Advance(read);
-                counted(read);
+                counts[1] += read;
                 var flushed = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
                 if (flushed.IsCompleted || flushed.IsCanceled)
                 {

@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Hosting;
+using Tunnel.Edge.Visitors.Passthrough;
+using Tunnel.EndToEnd.Tests.Infrastructure;
+using Tunnel.Transport;
+
+namespace Tunnel.EndToEnd.Tests.Passthrough;
+
+/// <summary>
+/// TCP routes: every connection to an edge port configured for a hostname goes to the origins that
+/// registered it in TCP mode, whose endpoint serves it with any connection handler; here the plugin's
+/// relay to a local service. A real ssh client logs in to a private sshd through it, and 256 MiB
+/// cross it intact.
+/// </summary>
+public class TcpRouteTests
+{
+    private const string SshHost = "ssh.test";
+    private const string SinkHost = "sink.test";
+
+    [Fact]
+    public async Task A_real_ssh_client_logs_in_to_a_private_sshd_through_a_tcp_route()
+    {
+        Cli.Require("ssh");
+        await using var sshd = await Sshd.StartAsync();
+        await using var harness = await TunnelHarness.StartAsync(o => o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SshHost }]);
+        await StartRelayOriginAsync(harness, SshHost, $"127.0.0.1:{sshd.Port}");
+        var port = harness.Edge.TcpRouteEndPoint(SshHost)!.Port;
+
+        var result = await Cli.RunAsync("ssh", [.. sshd.ClientArguments, "-p", port.ToString(CultureInfo.InvariantCulture), "root@127.0.0.1", "echo logged-in-through-the-tunnel; uname -s"], TimeSpan.FromSeconds(60));
+        Assert.True(result.ExitCode == 0, Cli.Describe(result));
+        Assert.Contains("logged-in-through-the-tunnel", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Two_hundred_fifty_six_mebibytes_cross_a_tcp_route_intact()
+    {
+        using var sink = new HashingSink();
+        await using var harness = await TunnelHarness.StartAsync(o => o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }]);
+        await StartRelayOriginAsync(harness, SinkHost, $"127.0.0.1:{sink.Port}");
+        var port = harness.Edge.TcpRouteEndPoint(SinkHost)!.Port;
+
+        const long Size = 256L * 1024 * 1024;
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, port);
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var chunk = new byte[64 * 1024];
+        var watch = Stopwatch.StartNew();
+        for (long sent = 0; sent < Size; sent += chunk.Length)
+        {
+            // A pattern that differs chunk to chunk, so a lost or repeated chunk changes the hash.
+            BitConverter.TryWriteBytes(chunk, sent);
+            chunk[8] = (byte)(sent >> 16);
+            hash.AppendData(chunk);
+            await stream.WriteAsync(chunk);
+        }
+
+        socket.Shutdown(SocketShutdown.Send);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        var answer = await reader.ReadToEndAsync(timeout.Token);
+        Assert.Equal($"{Size} {Convert.ToHexString(hash.GetHashAndReset())}", answer.Trim());
+        Console.WriteLine($"256 MiB through a TCP route in {watch.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    [Fact]
+    public async Task A_tcp_route_without_a_tunnel_closes_the_connection_and_counts_it()
+    {
+        await using var harness = await TunnelHarness.StartAsync(o => o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }]);
+        var port = harness.Edge.TcpRouteEndPoint(SinkHost)!.Port;
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, port);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            // Closed at once: an orderly close or a reset, never a byte.
+            Assert.Equal(0, await socket.ReceiveAsync(new byte[16], SocketFlags.None, timeout.Token));
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+        }
+
+        await Wait.UntilAsync(() => harness.EdgeLogs.Entries.Any(e => e.EventId.Name == "ConnectionNoTunnel" && e.Message.Contains(SinkHost, StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), "the edge logs the connection it could not route");
+    }
+
+    [Fact]
+    public async Task A_tcp_route_for_a_hostname_the_edge_has_no_port_for_is_refused_at_registration()
+    {
+        await using var harness = await TunnelHarness.StartAsync();
+        await harness.StartOriginAsync(
+            certificateDomains: [TunnelHarness.Hostname, SinkHost],
+            waitForConnections: false,
+            configureBuilder: builder => builder.WebHost.ConfigureKestrel(k => k.ListenTunnel(SinkHost, TunnelMode.Tcp, listen => listen.UseTcpRelay("127.0.0.1:9"))));
+        await Wait.UntilAsync(() => harness.EdgeLogs.Entries.Any(e => e.EventId.Name == "RegistrationRefused" && e.Message.Contains("has no TCP route for 'sink.test'", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(20), "the edge refuses the TCP route it has no port for, naming it");
+    }
+
+    private static Task<TunnelHarness.Origin> StartRelayOriginAsync(TunnelHarness harness, string hostname, string target) =>
+        harness.StartOriginAsync(
+            certificateDomains: [TunnelHarness.Hostname, hostname],
+            configureBuilder: builder => builder.WebHost.ConfigureKestrel(k => k.ListenTunnel(hostname, TunnelMode.Tcp, listen => listen.UseTcpRelay(target))));
+
+    /// <summary>A TCP service that reads everything a client sends, then answers with the byte count and SHA-256.</summary>
+    private sealed class HashingSink : IDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource _stop = new();
+
+        public HashingSink()
+        {
+            _listener.Start();
+            _ = Task.Run(async () =>
+            {
+                while (!_stop.IsCancellationRequested)
+                {
+                    var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    _ = Task.Run(() => ServeAsync(client));
+                }
+            });
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+        private static async Task ServeAsync(TcpClient client)
+        {
+            using (client)
+            {
+                var stream = client.GetStream();
+                using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                var buffer = new byte[64 * 1024];
+                long total = 0;
+                int read;
+                while ((read = await stream.ReadAsync(buffer)) > 0)
+                {
+                    hash.AppendData(buffer, 0, read);
+                    total += read;
+                }
+
+                await stream.WriteAsync(Encoding.ASCII.GetBytes($"{total} {Convert.ToHexString(hash.GetHashAndReset())}\n"));
+            }
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+            _stop.Dispose();
+        }
+    }
+}
