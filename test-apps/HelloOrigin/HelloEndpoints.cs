@@ -117,6 +117,7 @@ public static class HelloEndpoints
                 viaTunnel = tunnel is not null,
                 edge = tunnel?.EdgeName,
                 passthrough = context.Features.Get<Tunnel.Transport.ITunnelVisitorConnectionFeature>()?.Mode.ToString(),
+                tunnelConnection = (tunnel ?? context.Features.Get<Tunnel.Transport.ITunnelVisitorConnectionFeature>()?.Tunnel)?.TunnelConnectionId,
                 remotePort = context.Connection.RemotePort,
             });
         });

@@ -17,6 +17,8 @@ public sealed class RouteTable
     private int _connectionCount;
     private int _hostnameCount;
     private readonly Func<TunnelConnection, IReadOnlyList<string>> _hostnamesOf;
+    private readonly bool _rotateTies;
+    private uint _turn;
     private FrozenSet<string> _exclusive = FrozenSet<string>.Empty;
 
     /// <summary>A table of the connections' request hostnames (<see cref="TunnelConnection.Hostnames"/>).</summary>
@@ -26,9 +28,14 @@ public sealed class RouteTable
     }
 
     /// <summary>A table of the hostnames <paramref name="hostnamesOf"/> gives for each connection (the routes of one connection mode, say).</summary>
+    /// <remarks>
+    /// Ties in load are broken in turn rather than by order: a visitor connection holds its stream for
+    /// its whole life, and short ones one after another would otherwise all land on the first replica.
+    /// </remarks>
     internal RouteTable(Func<TunnelConnection, IReadOnlyList<string>> hostnamesOf)
     {
         _hostnamesOf = hostnamesOf;
+        _rotateTies = true;
     }
 
     /// <summary>Registered tunnel connections.</summary>
@@ -179,8 +186,10 @@ public sealed class RouteTable
 
         TunnelConnection? best = null;
         var bestLoad = int.MaxValue;
-        foreach (var candidate in candidates)
+        var start = _rotateTies && candidates.Length > 1 ? (int)(Interlocked.Increment(ref _turn) % (uint)candidates.Length) : 0;
+        for (var i = 0; i < candidates.Length; i++)
         {
+            var candidate = candidates[(start + i) % candidates.Length];
             if (!candidate.IsUsable || (exclude is not null && exclude.Contains(candidate)))
             {
                 continue;

@@ -507,7 +507,7 @@ internal sealed class TunnelListener : BackgroundService, IHostedLifecycleServic
         }
 
         var routes = new List<ConnectionRoute>();
-        foreach (var requested in request.Connections)
+        foreach (var requested in request.Connections ?? [])
         {
             if (!HostnameRules.TryNormalize(requested.Hostname, out var hostname, out var error))
             {

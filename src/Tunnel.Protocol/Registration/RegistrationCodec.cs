@@ -41,7 +41,7 @@ public static class RegistrationCodec
         var body = await ReadFrameAsync(stream, RequestFrameType, cancellationToken).ConfigureAwait(false);
         var request = Deserialize(body, RegistrationJsonContext.Default.RegistrationRequest);
         ValidateRequest(request);
-        return request;
+        return request.Connections is null ? request with { Connections = [] } : request;
     }
 
     /// <summary>
@@ -189,18 +189,20 @@ public static class RegistrationCodec
 
     private static void ValidateRequest(RegistrationRequest request)
     {
-        if (request.Hostnames is null || request.Connections is null || request.Hostnames.Count + request.Connections.Count == 0)
+        // An origin older than connection routes leaves the field out.
+        var connections = request.Connections ?? [];
+        if (request.Hostnames is null || request.Hostnames.Count + connections.Count == 0)
         {
             throw new RegistrationProtocolException("The registration names no hostname.");
         }
 
-        var count = request.Hostnames.Count + request.Connections.Count;
+        var count = request.Hostnames.Count + connections.Count;
         if (count > TunnelLimits.MaxHostnamesPerRegistration)
         {
             throw new RegistrationProtocolException($"The registration names {count} hostnames; the limit is {TunnelLimits.MaxHostnamesPerRegistration}.");
         }
 
-        foreach (var hostname in request.Hostnames.Concat(request.Connections.Select(c => c?.Hostname)))
+        foreach (var hostname in request.Hostnames.Concat(connections.Select(c => c?.Hostname)))
         {
             if (hostname is null || hostname.Length > TunnelLimits.MaxHostnameLength)
             {
@@ -208,7 +210,7 @@ public static class RegistrationCodec
             }
         }
 
-        if (request.Connections.Any(c => !Enum.IsDefined(c.Mode)))
+        if (connections.Any(c => !Enum.IsDefined(c.Mode)))
         {
             throw new RegistrationProtocolException("The registration names a connection mode this edge does not know.");
         }
