@@ -50,10 +50,13 @@ public class HostnameRulesBoundaryTests
         Assert.Equal("app.example.com", normalized);
     }
 
-    [Fact]
-    public void No_hostname_is_refused_as_empty()
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData(" \t ")]
+    public void No_hostname_or_only_whitespace_is_refused_as_empty(string? hostname)
     {
-        Assert.False(HostnameRules.TryNormalize(null, out _, out var error));
+        Assert.False(HostnameRules.TryNormalize(hostname, out _, out var error));
         Assert.Equal("the hostname is empty", error);
     }
 
@@ -151,6 +154,14 @@ public class HostnameRulesBoundaryTests
     public void A_trailing_dot_on_either_side_does_not_change_coverage(string hostname, string certificateName)
     {
         Assert.True(HostnameRules.IsCoveredBy(hostname, certificateName));
+    }
+
+    [Theory]
+    [InlineData("a.example.com", "b.example.com")]
+    [InlineData("b.example.com", "a.example.com")]
+    public void An_exact_certificate_name_does_not_cover_its_siblings(string hostname, string certificateName)
+    {
+        Assert.False(HostnameRules.IsCoveredBy(hostname, certificateName));
     }
 
     [Theory]

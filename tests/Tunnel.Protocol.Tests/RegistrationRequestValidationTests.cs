@@ -33,6 +33,26 @@ public class RegistrationRequestValidationTests
     }
 
     [Fact]
+    public async Task A_request_built_without_a_connector_id_is_refused_when_read()
+    {
+        var frame = RegistrationCodec.EncodeRequest(new RegistrationRequest { Hostnames = ["a.example.com"] });
+
+        var error = await Assert.ThrowsAsync<RegistrationProtocolException>(
+            () => RegistrationCodec.ReadRequestAsync(new MemoryStream(frame), CancellationToken.None));
+
+        Assert.Equal("The registration field 'connectorId' is missing.", error.Message);
+    }
+
+    [Fact]
+    public async Task A_request_built_without_a_client_version_sends_an_empty_one()
+    {
+        var read = await Read(["a.example.com"]);
+
+        Assert.Equal("", read.ClientVersion);
+        Assert.Equal(TunnelProtocol.Version, read.Version);
+    }
+
+    [Fact]
     public async Task A_null_client_version_is_refused_naming_the_field()
     {
         var error = await Assert.ThrowsAsync<RegistrationProtocolException>(

@@ -77,6 +77,21 @@ public class RegistrationResponseValidationTests
     }
 
     [Fact]
+    public async Task Replies_built_without_their_required_field_are_refused_when_read()
+    {
+        var accepted = RegistrationCodec.EncodeResponse(RegistrationResponse.Accept(new RegistrationAccepted { EdgeName = "e" }));
+        var rejected = RegistrationCodec.EncodeResponse(RegistrationResponse.Reject(new RegistrationRejected { Message = "m" }));
+
+        var noConnection = await Assert.ThrowsAsync<RegistrationProtocolException>(
+            () => RegistrationCodec.ReadResponseAsync(new MemoryStream(accepted), CancellationToken.None));
+        var noCode = await Assert.ThrowsAsync<RegistrationProtocolException>(
+            () => RegistrationCodec.ReadResponseAsync(new MemoryStream(rejected), CancellationToken.None));
+
+        Assert.Equal("The registration field 'connectionId' is missing.", noConnection.Message);
+        Assert.Equal("The registration field 'code' is missing.", noCode.Message);
+    }
+
+    [Fact]
     public async Task A_negative_retry_delay_is_refused()
     {
         var error = await Assert.ThrowsAsync<RegistrationProtocolException>(

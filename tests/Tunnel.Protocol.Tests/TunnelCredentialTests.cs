@@ -38,6 +38,10 @@ public sealed class TunnelCredentialTests : IDisposable
         Assert.Equal(new DateTimeOffset(origin.NotBefore.ToUniversalTime()), read.NotBefore);
         Assert.Equal(new DateTimeOffset(origin.NotAfter.ToUniversalTime()), read.NotAfter);
         Assert.Equal(TimeSpan.Zero, read.NotAfter.Offset);
+
+        // Each PEM ends its last line, so `jq -r .certificate` (or .key) writes a file every PEM reader takes.
+        Assert.EndsWith("-----END CERTIFICATE-----\n", read.Certificate, StringComparison.Ordinal);
+        Assert.EndsWith("-----END PRIVATE KEY-----\n", read.Key, StringComparison.Ordinal);
         using var certificate = read.CreateCertificate();
         Assert.Equal(origin.Thumbprint, certificate.Thumbprint);
         Assert.True(certificate.HasPrivateKey);
