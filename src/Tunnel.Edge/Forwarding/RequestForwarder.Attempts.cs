@@ -1,6 +1,5 @@
 using System.Net;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 using Tunnel.Edge.Access;
 using Tunnel.Edge.Tunnels;
 

@@ -1,15 +1,8 @@
-using System.Buffers;
-using System.Diagnostics;
-using System.Net;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Primitives;
-using Tunnel.Edge.Access;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
-using Tunnel.Edge.Tunnels;
 using Tunnel.Protocol;
 
 namespace Tunnel.Edge.Forwarding;
