@@ -21,7 +21,7 @@ namespace Tunnel.Edge.Tunnels;
 /// the edge's CA, ALPN <c>tunnel/1</c>), the registration exchange, and puts accepted connections in the
 /// route table until they close.
 /// </summary>
-public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
+internal sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 {
     private readonly EdgeOptions _options;
     private readonly RouteTable _routes;
