@@ -39,7 +39,7 @@ public sealed class ServeFlagsTests : IDisposable
     }
 
     [Fact]
-    public void Without_flags_the_file_and_the_defaults_stand()
+    public void Peer_listen_wins_over_listen_and_the_edge_directory_fills_the_unset_paths()
     {
         var options = Build("--peer-listen", "127.0.0.3", "--listen", "127.0.0.2", "--dir", _directory);
 
