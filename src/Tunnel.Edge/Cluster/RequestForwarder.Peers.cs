@@ -6,7 +6,7 @@ using Tunnel.Edge.Cluster;
 namespace Tunnel.Edge.Forwarding;
 
 /// <summary>The one hop to a peer edge, for a request whose host has no local tunnel.</summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     // A peer that cannot be reached is passed over for the next one holding the route, this often.
     private const int MaxPeerAttempts = 3;

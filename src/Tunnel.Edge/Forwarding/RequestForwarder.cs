@@ -12,7 +12,7 @@ namespace Tunnel.Edge.Forwarding;
 /// method, target, headers less hop-by-hop ones, bodies both ways without buffering them whole,
 /// trailers, and cancellation both ways.
 /// </summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     // Most body chunks fit: big enough for full-speed downloads, small enough per request in flight.
     private const int CopyBufferSize = 64 * 1024;

@@ -20,7 +20,7 @@ namespace Tunnel.Edge.Tunnels;
 /// route table until they close, watched by <see cref="AnchorMonitor"/> and taken out of service by
 /// <see cref="TunnelWithdrawals"/>.
 /// </summary>
-public sealed class TunnelListener : BackgroundService, IHostedLifecycleService
+internal sealed class TunnelListener : BackgroundService, IHostedLifecycleService
 {
     private const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
 
