@@ -6,7 +6,7 @@ using Tunnel.Edge.Tunnels;
 namespace Tunnel.Edge.Forwarding;
 
 /// <summary>The attempt loop: one request sent to a destination (a tunnel connection or a peer edge), and sent again to another when the rules allow.</summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     /// <summary>
     /// The places one request may be sent, taken one at a time: the tunnel connections for its host

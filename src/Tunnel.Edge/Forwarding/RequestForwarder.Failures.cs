@@ -6,7 +6,7 @@ using Tunnel.Edge.Telemetry;
 namespace Tunnel.Edge.Forwarding;
 
 /// <summary>The one failure step: every failed request is logged, counted and answered here.</summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     // The host a request without one is logged and shown under.
     private const string NoHostName = "(none)";

@@ -7,7 +7,7 @@ using Tunnel.Protocol;
 namespace Tunnel.Edge.Forwarding;
 
 /// <summary>The request as the origin gets it: method, target, the visitor's headers less those the edge strips, and the edge's own fields.</summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     internal static HttpRequestMessage CreateRequest(HttpContext context, StrongBox bodyStarted, byte[]? replayableBody, ResponseHeadersDeadline deadline, WebSocketUpgrade? webSocket)
     {

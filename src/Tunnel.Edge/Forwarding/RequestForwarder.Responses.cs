@@ -6,7 +6,7 @@ using Microsoft.Extensions.Primitives;
 namespace Tunnel.Edge.Forwarding;
 
 /// <summary>The origin's response to the visitor: status, headers less hop-by-hop ones, the body as it comes, trailers.</summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     private async Task CopyResponseAsync(HttpContext context, IForwardRoute route, HttpResponseMessage upstream, string host)
     {

@@ -5,7 +5,7 @@ using Tunnel.Edge.Tunnels;
 namespace Tunnel.Edge.Forwarding;
 
 /// <summary>The tunnel connections a request may be sent down, for the attempt loop.</summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     /// <summary>
     /// The tunnel connections for the host, as the route table picks them. A connection at its cap of requests

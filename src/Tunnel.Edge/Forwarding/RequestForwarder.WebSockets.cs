@@ -6,7 +6,7 @@ using Tunnel.Edge.Telemetry;
 namespace Tunnel.Edge.Forwarding;
 
 /// <summary>A WebSocket the origin accepted: the visitor's handshake completed, then bytes both ways until either side ends.</summary>
-public sealed partial class RequestForwarder
+internal sealed partial class RequestForwarder
 {
     /// <summary>
     /// Completes the visitor's handshake once the origin accepted the extended CONNECT, then passes
