@@ -17,3 +17,15 @@ internal abstract record SlotCommand
     /// <summary>Kestrel disposed the connection.</summary>
     public sealed record Closed(StreamTransportConnection Connection) : SlotCommand;
 }
+
+/// <summary>Why a connection's time in its slot ended.</summary>
+internal enum SlotExit
+{
+    Closed,
+    EdgeAsksToMove,
+    Renew,
+    Rebalance,
+}
+
+/// <summary>A registered connection and what the slot remembers of it.</summary>
+internal sealed record SlotServing(SlotDial Dial, StreamTransportConnection Connection, TunnelConnectionEvent Registered, int Epoch);

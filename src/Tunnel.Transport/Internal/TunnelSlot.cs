@@ -53,22 +53,14 @@ internal sealed class TunnelSlot : IAsyncDisposable
     private TaskCompletionSource _registered = NewSignal();
 
     // The loop's own state: touched by the loop alone.
-    private Serving? _serving;
+    private SlotServing? _serving;
     private StreamTransportConnection? _retiring;
     private SlotDial? _replacement;
     private TaskCompletionSource<bool>? _moveDone;
     private Task _run = Task.CompletedTask;
     private int _disposed;
 
-    /// <param name="index">The slot's number, 0-based.</param>
-    /// <param name="dialer">The way to the edges.</param>
-    /// <param name="events">Where the slot publishes what happens to its connections.</param>
-    /// <param name="accepted">Where registered connections go for Kestrel to accept.</param>
-    /// <param name="redial">The backoff schedule.</param>
-    /// <param name="renewalNeeded">Called when a connection registered with a credential already replaced.</param>
-    /// <param name="logger">The plugin's logger.</param>
-    /// <param name="time">The clock of every wait.</param>
-    /// <param name="random">The backoff's jitter source; shared by default.</param>
+    /// <summary>A slot that queues its connections on <paramref name="accepted"/> and calls <paramref name="renewalNeeded"/> when it registers with a replaced credential.</summary>
     public TunnelSlot(int index, ISlotDialer dialer, TunnelEvents events, ChannelWriter<StreamTransportConnection> accepted, RedialBackoffOptions redial, Action renewalNeeded, ILogger logger, TimeProvider time, Random? random = null)
     {
         _index = index;
@@ -80,14 +72,6 @@ internal sealed class TunnelSlot : IAsyncDisposable
         _logger = logger;
         _time = time;
         _random = random;
-    }
-
-    private enum SlotExit
-    {
-        Closed,
-        EdgeAsksToMove,
-        Renew,
-        Rebalance,
     }
 
     /// <summary>The credential generation of the registered connection; -1 while the slot has none.</summary>
@@ -266,7 +250,7 @@ internal sealed class TunnelSlot : IAsyncDisposable
         {
             _generation = dial.Generation;
             _epoch++;
-            _serving = new Serving(dial, connection, registered, _epoch);
+            _serving = new SlotServing(dial, connection, registered, _epoch);
             registeredSignal = _registered;
             _registered = NewSignal();
         }
@@ -338,7 +322,7 @@ internal sealed class TunnelSlot : IAsyncDisposable
     }
 
     /// <summary>Dials the less used edge once while the connection keeps serving; true when the replacement is registered there.</summary>
-    private async Task<bool> TryRebalanceAsync(SlotCommand.Rebalance rebalance, Serving serving, CancellationToken stopping)
+    private async Task<bool> TryRebalanceAsync(SlotCommand.Rebalance rebalance, SlotServing serving, CancellationToken stopping)
     {
         lock (_gate)
         {
@@ -464,7 +448,4 @@ internal sealed class TunnelSlot : IAsyncDisposable
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    /// <summary>A registered connection and what the slot remembers of it.</summary>
-    private sealed record Serving(SlotDial Dial, StreamTransportConnection Connection, TunnelConnectionEvent Registered, int Epoch);
 }
