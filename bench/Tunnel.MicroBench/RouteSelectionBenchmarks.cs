@@ -48,11 +48,11 @@ public class RouteSelectionBenchmarks
     }
 
     [Benchmark(Baseline = true)]
-    public TunnelConnection? LookupFirst() => _plain.TryGetValue("app.example.com", out var candidates) ? candidates[0] : null;
+    public object? LookupFirst() => _plain.TryGetValue("app.example.com", out var candidates) ? candidates[0] : null;
 
     [Benchmark]
-    public TunnelConnection? PickExact() => _routes.Pick("app.example.com");
+    public object? PickExact() => _routes.Pick("app.example.com");
 
     [Benchmark]
-    public TunnelConnection? PickWildcard() => _routes.Pick("shop.example.org");
+    public object? PickWildcard() => _routes.Pick("shop.example.org");
 }

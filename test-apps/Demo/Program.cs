@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using HelloOrigin;
+using System.Text;
 using Tunnel.Edge;
 using Tunnel.Edge.Hosting;
 using Tunnel.Edge.Identity;
@@ -43,8 +44,8 @@ await edge.StartAsync();
 var credentialPath = Path.Combine(directory, "origin.credential.json");
 var credential = TunnelCredential.FromCertificate(originCertificate, [hostname], ca.ExportCertificatePem(), [$"127.0.0.1:{edge.TunnelEndPoint.Port}"], "localhost");
 
-// It holds a private key: written owner-only and atomically.
-Tunnel.Edge.Identity.EdgeDirectory.WriteCredential(credential, credentialPath);
+// It holds a private key: written owner-only.
+WriteOwnerOnly(credentialPath, credential.ToJson() + "\n");
 
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseTunnelTransport(tunnel =>
@@ -58,7 +59,7 @@ await origin.StartAsync();
 
 using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
 {
-    while (edge.Routes.ConnectionCount < HaConnections)
+    while (edge.TunnelConnectionCount < HaConnections)
     {
         if (wait.IsCancellationRequested)
         {
@@ -74,7 +75,7 @@ using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
 
 var url = $"http://{hostname}:{edge.VisitorEndPoint.Port}/";
 Console.WriteLine();
-Console.WriteLine($"Tunnel up: {edge.Routes.ConnectionCount} connections from HelloOrigin to edge {edge.Options.Name}.");
+Console.WriteLine($"Tunnel up: {edge.TunnelConnectionCount} connections from HelloOrigin to edge {edge.Options.Name}.");
 Console.WriteLine($"  curl {url}");
 Console.WriteLine($"  curl --http2-prior-knowledge {url}headers");
 Console.WriteLine($"  curl -N {url}stream");
@@ -102,4 +103,16 @@ string StringArg(string name, string fallback)
 {
     var index = Array.IndexOf(args, name);
     return index >= 0 && index + 1 < args.Length ? args[index + 1] : fallback;
+}
+
+static void WriteOwnerOnly(string path, string text)
+{
+    var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+    if (!OperatingSystem.IsWindows())
+    {
+        options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+    }
+
+    using var writer = new StreamWriter(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), options);
+    writer.Write(text);
 }

@@ -119,6 +119,47 @@ public class EdgeCliTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task Serve_with_several_bad_settings_lists_every_problem_and_exits_non_zero()
+    {
+        var directory = Directory.CreateTempSubdirectory("tunnel-cli-").FullName;
+        try
+        {
+            var config = Path.Combine(directory, "edge.json");
+            await File.WriteAllTextAsync(config, """
+                { "Edge": {
+                    "Limits": { "MaxRequestHeaderCount": 0 },
+                    "Hosts": { "app.example.com": { "Allow": [ "10.0.0.1/8" ], "RateLimit": { "PermitsPerSecond": 0 } } },
+                    "HttpsRedirectHosts": [ "bad host" ],
+                    "AdminAllowedNetworks": [ "not-a-network" ],
+                    "Cluster": { "StoreEndpoints": [ "http://127.0.0.1:2379" ], "KeyPrefix": "tunnel", "LeaseTtl": "00:00:01" } } }
+                """);
+
+            // No --dir: the credential paths are missing too.
+            var result = await Cli.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--config", config, "--listen", "127.0.0.1", "--tunnel-port", "0", "--http-port", "0", "--admin-port", "0"], CommandTimeout);
+            output.WriteLine(Cli.Describe(result));
+
+            Assert.Equal(2, result.ExitCode);
+            string[] problems =
+            [
+                "The edge needs CaCertificatePath, ServerCertificatePath and ServerKeyPath",
+                "Limits:MaxRequestHeaderCount is 0; it must be at least 1.",
+                "Hosts:app.example.com:Allow: '10.0.0.1/8' is not an IP address or CIDR range",
+                "Hosts:app.example.com:RateLimit:PermitsPerSecond is 0; it must be more than 0.",
+                "HttpsRedirectHosts: ",
+                "AdminAllowedNetworks: 'not-a-network' is not a network",
+                "Edge:Cluster:KeyPrefix must end with '/'; 'tunnel' does not.",
+                "Edge:Cluster:LeaseTtl must be at least 2 s",
+            ];
+            Assert.All(problems, problem => Assert.Contains(" - " + problem, result.Stderr, StringComparison.Ordinal));
+            Assert.Equal(problems.Length, result.Stderr.Split('\n').Count(line => line.StartsWith(" - ", StringComparison.Ordinal)));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     private async Task<string> RunAsync(params string[] arguments)
     {
         var result = await Cli.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), .. arguments], CommandTimeout);

@@ -4,7 +4,7 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// A DNS lookup failed: the name does not exist, or no server gave a usable answer. The message names
 /// the servers and what each did; <see cref="ErrorType"/> is a short stable name for metrics.
 /// </summary>
-public sealed class DnsResolutionException : Exception
+internal sealed class DnsResolutionException : Exception
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="errorType">A short stable name of the failure, e.g. <c>timeout</c> or <c>name_not_found</c>.</param>

@@ -8,7 +8,7 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// <see cref="Attempts"/> rounds; so one query takes at most
 /// <see cref="Attempts"/> × servers × 2 × <see cref="Timeout"/> (the factor 2 when a truncated answer is retried over TCP).
 /// </summary>
-public sealed class DnsResolverOptions
+internal sealed class DnsResolverOptions
 {
     /// <summary>The DNS servers to ask, in order. When empty, the <c>nameserver</c> lines of <see cref="ResolvConfPath"/> (port 53), read at each lookup so that a changed file is followed.</summary>
     /// <remarks>Defaults to empty (the system's resolv.conf).</remarks>

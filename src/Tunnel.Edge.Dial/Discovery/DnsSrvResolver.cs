@@ -13,7 +13,7 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// the answer's additional section; targets without any there are looked up with separate A and AAAA
 /// queries to the same servers. Thread-safe.
 /// </summary>
-public sealed class DnsSrvResolver : ISrvResolver
+internal sealed class DnsSrvResolver : ISrvResolver
 {
     private readonly DnsServerRotation _client;
 

@@ -3,7 +3,7 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// <summary>
 /// Looks up the SRV records of a name, with the addresses of their targets.
 /// </summary>
-public interface ISrvResolver
+internal interface ISrvResolver
 {
     /// <summary>
     /// Looks up <paramref name="name"/> (e.g. <c>_tunnel._tcp.example.com</c>). An empty

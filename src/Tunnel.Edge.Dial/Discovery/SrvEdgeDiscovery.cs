@@ -21,7 +21,7 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// <see cref="EdgeDiscoveryException"/> is thrown naming the SRV name and the error. Thread-safe.
 /// </para>
 /// </remarks>
-public sealed class SrvEdgeDiscovery : IEdgeDiscovery
+internal sealed class SrvEdgeDiscovery : IEdgeDiscovery
 {
     private readonly ISrvResolver _resolver;
     private readonly IReadOnlyList<EdgeAddress>? _fallback;

@@ -3,7 +3,7 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// <summary>
 /// The order in which RFC 2782 says to try SRV targets.
 /// </summary>
-public static class SrvOrdering
+internal static class SrvOrdering
 {
     /// <summary>
     /// Orders <paramref name="targets"/>: by priority ascending; within a priority, by repeated weighted

@@ -8,4 +8,4 @@ namespace Tunnel.Edge.Dial.Discovery;
 /// <param name="Priority">Lower is tried first.</param>
 /// <param name="Weight">Among targets of one priority, the relative share of selections; 0 means almost never first.</param>
 /// <param name="Addresses">The target's addresses when known, IPv4 first; empty to resolve <paramref name="Host"/> when dialing.</param>
-public sealed record SrvTarget(string Host, int Port, int Priority, int Weight, IReadOnlyList<IPAddress> Addresses);
+internal sealed record SrvTarget(string Host, int Port, int Priority, int Weight, IReadOnlyList<IPAddress> Addresses);

@@ -25,12 +25,107 @@ internal sealed class HostPolicies : IDisposable
 
     public HostPolicy Defaults { get; }
 
-    /// <summary>Validates the options' limits and host entries; throws one error listing every problem.</summary>
+    /// <summary>
+    /// Compiles the options' limits and host entries, which <see cref="EdgeOptionsValidator"/> checks at start;
+    /// throws one error listing every problem when they are not valid.
+    /// </summary>
     public static HostPolicies Create(EdgeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         var errors = new List<string>();
+        Validate(options, errors);
+        if (errors.Count > 0)
+        {
+            throw new InvalidOperationException("The edge's limits are misconfigured:" + Environment.NewLine + " - " + string.Join(Environment.NewLine + " - ", errors));
+        }
+
         var limits = options.Limits ?? new EdgeLimitsOptions();
+        var defaults = new HostPolicy
+        {
+            Name = "(defaults)",
+            MaxRequestBodySize = limits.MaxRequestBodySize,
+            MaxConcurrentRequests = limits.MaxConcurrentRequests,
+            MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
+            MaxConcurrentRequestsPerVisitor = limits.MaxConcurrentRequestsPerVisitor,
+            ResponseHeadersTimeout = limits.ResponseHeadersTimeout,
+        };
+
+        var hosts = new Dictionary<string, HostPolicy>(StringComparer.Ordinal);
+        foreach (var (key, host) in options.Hosts ?? [])
+        {
+            if (host is not null && HostnameRules.TryNormalize(key, out var name, out _))
+            {
+                hosts.Add(name, new HostPolicy
+                {
+                    Name = name,
+                    Allow = ParseRanges("", host.Allow, errors),
+                    Deny = ParseRanges("", host.Deny, errors),
+                    MaxRequestBodySize = host.MaxRequestBodySize ?? limits.MaxRequestBodySize,
+                    MaxConcurrentRequests = host.MaxConcurrentRequests ?? limits.MaxConcurrentRequests,
+                    MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
+                    MaxConcurrentRequestsPerVisitor = host.MaxConcurrentRequestsPerVisitor is { } perVisitor ? (perVisitor == 0 ? null : perVisitor) : limits.MaxConcurrentRequestsPerVisitor,
+                    ResponseHeadersTimeout = host.ResponseHeadersTimeout ?? limits.ResponseHeadersTimeout,
+                    RateLimiter = host.RateLimit is { } rate ? CreateRateLimiter(rate) : null,
+                });
+            }
+        }
+
+        return new HostPolicies(defaults, hosts);
+    }
+
+    /// <summary>Adds every problem of the options' <c>Limits</c> and <c>Hosts</c> to <paramref name="errors"/>.</summary>
+    public static void Validate(EdgeOptions options, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var limits = options.Limits ?? new EdgeLimitsOptions();
+        CheckLimits(limits, errors);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (key, host) in options.Hosts ?? [])
+        {
+            var label = $"Hosts:{key}";
+            if (!HostnameRules.TryNormalize(key, out var name, out var nameError))
+            {
+                errors.Add($"{label}: {nameError}.");
+                continue;
+            }
+
+            if (host is null)
+            {
+                continue;
+            }
+
+            CheckCommon(label, host.MaxRequestBodySize, host.MaxConcurrentRequests, host.ResponseHeadersTimeout, errors);
+            if (host.MaxConcurrentRequestsPerVisitor is < 0)
+            {
+                errors.Add($"{label}:MaxConcurrentRequestsPerVisitor is {host.MaxConcurrentRequestsPerVisitor}; it must be 0 (no cap) or more (or unset for the global limit).");
+            }
+
+            ParseRanges(label + ":Allow", host.Allow, errors);
+            ParseRanges(label + ":Deny", host.Deny, errors);
+            CheckRateLimit(label + ":RateLimit", host.RateLimit, errors);
+            if (!names.Add(name))
+            {
+                errors.Add($"{label}: {name} is configured twice.");
+            }
+        }
+    }
+
+    /// <summary>The policy for a visitor's host (lower case, no trailing dot).</summary>
+    public HostPolicy Resolve(string normalizedHost) =>
+        _hosts.TryGetValue(normalizedHost, out var exact) ? exact
+        : HostnameRules.WildcardFor(normalizedHost) is { } wildcard && _hosts.TryGetValue(wildcard, out var covering) ? covering
+        : Defaults;
+
+    public void Dispose()
+    {
+        foreach (var policy in _hosts.Values)
+        {
+            policy.Dispose();
+        }
+    }
+
+    private static void CheckLimits(EdgeLimitsOptions limits, List<string> errors)
+    {
         if (limits.MaxRequestHeadersTotalSize is < 1024 or > MaxHeadersTotalSizeCeiling)
         {
             errors.Add($"Limits:MaxRequestHeadersTotalSize is {limits.MaxRequestHeadersTotalSize}; it must be between 1024 and {MaxHeadersTotalSizeCeiling} bytes.");
@@ -56,84 +151,6 @@ internal sealed class HostPolicies : IDisposable
         if (limits.MinDataRateGracePeriod <= TimeSpan.FromSeconds(1))
         {
             errors.Add($"Limits:MinDataRateGracePeriod is {limits.MinDataRateGracePeriod}; it must be more than 1 second (Kestrel checks rates once a second).");
-        }
-
-        var defaults = new HostPolicy
-        {
-            Name = "(defaults)",
-            MaxRequestBodySize = limits.MaxRequestBodySize,
-            MaxConcurrentRequests = limits.MaxConcurrentRequests,
-            MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
-            MaxConcurrentRequestsPerVisitor = limits.MaxConcurrentRequestsPerVisitor,
-            ResponseHeadersTimeout = limits.ResponseHeadersTimeout,
-        };
-
-        var hosts = new Dictionary<string, HostPolicy>(StringComparer.Ordinal);
-        foreach (var (key, host) in options.Hosts ?? [])
-        {
-            var label = $"Hosts:{key}";
-            if (!HostnameRules.TryNormalize(key, out var name, out var nameError))
-            {
-                errors.Add($"{label}: {nameError}.");
-                continue;
-            }
-
-            if (host is null)
-            {
-                continue;
-            }
-
-            CheckCommon(label, host.MaxRequestBodySize, host.MaxConcurrentRequests, host.ResponseHeadersTimeout, errors);
-            if (host.MaxConcurrentRequestsPerVisitor is < 0)
-            {
-                errors.Add($"{label}:MaxConcurrentRequestsPerVisitor is {host.MaxConcurrentRequestsPerVisitor}; it must be 0 (no cap) or more (or unset for the global limit).");
-            }
-
-            var allow = ParseRanges(label + ":Allow", host.Allow, errors);
-            var deny = ParseRanges(label + ":Deny", host.Deny, errors);
-            var limiter = CreateRateLimiter(label + ":RateLimit", host.RateLimit, errors);
-            if (!hosts.TryAdd(name, new HostPolicy
-            {
-                Name = name,
-                Allow = allow,
-                Deny = deny,
-                MaxRequestBodySize = host.MaxRequestBodySize ?? limits.MaxRequestBodySize,
-                MaxConcurrentRequests = host.MaxConcurrentRequests ?? limits.MaxConcurrentRequests,
-                MaxConcurrentRequestsPerConnection = limits.MaxConcurrentRequestsPerConnection,
-                MaxConcurrentRequestsPerVisitor = host.MaxConcurrentRequestsPerVisitor is { } perVisitor ? (perVisitor == 0 ? null : perVisitor) : limits.MaxConcurrentRequestsPerVisitor,
-                ResponseHeadersTimeout = host.ResponseHeadersTimeout ?? limits.ResponseHeadersTimeout,
-                RateLimiter = limiter,
-            }))
-            {
-                limiter?.Dispose();
-                errors.Add($"{label}: {name} is configured twice.");
-            }
-        }
-
-        if (errors.Count > 0)
-        {
-            foreach (var policy in hosts.Values)
-            {
-                policy.Dispose();
-            }
-
-            throw new InvalidOperationException("The edge's limits are misconfigured:" + Environment.NewLine + " - " + string.Join(Environment.NewLine + " - ", errors));
-        }
-
-        return new HostPolicies(defaults, hosts);
-    }
-
-    /// <summary>The policy for a visitor's host (lower case, no trailing dot).</summary>
-    public HostPolicy Resolve(string normalizedHost) =>
-        _hosts.TryGetValue(normalizedHost, out var exact) ? exact
-        : HostnameRules.WildcardFor(normalizedHost) is { } wildcard && _hosts.TryGetValue(wildcard, out var covering) ? covering
-        : Defaults;
-
-    public void Dispose()
-    {
-        foreach (var policy in _hosts.Values)
-        {
-            policy.Dispose();
         }
     }
 
@@ -204,25 +221,25 @@ internal sealed class HostPolicies : IDisposable
         return [.. parsed];
     }
 
-    private static PartitionedRateLimiter<IPAddress>? CreateRateLimiter(string label, EdgeRateLimitOptions? rate, List<string> errors)
+    private static void CheckRateLimit(string label, EdgeRateLimitOptions? rate, List<string> errors)
     {
         if (rate is null)
         {
-            return null;
+            return;
         }
 
         if (!(rate.PermitsPerSecond > 0) || double.IsInfinity(rate.PermitsPerSecond))
         {
             errors.Add($"{label}:PermitsPerSecond is {rate.PermitsPerSecond.ToString(CultureInfo.InvariantCulture)}; it must be more than 0.");
-            return null;
         }
-
-        if (rate.Burst is < 1)
+        else if (rate.Burst is < 1)
         {
             errors.Add($"{label}:Burst is {rate.Burst}; it must be at least 1.");
-            return null;
         }
+    }
 
+    private static PartitionedRateLimiter<IPAddress> CreateRateLimiter(EdgeRateLimitOptions rate)
+    {
         // Whole tokens each period: at least one second, longer for rates below one a second.
         var (tokensPerPeriod, period) = rate.PermitsPerSecond >= 1
             ? ((int)Math.Round(rate.PermitsPerSecond), TimeSpan.FromSeconds(1))

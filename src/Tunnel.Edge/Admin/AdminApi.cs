@@ -270,20 +270,39 @@ internal sealed class AdminApi
         return JsonSerializer.SerializeAsync(context.Response.Body, body, type, context.RequestAborted);
     }
 
-    private static IPNetwork ParseNetwork(string text)
+    /// <summary>Adds a problem for each <c>AdminAllowedNetworks</c> entry that is neither a network nor an address.</summary>
+    public static void ValidateNetworks(EdgeOptions options, List<string> errors)
     {
-        if (IPNetwork.TryParse(text, out var network))
+        ArgumentNullException.ThrowIfNull(options);
+        foreach (var text in options.AdminAllowedNetworks)
         {
-            return network;
+            if (!TryParseNetwork(text, out _))
+            {
+                errors.Add(NotANetwork(text));
+            }
+        }
+    }
+
+    private static IPNetwork ParseNetwork(string text) =>
+        TryParseNetwork(text, out var network) ? network : throw new InvalidOperationException(NotANetwork(text));
+
+    private static bool TryParseNetwork(string text, out IPNetwork network)
+    {
+        if (IPNetwork.TryParse(text, out network))
+        {
+            return true;
         }
 
         if (IPAddress.TryParse(text, out var address))
         {
-            return new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            network = new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            return true;
         }
 
-        throw new InvalidOperationException($"AdminAllowedNetworks: '{text}' is not a network (CIDR like 10.0.0.0/8) or an IP address.");
+        return false;
     }
+
+    private static string NotANetwork(string text) => $"AdminAllowedNetworks: '{text}' is not a network (CIDR like 10.0.0.0/8) or an IP address.";
 }
 
 internal sealed record ErrorResponse(string Error);

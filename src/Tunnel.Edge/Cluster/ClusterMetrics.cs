@@ -8,7 +8,7 @@ namespace Tunnel.Edge.Cluster;
 /// how many routes each holds, whether the store answers, and requests forwarded to and received from
 /// peers. Peer names are an attribute: the operator bounds their number.
 /// </summary>
-public sealed class ClusterMetrics
+internal sealed class ClusterMetrics
 {
     private const string PeerAttribute = "tunnel.peer.name";
 

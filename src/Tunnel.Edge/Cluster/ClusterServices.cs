@@ -13,7 +13,7 @@ namespace Tunnel.Edge.Cluster;
 /// </summary>
 internal static class ClusterServices
 {
-    /// <summary>Checks the options and registers the services.</summary>
+    /// <summary>Registers the services (the options are checked by <see cref="EdgeOptionsValidator"/>).</summary>
     public static void Add(IServiceCollection services, EdgeOptions options)
     {
         var cluster = options.Cluster;
@@ -23,7 +23,9 @@ internal static class ClusterServices
             return;
         }
 
-        Validate(options);
+        // Read the files now, so a bad path stops the edge at start rather than at its first etcd call.
+        using var tls = EtcdTlsOptions.From(cluster)?.ClientCertificate;
+
         services.AddSingleton<EtcdRouteStore>();
         services.AddSingleton<IRouteStore>(sp => sp.GetRequiredService<EtcdRouteStore>());
         services.AddSingleton<PeerSet>();
@@ -59,50 +61,60 @@ internal static class ClusterServices
         return address;
     }
 
-    private static void Validate(EdgeOptions options)
+    /// <summary>Adds every problem of a cluster's options (<c>Edge:Cluster</c>, and the edge's name) to <paramref name="errors"/>.</summary>
+    public static void Validate(EdgeOptions options, List<string> errors)
     {
         var cluster = options.Cluster;
         if (options.Name.Length == 0 || options.Name.Contains('/', StringComparison.Ordinal))
         {
-            throw new InvalidOperationException($"In a cluster the edge's name must be non-empty and contain no '/' (it is part of etcd keys); '{options.Name}' is not.");
+            errors.Add($"In a cluster the edge's name must be non-empty and contain no '/' (it is part of etcd keys); '{options.Name}' is not.");
         }
 
         if (!cluster.KeyPrefix.EndsWith('/'))
         {
-            throw new InvalidOperationException($"Edge:Cluster:KeyPrefix must end with '/'; '{cluster.KeyPrefix}' does not.");
+            errors.Add($"Edge:Cluster:KeyPrefix must end with '/'; '{cluster.KeyPrefix}' does not.");
         }
 
         if (cluster.LeaseTtl < TimeSpan.FromSeconds(2))
         {
-            throw new InvalidOperationException($"Edge:Cluster:LeaseTtl must be at least 2 s (etcd's minimum is about 1.5 s); {cluster.LeaseTtl.TotalSeconds} s is too short.");
+            errors.Add($"Edge:Cluster:LeaseTtl must be at least 2 s (etcd's minimum is about 1.5 s); {cluster.LeaseTtl.TotalSeconds} s is too short.");
         }
 
         if (cluster.ProbeInterval <= TimeSpan.Zero)
         {
-            throw new InvalidOperationException("Edge:Cluster:ProbeInterval must be positive.");
+            errors.Add("Edge:Cluster:ProbeInterval must be positive.");
         }
 
+        ValidatePeerAddresses(cluster, errors);
+        ValidateStore(cluster, errors);
+    }
+
+    private static void ValidatePeerAddresses(ClusterOptions cluster, List<string> errors)
+    {
         if (!IPAddress.TryParse(cluster.PeerAddress, out var listen))
         {
-            throw new InvalidOperationException($"Edge:Cluster:PeerAddress '{cluster.PeerAddress}' is not an IP address.");
+            errors.Add($"Edge:Cluster:PeerAddress '{cluster.PeerAddress}' is not an IP address.");
         }
-
-        if (string.IsNullOrEmpty(cluster.AdvertiseAddress) && (listen.Equals(IPAddress.Any) || listen.Equals(IPAddress.IPv6Any)))
+        else if (string.IsNullOrEmpty(cluster.AdvertiseAddress) && (listen.Equals(IPAddress.Any) || listen.Equals(IPAddress.IPv6Any)))
         {
-            throw new InvalidOperationException("The inter-edge port listens on every address, so the other edges cannot be told which one to dial: set Edge:Cluster:AdvertiseAddress (host:port), or PeerAddress to one address.");
+            errors.Add("The inter-edge port listens on every address, so the other edges cannot be told which one to dial: set Edge:Cluster:AdvertiseAddress (host:port), or PeerAddress to one address.");
         }
 
         if (cluster.AdvertiseAddress is { Length: > 0 } advertised && !Uri.TryCreate("https://" + advertised + "/", UriKind.Absolute, out _))
         {
-            throw new InvalidOperationException($"Edge:Cluster:AdvertiseAddress '{advertised}' is not host:port.");
+            errors.Add($"Edge:Cluster:AdvertiseAddress '{advertised}' is not host:port.");
         }
+    }
 
+    private static void ValidateStore(ClusterOptions cluster, List<string> errors)
+    {
         var https = false;
         foreach (var endpoint in cluster.StoreEndpoints)
         {
             if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
             {
-                throw new InvalidOperationException($"Edge:Cluster:StoreEndpoints: '{endpoint}' is not an etcd client URL such as http://127.0.0.1:2379.");
+                errors.Add($"Edge:Cluster:StoreEndpoints: '{endpoint}' is not an etcd client URL such as http://127.0.0.1:2379.");
+                continue;
             }
 
             https |= uri.Scheme == Uri.UriSchemeHttps;
@@ -110,21 +122,29 @@ internal static class ClusterServices
 
         if (cluster.StoreKeyPath is { Length: > 0 } && cluster.StoreCertificatePath is not { Length: > 0 })
         {
-            throw new InvalidOperationException("Edge:Cluster:StoreKeyPath is set without StoreCertificatePath.");
+            errors.Add("Edge:Cluster:StoreKeyPath is set without StoreCertificatePath.");
         }
 
         if (!https && (cluster.StoreCaPath is { Length: > 0 } || cluster.StoreCertificatePath is { Length: > 0 }))
         {
-            throw new InvalidOperationException("Edge:Cluster:StoreCaPath and StoreCertificatePath are for https:// etcd endpoints, and every StoreEndpoints entry is http://: the certificates would never be used.");
+            errors.Add("Edge:Cluster:StoreCaPath and StoreCertificatePath are for https:// etcd endpoints, and every StoreEndpoints entry is http://: the certificates would never be used.");
+        }
+
+        EtcdLogin? login;
+        try
+        {
+            login = EtcdLogin.From(cluster);
+        }
+        catch (InvalidOperationException ex)
+        {
+            errors.Add(ex.Message);
+            return;
         }
 
         // etcd's login sends the password as it is, and every later call carries the token it returns.
-        if (EtcdLogin.From(cluster) is not null && cluster.StoreEndpoints.FirstOrDefault(e => e.StartsWith("http://", StringComparison.OrdinalIgnoreCase)) is { } plain)
+        if (login is not null && cluster.StoreEndpoints.FirstOrDefault(e => e.StartsWith("http://", StringComparison.OrdinalIgnoreCase)) is { } plain)
         {
-            throw new InvalidOperationException($"Edge:Cluster:StoreUsername and StorePassword are set, but the etcd endpoint '{plain}' is plain http://: the password and the token etcd gives for it would cross the network readable by anyone on the path. Use https:// endpoints (etcd's --cert-file and --key-file, and Edge:Cluster:StoreCaPath or --etcd-ca here).");
+            errors.Add($"Edge:Cluster:StoreUsername and StorePassword are set, but the etcd endpoint '{plain}' is plain http://: the password and the token etcd gives for it would cross the network readable by anyone on the path. Use https:// endpoints (etcd's --cert-file and --key-file, and Edge:Cluster:StoreCaPath or --etcd-ca here).");
         }
-
-        // Read the files now, so a bad path stops the edge at start rather than at its first etcd call.
-        using var tls = EtcdTlsOptions.From(cluster)?.ClientCertificate;
     }
 }

@@ -7,14 +7,14 @@ using Tunnel.Protocol;
 namespace Tunnel.Edge.Cluster;
 
 /// <summary>An edge of the cluster as it registered itself: its name, region and inter-edge address.</summary>
-public sealed record EdgeRecord(string Name, string Region, string Address);
+internal sealed record EdgeRecord(string Name, string Region, string Address);
 
 /// <summary>
 /// An immutable copy of the cluster's shared state: the edges and, for each hostname, the edges that
 /// hold live tunnel connections for it. Built from the store's keys; swapped whole on each change so
 /// readers need no lock.
 /// </summary>
-public sealed class ClusterSnapshot
+internal sealed class ClusterSnapshot
 {
     private const string EdgesFolder = "edges/";
     private const string RoutesFolder = "routes/";

@@ -16,7 +16,7 @@ namespace Tunnel.Edge.Cluster;
 /// are JSON strings, as the gateway writes them. Endpoints are tried in turn; the one that answered
 /// last is tried first.
 /// </summary>
-public sealed class EtcdGateway : IDisposable
+internal sealed class EtcdGateway : IDisposable
 {
     private readonly HttpClient _client;
     private readonly Uri[] _endpoints;
@@ -470,7 +470,7 @@ public sealed class EtcdGateway : IDisposable
 /// <summary>An etcd user and password, for an etcd with authentication enabled.</summary>
 /// <param name="User">The etcd user.</param>
 /// <param name="Password">Its password.</param>
-public sealed record EtcdLogin(string User, string Password)
+internal sealed record EtcdLogin(string User, string Password)
 {
     /// <summary>The login <paramref name="cluster"/> names, or <c>null</c>.</summary>
     /// <exception cref="InvalidOperationException">Only one of user and password is set.</exception>
@@ -491,7 +491,7 @@ public sealed record EtcdLogin(string User, string Password)
 }
 
 /// <summary>TLS settings for <c>https</c> etcd endpoints.</summary>
-public sealed class EtcdTlsOptions
+internal sealed class EtcdTlsOptions
 {
     /// <summary>The CAs the endpoint's certificate must chain to; <c>null</c> or empty for the system roots.</summary>
     public X509Certificate2Collection? TrustedCas { get; init; }
@@ -549,7 +549,7 @@ public sealed class EtcdTlsOptions
 }
 
 /// <summary>A failed etcd call: unreachable, an error reply, or a reply we cannot read.</summary>
-public sealed class EtcdException : Exception
+internal sealed class EtcdException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public EtcdException(string message, Exception? innerException = null)
@@ -570,7 +570,7 @@ public sealed class EtcdException : Exception
 }
 
 /// <summary>One key changed: <see cref="Value"/> is <c>null</c> when it was deleted (or its lease expired).</summary>
-public sealed record EtcdChange(string Key, string? Value);
+internal sealed record EtcdChange(string Key, string? Value);
 
 /// <summary>A batch of changes from a watch, and the store's revision after it.</summary>
-public sealed record EtcdWatchBatch(long Revision, IReadOnlyList<EtcdChange> Changes);
+internal sealed record EtcdWatchBatch(long Revision, IReadOnlyList<EtcdChange> Changes);

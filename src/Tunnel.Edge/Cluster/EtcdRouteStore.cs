@@ -18,7 +18,7 @@ namespace Tunnel.Edge.Cluster;
 /// edge), and each copy read hands the cluster's revocations to <see cref="EdgeCredentials"/>, so a
 /// revocation made at one edge closes the credential's tunnels at every edge within seconds.
 /// </summary>
-public sealed class EtcdRouteStore : BackgroundService, IRouteStore
+internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
 {
     // Retrying an unreachable etcd: quick enough that a returning store is noticed within about a
     // second, slow enough to cost nothing while it is down.
@@ -127,103 +127,31 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
     /// <summary>Keeps the lease alive and the keys under it equal to the edge's record and live hostnames.</summary>
     private async Task PublishAsync(EdgeRecord self, CancellationToken stoppingToken)
     {
-        var keepAliveEvery = _cluster.LeaseTtl / 3;
-        var written = new HashSet<string>(StringComparer.Ordinal);
-        var revocationsWritten = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-        var nextKeepAlive = DateTime.UtcNow;
+        var state = new PublishState(_cluster.LeaseTtl / 3);
         var retryDelay = FirstRetryDelay;
-        var failing = false;
-        string? failingReason = null;
+        string? failingReason = null; // Why etcd is out of reach; null while it answers.
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                if (LeaseId == 0)
+                if (!await PublishOnceAsync(self, state, stoppingToken).ConfigureAwait(false))
                 {
-                    var lease = await _etcd.GrantLeaseAsync(_cluster.LeaseTtl, stoppingToken).ConfigureAwait(false);
-                    written.Clear();
-                    await _etcd.PutAsync(ClusterSnapshot.EdgeKey(_cluster.KeyPrefix, self.Name), ClusterSnapshot.EdgeValue(self), lease, stoppingToken).ConfigureAwait(false);
-                    Interlocked.Exchange(ref _leaseId, lease);
-                    nextKeepAlive = DateTime.UtcNow + keepAliveEvery;
-                    ClusterLog.LeaseGranted(_logger, lease, _cluster.LeaseTtl.TotalSeconds);
+                    continue;
                 }
-
-                if (DateTime.UtcNow >= nextKeepAlive)
-                {
-                    var ttl = await _etcd.KeepAliveOnceAsync(LeaseId, stoppingToken).ConfigureAwait(false);
-                    if (ttl <= 0)
-                    {
-                        // Expired while etcd could not be reached for longer than the TTL: start over,
-                        // and every key is written again under the new lease.
-                        ClusterLog.LeaseLost(_logger, LeaseId);
-                        Interlocked.Exchange(ref _leaseId, 0);
-                        continue;
-                    }
-
-                    nextKeepAlive = DateTime.UtcNow + keepAliveEvery;
-                }
-
-                // Drain the signal before reading the table, so a change during the writes is not lost.
-                _routesChanged.Reader.TryRead(out _);
-                var desired = _routes.Hostnames().ToHashSet(StringComparer.Ordinal);
-                foreach (var hostname in desired.Except(written).ToArray())
-                {
-                    await _etcd.PutAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), "", LeaseId, stoppingToken).ConfigureAwait(false);
-                    written.Add(hostname);
-                }
-
-                foreach (var hostname in written.Except(desired).ToArray())
-                {
-                    await _etcd.DeleteAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), stoppingToken).ConfigureAwait(false);
-                    written.Remove(hostname);
-                }
-
-                await PublishRevocationsAsync(revocationsWritten, stoppingToken).ConfigureAwait(false);
 
                 _publishConnected = true;
-                if (failing)
+                if (failingReason is not null)
                 {
-                    failing = false;
+                    failingReason = null;
                     ClusterLog.StoreReachable(_logger);
                 }
 
                 retryDelay = FirstRetryDelay;
-                var wait = nextKeepAlive - DateTime.UtcNow;
-                if (wait > TimeSpan.Zero)
-                {
-                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                    timeout.CancelAfter(wait);
-                    try
-                    {
-                        await _routesChanged.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
-                    {
-                    }
-                }
+                await WaitForRouteChangeAsync(state.NextKeepAlive - DateTime.UtcNow, stoppingToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is EtcdException or HttpRequestException or IOException or OperationCanceledException && !stoppingToken.IsCancellationRequested)
             {
-                _publishConnected = false;
-                var reason = ex is OperationCanceledException ? $"no answer within {_etcd.CallTimeout.TotalSeconds:0.#} s" : ex.Message;
-                if (!failing)
-                {
-                    failing = true;
-                    ClusterLog.StoreUnreachable(_logger, reason);
-
-                    // A watch on a half-dead connection may never notice; read everything again once
-                    // etcd answers.
-                    RestartWatch();
-                }
-                else if (reason != failingReason)
-                {
-                    // Still out of reach, for another reason (a timeout, then a refused login, say):
-                    // the operator needs the one that explains it.
-                    ClusterLog.StoreUnreachable(_logger, reason);
-                }
-
-                failingReason = reason;
-
+                failingReason = ReportStoreUnreachable(ex, failingReason);
                 try
                 {
                     await Task.Delay(retryDelay, stoppingToken).ConfigureAwait(false);
@@ -240,6 +168,103 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
                 return;
             }
         }
+    }
+
+    /// <summary>
+    /// One round of publishing: a lease and the edge's record when there is no lease, the keepalive when due,
+    /// then the route and revocation keys. False when the lease turned out expired (the next round starts over).
+    /// </summary>
+    private async Task<bool> PublishOnceAsync(EdgeRecord self, PublishState state, CancellationToken stoppingToken)
+    {
+        if (LeaseId == 0)
+        {
+            var lease = await _etcd.GrantLeaseAsync(_cluster.LeaseTtl, stoppingToken).ConfigureAwait(false);
+            state.Written.Clear();
+            await _etcd.PutAsync(ClusterSnapshot.EdgeKey(_cluster.KeyPrefix, self.Name), ClusterSnapshot.EdgeValue(self), lease, stoppingToken).ConfigureAwait(false);
+            Interlocked.Exchange(ref _leaseId, lease);
+            state.NextKeepAlive = DateTime.UtcNow + state.KeepAliveEvery;
+            ClusterLog.LeaseGranted(_logger, lease, _cluster.LeaseTtl.TotalSeconds);
+        }
+
+        if (DateTime.UtcNow >= state.NextKeepAlive)
+        {
+            var ttl = await _etcd.KeepAliveOnceAsync(LeaseId, stoppingToken).ConfigureAwait(false);
+            if (ttl <= 0)
+            {
+                // Expired while etcd could not be reached for longer than the TTL: start over,
+                // and every key is written again under the new lease.
+                ClusterLog.LeaseLost(_logger, LeaseId);
+                Interlocked.Exchange(ref _leaseId, 0);
+                return false;
+            }
+
+            state.NextKeepAlive = DateTime.UtcNow + state.KeepAliveEvery;
+        }
+
+        await PublishRoutesAsync(self, state.Written, stoppingToken).ConfigureAwait(false);
+        await PublishRevocationsAsync(state.RevocationsWritten, stoppingToken).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Writes a route key for each hostname the edge serves that has none, and deletes those it no longer serves.</summary>
+    private async Task PublishRoutesAsync(EdgeRecord self, HashSet<string> written, CancellationToken stoppingToken)
+    {
+        // Drain the signal before reading the table, so a change during the writes is not lost.
+        _routesChanged.Reader.TryRead(out _);
+        var desired = _routes.Hostnames().ToHashSet(StringComparer.Ordinal);
+        foreach (var hostname in desired.Except(written).ToArray())
+        {
+            await _etcd.PutAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), "", LeaseId, stoppingToken).ConfigureAwait(false);
+            written.Add(hostname);
+        }
+
+        foreach (var hostname in written.Except(desired).ToArray())
+        {
+            await _etcd.DeleteAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), stoppingToken).ConfigureAwait(false);
+            written.Remove(hostname);
+        }
+    }
+
+    /// <summary>Waits until the routes change or the wait (to the next keepalive) is over.</summary>
+    private async Task WaitForRouteChangeAsync(TimeSpan wait, CancellationToken stoppingToken)
+    {
+        if (wait <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        timeout.CancelAfter(wait);
+        try
+        {
+            await _routesChanged.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Logs that etcd is out of reach, once per reason; returns the reason.</summary>
+    private string ReportStoreUnreachable(Exception ex, string? failingReason)
+    {
+        _publishConnected = false;
+        var reason = ex is OperationCanceledException ? $"no answer within {_etcd.CallTimeout.TotalSeconds:0.#} s" : ex.Message;
+        if (failingReason is null)
+        {
+            ClusterLog.StoreUnreachable(_logger, reason);
+
+            // A watch on a half-dead connection may never notice; read everything again once
+            // etcd answers.
+            RestartWatch();
+        }
+        else if (reason != failingReason)
+        {
+            // Still out of reach, for another reason (a timeout, then a refused login, say):
+            // the operator needs the one that explains it.
+            ClusterLog.StoreUnreachable(_logger, reason);
+        }
+
+        return reason;
     }
 
     /// <summary>Reads every key, then follows changes from that revision; after any break, reads again.</summary>
@@ -348,4 +373,19 @@ public sealed class EtcdRouteStore : BackgroundService, IRouteStore
 
     /// <summary>A call slower than a third of the TTL would let the lease lapse between keepalives.</summary>
     private static TimeSpan CallTimeout(TimeSpan leaseTtl) => TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(1).Ticks, leaseTtl.Ticks / 3));
+
+    /// <summary>What the publishing loop keeps between rounds.</summary>
+    private sealed class PublishState(TimeSpan keepAliveEvery)
+    {
+        /// <summary>A third of the lease's TTL: two keepalives can fail before it expires.</summary>
+        public TimeSpan KeepAliveEvery { get; } = keepAliveEvery;
+
+        /// <summary>The hostnames whose route keys are written under the current lease.</summary>
+        public HashSet<string> Written { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>The revoked credential ids written to the store.</summary>
+        public HashSet<string> RevocationsWritten { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+        public DateTime NextKeepAlive { get; set; } = DateTime.UtcNow;
+    }
 }

@@ -4,7 +4,7 @@ namespace Tunnel.Edge.Cluster;
 /// Where an edge learns which other edges hold live tunnel connections for a hostname. Reads are of a
 /// local copy and never wait: a visitor's request must not depend on the store being reachable.
 /// </summary>
-public interface IRouteStore
+internal interface IRouteStore
 {
     /// <summary>The cluster as this edge last saw it (this edge included).</summary>
     ClusterSnapshot Current { get; }

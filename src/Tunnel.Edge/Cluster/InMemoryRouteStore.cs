@@ -4,7 +4,7 @@ namespace Tunnel.Edge.Cluster;
 /// The embedded default: one edge, no peers. The edge's own <see cref="Routing.RouteTable"/> in memory
 /// is the whole truth, as it was before clusters.
 /// </summary>
-public sealed class InMemoryRouteStore : IRouteStore
+internal sealed class InMemoryRouteStore : IRouteStore
 {
     /// <inheritdoc />
     public ClusterSnapshot Current => ClusterSnapshot.Empty;

@@ -9,7 +9,7 @@ namespace Tunnel.Edge.Cluster;
 /// Another edge of the cluster as this one reaches it: one long-lived HTTP/2 connection over mutual
 /// TLS (more only when its streams run out), and the smoothed round-trip time of the probes sent over it.
 /// </summary>
-public sealed class PeerEdge : IDisposable
+internal sealed class PeerEdge : IDisposable
 {
     // The weight of the newest probe in the smoothed RTT: a slowed path shows within a few probes,
     // one slow probe does not send all traffic elsewhere.

@@ -114,4 +114,4 @@ internal static class PeerRequests
 /// (access lists, rate limit, header and body limits) the first edge applied already.
 /// </summary>
 /// <param name="FromEdge">The name of the edge that forwarded it.</param>
-public sealed record PeerRequestFeature(string FromEdge);
+internal sealed record PeerRequestFeature(string FromEdge);

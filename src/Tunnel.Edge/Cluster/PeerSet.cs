@@ -18,7 +18,7 @@ namespace Tunnel.Edge.Cluster;
 /// at the next handshake and their open connections closed), and the certificate shown to peers is the
 /// current <c>edge.pem</c>, or the <c>--peer-cert</c> file checked again every probe interval.
 /// </summary>
-public sealed class PeerSet : BackgroundService
+internal sealed class PeerSet : BackgroundService
 {
     // A probe slower than this counts as lost: the peer is passed over until one gets through.
     private static readonly TimeSpan MinProbeTimeout = TimeSpan.FromSeconds(2);

@@ -9,7 +9,7 @@ namespace Tunnel.Edge.Forwarding;
 /// request injects this span's W3C <c>traceparent</c> into the request down the tunnel, so the app's
 /// ASP.NET Core request span becomes its child.
 /// </summary>
-public sealed class EdgeTracing(RequestDelegate next)
+internal sealed class EdgeTracing(RequestDelegate next)
 {
     /// <summary>The edge's ActivitySource name.</summary>
     public const string SourceName = "Tunnel.Edge";

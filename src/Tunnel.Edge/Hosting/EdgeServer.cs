@@ -45,7 +45,10 @@ public sealed class EdgeServer : IAsyncDisposable
     public EdgeOptions Options { get; }
 
     /// <summary>The route table: hostname to live tunnel connections.</summary>
-    public RouteTable Routes => _app.Services.GetRequiredService<RouteTable>();
+    internal RouteTable Routes => _app.Services.GetRequiredService<RouteTable>();
+
+    /// <summary>How many tunnel connections from origins are registered now.</summary>
+    public int TunnelConnectionCount => Routes.ConnectionCount;
 
     /// <summary>Where origins dial (the real port when 0 was configured).</summary>
     public IPEndPoint TunnelEndPoint => _app.Services.GetRequiredService<TunnelListener>().EndPoint;
@@ -69,12 +72,13 @@ public sealed class EdgeServer : IAsyncDisposable
     public IServiceProvider Services => _app.Services;
 
     /// <summary>
-    /// Builds an edge: loads its credentials (a missing or corrupt file fails here, with its name) and
-    /// binds the tunnel port.
+    /// Builds an edge: checks its options (one error lists every problem), loads its credentials (a missing or
+    /// corrupt file fails here, with its name) and binds the tunnel port.
     /// </summary>
     public static EdgeServer Create(EdgeOptions options, Action<ILoggingBuilder>? configureLogging = null, string[]? args = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        EdgeOptionsValidator.ThrowIfInvalid(options);
         var policies = HostPolicies.Create(options);
         var credentials = EdgeCredentials.Load(options);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args ?? [] });
@@ -89,7 +93,29 @@ public sealed class EdgeServer : IAsyncDisposable
         });
         configureLogging?.Invoke(builder.Logging);
 
-        var services = builder.Services;
+        var handoff = new H2cHandoff();
+        AddServices(builder.Services, options, credentials, policies, handoff);
+        ListenOptions? adminListen = null;
+        ListenOptions? peerListen = null;
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            ListenForVisitors(kestrel, options, handoff);
+            PassthroughServices.ListenTcpRoutes(kestrel, options, kestrel.ApplicationServices.GetRequiredService<VisitorConnectionLimits>());
+            adminListen = EdgeAdmin.Listen(kestrel, options);
+            peerListen = Cluster.ClusterServices.Listen(kestrel, options);
+        });
+
+        var app = builder.Build();
+
+        // Load the visitor certificates now, so a missing or corrupt file stops Create with its name.
+        _ = app.Services.GetRequiredService<VisitorCertificates>();
+        UseVisitorPipeline(app, options);
+        _ = app.Services.GetRequiredService<TunnelListener>();
+        return new EdgeServer(app, options, () => adminListen, () => peerListen);
+    }
+
+    private static void AddServices(IServiceCollection services, EdgeOptions options, EdgeCredentials credentials, HostPolicies policies, H2cHandoff handoff)
+    {
         services.AddSingleton(options);
         Telemetry.EdgeOtlpExport.AddIfConfigured(services, options);
         services.AddSingleton(_ => credentials); // A factory, so the container disposes it (its file watch) with the host.
@@ -102,7 +128,6 @@ public sealed class EdgeServer : IAsyncDisposable
         PassthroughServices.Add(services, options);
         services.AddSingleton<TunnelListener>();
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
-        var handoff = new H2cHandoff();
         services.AddSingleton<IConnectionListenerFactory>(handoff);
         services.AddSingleton(sp => VisitorCertificates.Load(options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors"), sp.GetRequiredService<Telemetry.EdgeMetrics>()));
         services.AddSingleton(new HttpsRedirect(options));
@@ -110,63 +135,60 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton(sp => new VisitorConnectionLimits(options.Limits, sp.GetRequiredService<EdgeMetrics>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors"), sp.GetRequiredService<TimeProvider>()));
         EdgeAdmin.AddServices(services);
-        ListenOptions? adminListen = null;
-        ListenOptions? peerListen = null;
+    }
 
-        builder.WebHost.ConfigureKestrel(kestrel =>
+    /// <summary>The visitor ports: plain HTTP (HTTP/1.1, h2c handed off) and, with a certificate, HTTPS.</summary>
+    private static void ListenForVisitors(KestrelServerOptions kestrel, EdgeOptions options, H2cHandoff handoff)
+    {
+        kestrel.AddServerHeader = false;
+
+        // The origin enforces its own body limit; the edge streams and never buffers bodies whole.
+        kestrel.Limits.MaxRequestBodySize = null;
+        VisitorLimits.Apply(kestrel.Limits, options.Limits);
+        var connectionLimits = kestrel.ApplicationServices.GetRequiredService<VisitorConnectionLimits>();
+        kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpPort, listen =>
         {
-            kestrel.AddServerHeader = false;
+            listen.Protocols = HttpProtocols.Http1;
+            listen.Use(connectionLimits.Middleware);
+            listen.Use(kestrel.ApplicationServices.GetRequiredService<PassthroughRouter>().Http);
+            listen.Use(next => handoff.Sniff(next, connectionLimits));
+        });
+        kestrel.Listen(new H2cHandoffEndPoint(), listen => listen.Protocols = HttpProtocols.Http2);
 
-            // The origin enforces its own body limit; the edge streams and never buffers bodies whole.
-            kestrel.Limits.MaxRequestBodySize = null;
-            VisitorLimits.Apply(kestrel.Limits, options.Limits);
-            var connectionLimits = kestrel.ApplicationServices.GetRequiredService<VisitorConnectionLimits>();
-            kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpPort, listen =>
-            {
-                listen.Protocols = HttpProtocols.Http1;
-                listen.Use(connectionLimits.Middleware);
-                listen.Use(kestrel.ApplicationServices.GetRequiredService<PassthroughRouter>().Http);
-                listen.Use(next => handoff.Sniff(next, connectionLimits));
-            });
-            kestrel.Listen(new H2cHandoffEndPoint(), listen => listen.Protocols = HttpProtocols.Http2);
+        var certificates = kestrel.ApplicationServices.GetRequiredService<VisitorCertificates>();
+        if (options.VisitorHttpsPort < 0 || (certificates.IsEmpty && !options.Connections.TlsPassthrough))
+        {
+            return;
+        }
 
-            var certificates = kestrel.ApplicationServices.GetRequiredService<VisitorCertificates>();
-            if (options.VisitorHttpsPort >= 0 && (!certificates.IsEmpty || options.Connections.TlsPassthrough))
+        kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpsPort, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http1AndHttp2;
+
+            // Counted before the handshake: a visitor holds the socket from its first byte.
+            listen.Use(connectionLimits.Middleware);
+            listen.Use(kestrel.ApplicationServices.GetRequiredService<PassthroughRouter>().Tls);
+            listen.UseHttps(new TlsHandshakeCallbackOptions
             {
-                kestrel.Listen(IPAddress.Parse(options.VisitorAddress), options.VisitorHttpsPort, listen =>
+                HandshakeTimeout = options.Limits.TlsHandshakeTimeout,
+                OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
                 {
-                    listen.Protocols = HttpProtocols.Http1AndHttp2;
-
-                    // Counted before the handshake: a visitor holds the socket from its first byte.
-                    listen.Use(connectionLimits.Middleware);
-                    listen.Use(kestrel.ApplicationServices.GetRequiredService<PassthroughRouter>().Tls);
-                    listen.UseHttps(new TlsHandshakeCallbackOptions
-                    {
-                        HandshakeTimeout = options.Limits.TlsHandshakeTimeout,
-                        OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
-                        {
-                            ServerCertificateContext = certificates.Select(context.ClientHelloInfo.ServerName),
-                            ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
-                        }),
-                    });
-                    if (options.ReleaseIdleTlsBuffers)
-                    {
-                        listen.Use(kestrel.ApplicationServices.GetRequiredService<VisitorTlsBuffers>().Middleware);
-                    }
-
-                    listen.Use(connectionLimits.AwaitFirstBytes);
-                });
+                    ServerCertificateContext = certificates.Select(context.ClientHelloInfo.ServerName),
+                    ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+                }),
+            });
+            if (options.ReleaseIdleTlsBuffers)
+            {
+                listen.Use(kestrel.ApplicationServices.GetRequiredService<VisitorTlsBuffers>().Middleware);
             }
 
-            PassthroughServices.ListenTcpRoutes(kestrel, options, connectionLimits);
-            adminListen = EdgeAdmin.Listen(kestrel, options);
-            peerListen = Cluster.ClusterServices.Listen(kestrel, options);
+            listen.Use(connectionLimits.AwaitFirstBytes);
         });
+    }
 
-        var app = builder.Build();
-
-        // Load the visitor certificates now, so a missing or corrupt file stops Create with its name.
-        _ = app.Services.GetRequiredService<VisitorCertificates>();
+    /// <summary>The request pipeline: admin and peer ports first, then metrics, tracing, access rules, the HTTPS redirect, the forwarder.</summary>
+    private static void UseVisitorPipeline(WebApplication app, EdgeOptions options)
+    {
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
         EdgeAdmin.Map(app, options.AdminPort >= 0);
         Cluster.ClusterServices.Use(app, options);
@@ -180,8 +202,6 @@ public sealed class EdgeServer : IAsyncDisposable
         }
 
         app.Run(forwarder.InvokeAsync);
-        _ = app.Services.GetRequiredService<TunnelListener>();
-        return new EdgeServer(app, options, () => adminListen, () => peerListen);
     }
 
     /// <summary>Starts both listeners.</summary>

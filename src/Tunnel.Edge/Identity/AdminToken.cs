@@ -4,7 +4,7 @@ using System.Text;
 namespace Tunnel.Edge.Identity;
 
 /// <summary>The admin API's bearer token: read from its file, compared in constant time.</summary>
-public static class AdminToken
+internal static class AdminToken
 {
     // Shorter than this is guessable, whoever wrote the file.
     private const int MinimumLength = 16;

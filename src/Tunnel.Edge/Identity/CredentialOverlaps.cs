@@ -8,14 +8,14 @@ namespace Tunnel.Edge.Identity;
 /// <param name="Other">The other credential: the same exact name, or a wildcard one label up.</param>
 /// <param name="OtherName">The name <paramref name="Other"/> covers it with (the exact name or the wildcard).</param>
 /// <param name="Message">What it means, for <c>tunnel-edge issue</c> and the status page.</param>
-public sealed record CredentialOverlap(string Hostname, IssuedCredential Holder, IssuedCredential Other, string OtherName, string Message);
+internal sealed record CredentialOverlap(string Hostname, IssuedCredential Holder, IssuedCredential Other, string OtherName, string Message);
 
 /// <summary>
 /// Finds hostnames covered by more than one credential: their origins' connections pool as replicas of
 /// one site, unless one claims the name exclusively, in which case the other cannot register it. Either
 /// way the operator should know, so <c>tunnel-edge issue</c> and the status page say so.
 /// </summary>
-public static class CredentialOverlaps
+internal static class CredentialOverlaps
 {
     /// <summary>
     /// The overlaps among <paramref name="credentials"/> (pass only those that may still serve: not

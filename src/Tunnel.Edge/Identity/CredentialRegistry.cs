@@ -12,13 +12,13 @@ namespace Tunnel.Edge.Identity;
 /// <param name="NotBefore">When its certificate becomes valid.</param>
 /// <param name="NotAfter">When its certificate expires.</param>
 /// <param name="Exclusive">Whether it claims its exact hostnames exclusively (<c>issue --exclusive</c>, see <see cref="ExclusiveClaim"/>).</param>
-public sealed record IssuedCredential(string Id, string Label, IReadOnlyList<string> Hostnames, string Issuer, DateTimeOffset IssuedAt, DateTimeOffset NotBefore, DateTimeOffset NotAfter, bool Exclusive = false);
+internal sealed record IssuedCredential(string Id, string Label, IReadOnlyList<string> Hostnames, string Issuer, DateTimeOffset IssuedAt, DateTimeOffset NotBefore, DateTimeOffset NotAfter, bool Exclusive = false);
 
 /// <summary>
 /// The list of credentials the edge's CA issued (<c>credentials.json</c> in the edge directory),
 /// written by <c>tunnel-edge issue</c> and read by <c>tunnel-edge credentials list</c>.
 /// </summary>
-public static class CredentialRegistry
+internal static class CredentialRegistry
 {
     /// <summary>Reads the registry; a missing file is an empty list, a corrupt one throws naming the file.</summary>
     public static IReadOnlyList<IssuedCredential> Load(string path)

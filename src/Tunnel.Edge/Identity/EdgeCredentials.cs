@@ -13,8 +13,10 @@ namespace Tunnel.Edge.Identity;
 /// file changes, so a renewed server certificate, a rotated CA or a revocation takes effect without a
 /// restart. A file that turns corrupt later is logged and the loaded state kept.
 /// </summary>
-public sealed class EdgeCredentials : IDisposable
+internal sealed class EdgeCredentials : IDisposable
 {
+    private const string MissingPaths = "The edge needs CaCertificatePath, ServerCertificatePath and ServerKeyPath (tunnel-edge init writes them).";
+
     private static readonly Oid ClientAuthOid = new("1.3.6.1.5.5.7.3.2");
 
     private readonly EdgeOptions? _options;
@@ -60,18 +62,24 @@ public sealed class EdgeCredentials : IDisposable
     /// <summary>Raised after a reload changed the trust bundle or the revocation list: live connections are checked again.</summary>
     public event Action? TrustChanged;
 
+    /// <summary>Why the options do not name the edge's CA and server certificate files, or <c>null</c> when they do.</summary>
+    public static string? MissingPathsProblem(EdgeOptions options) =>
+        string.IsNullOrEmpty(options.CaCertificatePath) || string.IsNullOrEmpty(options.ServerCertificatePath) || string.IsNullOrEmpty(options.ServerKeyPath)
+            ? MissingPaths
+            : null;
+
     /// <summary>Loads the files named in the options.</summary>
     public static EdgeCredentials Load(EdgeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (string.IsNullOrEmpty(options.CaCertificatePath) || string.IsNullOrEmpty(options.ServerCertificatePath) || string.IsNullOrEmpty(options.ServerKeyPath))
+        if (options is not { CaCertificatePath: { Length: > 0 } caPath, ServerCertificatePath: { Length: > 0 } certificatePath, ServerKeyPath: { Length: > 0 } keyPath })
         {
-            throw new InvalidOperationException("The edge needs CaCertificatePath, ServerCertificatePath and ServerKeyPath (tunnel-edge init writes them).");
+            throw new InvalidOperationException(MissingPaths);
         }
 
         var credentials = new EdgeCredentials(options, Check(
-            CertificateIssuer.LoadPem(options.ServerCertificatePath, options.ServerKeyPath),
-            LoadCas(options.CaCertificatePath),
+            CertificateIssuer.LoadPem(certificatePath, keyPath),
+            LoadCas(caPath),
             options.RevocationListPath is { Length: > 0 } revocations ? RevocationList.Load(revocations) : RevocationList.Empty));
         credentials.RecordStamps();
         return credentials;
@@ -349,4 +357,4 @@ public sealed class EdgeCredentials : IDisposable
 /// <summary>Why a credential may not serve.</summary>
 /// <param name="Revoked">Whether it was revoked (else its chain no longer validates, e.g. its CA was retired).</param>
 /// <param name="Message">The reason, for logs and the origin's refusal.</param>
-public sealed record CredentialProblem(bool Revoked, string Message);
+internal sealed record CredentialProblem(bool Revoked, string Message);

@@ -11,7 +11,7 @@ namespace Tunnel.Edge.Identity;
 /// command that changes the directory goes through here, so the CLI, the demo and tests share one
 /// implementation; writes are atomic and secrets owner-only.
 /// </summary>
-public sealed class EdgeDirectory
+internal sealed class EdgeDirectory
 {
     /// <summary>The issuing CA's certificate: new origin credentials are signed by it.</summary>
     public const string CaCertificateFile = "ca.pem";

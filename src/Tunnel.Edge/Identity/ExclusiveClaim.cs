@@ -15,7 +15,7 @@ namespace Tunnel.Edge.Identity;
 /// forge or strip it without the CA's key. The credential registry keeps a copy for the operator's
 /// overlap warnings. Non-critical, so TLS stacks that do not know it still validate the certificate.
 /// </remarks>
-public static class ExclusiveClaim
+internal static class ExclusiveClaim
 {
     /// <summary>The extension's OID: under the UUID arc (2.25, ITU-T X.667), which needs no registration.</summary>
     public const string ExtensionOid = "2.25.222631333677171576504431820239255283486";

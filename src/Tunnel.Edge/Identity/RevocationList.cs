@@ -8,14 +8,14 @@ namespace Tunnel.Edge.Identity;
 /// <param name="Id">The credential id (the origin certificate's serial, upper-case hex).</param>
 /// <param name="RevokedAt">When it was revoked.</param>
 /// <param name="Reason">The operator's reason, shown to the origin in its refusal.</param>
-public sealed record RevokedCredential(string Id, DateTimeOffset RevokedAt, string Reason);
+internal sealed record RevokedCredential(string Id, DateTimeOffset RevokedAt, string Reason);
 
 /// <summary>
 /// The edge's revocation list (<c>revoked.json</c>): credentials that may never register again and
 /// whose live connections the edge closes. The file is the source of truth, so it survives restarts and
 /// a <c>tunnel-edge revoke</c> run next to a live edge takes effect there too.
 /// </summary>
-public sealed class RevocationList
+internal sealed class RevocationList
 {
     private readonly FrozenDictionary<string, RevokedCredential> _byId;
 

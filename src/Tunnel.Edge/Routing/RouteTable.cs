@@ -10,7 +10,7 @@ namespace Tunnel.Edge.Routing;
 /// Hostname to the live tunnel connections of every origin replica registered for it. Lookups are
 /// lock-free reads of immutable arrays; changes copy the small array of one hostname.
 /// </summary>
-public sealed class RouteTable
+internal sealed class RouteTable
 {
     private readonly ConcurrentDictionary<string, ImmutableArray<TunnelConnection>> _routes = new(StringComparer.Ordinal);
     private readonly Lock _writeLock = new();

@@ -1,7 +1,7 @@
 namespace Tunnel.Edge.Telemetry;
 
 /// <summary>What happened to a tunnel connection.</summary>
-public enum EdgeConnectionEventKind
+internal enum EdgeConnectionEventKind
 {
     /// <summary>An origin's registration was accepted.</summary>
     Registered,
@@ -22,7 +22,7 @@ public enum EdgeConnectionEventKind
 /// <param name="Hostnames">The hostnames registered, comma-separated; empty for a refusal.</param>
 /// <param name="Reason">The rejection code for a refusal, else empty.</param>
 /// <param name="Detail">The refusal's message, or the uptime of a closed connection.</param>
-public sealed record EdgeConnectionEvent(
+internal sealed record EdgeConnectionEvent(
     DateTimeOffset Time,
     EdgeConnectionEventKind Kind,
     string Remote,

@@ -7,7 +7,7 @@ namespace Tunnel.Edge.Telemetry;
 /// The one place the tunnel listener reports registrations, refusals and closed connections: it
 /// counts them in <see cref="EdgeMetrics"/> and keeps the most recent for the status page.
 /// </summary>
-public sealed class EdgeConnectionEvents
+internal sealed class EdgeConnectionEvents
 {
     // A status page's worth: enough to see a flapping origin's pattern, bounded so a storm of
     // refusals costs fixed memory.

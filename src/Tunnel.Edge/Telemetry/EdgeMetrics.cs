@@ -10,7 +10,7 @@ namespace Tunnel.Edge.Telemetry;
 /// renders it for Prometheus). Route names (registered hostnames) are an attribute here: the edge's
 /// operator bounds their number, unlike visitors' Host headers, which never are.
 /// </summary>
-public sealed class EdgeMetrics
+internal sealed class EdgeMetrics
 {
     /// <summary>The meter's name.</summary>
     public const string MeterName = "Tunnel.Edge";

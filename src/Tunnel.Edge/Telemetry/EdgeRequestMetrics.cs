@@ -9,7 +9,7 @@ namespace Tunnel.Edge.Telemetry;
 /// Wraps the visitor pipeline: counts requests in flight, their bodies' bytes, and when each ends its
 /// route, status class, duration, and the upstream error kind the forwarder reported.
 /// </summary>
-public sealed class EdgeRequestMetrics(RequestDelegate next, EdgeMetrics metrics, RecentRequests recent, RouteTable routes)
+internal sealed class EdgeRequestMetrics(RequestDelegate next, EdgeMetrics metrics, RecentRequests recent, RouteTable routes)
 {
     // Made once: a method group converted per request would be two delegates per request.
     private readonly Action<long> _received = metrics.BytesReceived;

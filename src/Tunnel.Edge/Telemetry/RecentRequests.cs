@@ -6,7 +6,7 @@ namespace Tunnel.Edge.Telemetry;
 /// Visitor requests of the last minute by route and status class, for the status page: a ring of
 /// one-second buckets per route, so a count is exact to the second and memory is fixed per route.
 /// </summary>
-public sealed class RecentRequests
+internal sealed class RecentRequests
 {
     /// <summary>The window the counts cover.</summary>
     public static readonly TimeSpan Window = TimeSpan.FromSeconds(WindowSeconds);
@@ -109,7 +109,7 @@ public sealed class RecentRequests
 /// <summary>One route's requests in the last minute.</summary>
 /// <param name="Route">The route, or <c>null</c> for requests whose host matched none.</param>
 /// <param name="ByStatusClass">Counts for 1xx, 2xx, 3xx, 4xx, 5xx.</param>
-public sealed record RouteRequestCounts(string? Route, IReadOnlyList<long> ByStatusClass)
+internal sealed record RouteRequestCounts(string? Route, IReadOnlyList<long> ByStatusClass)
 {
     /// <summary>All requests.</summary>
     public long Total => ByStatusClass.Sum();

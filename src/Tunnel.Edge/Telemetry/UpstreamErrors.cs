@@ -7,7 +7,7 @@ namespace Tunnel.Edge.Telemetry;
 /// reports the kind at its error points, and <see cref="EdgeRequestMetrics"/> counts it as
 /// <c>tunnel.edge.upstream.errors</c> by <c>error.type</c>.
 /// </summary>
-public static class UpstreamErrors
+internal static class UpstreamErrors
 {
     /// <summary>No tunnel connection is registered for the host (502).</summary>
     public const string NoTunnel = "no_tunnel";

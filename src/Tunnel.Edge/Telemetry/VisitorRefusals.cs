@@ -4,7 +4,7 @@ namespace Tunnel.Edge.Telemetry;
 /// Why the edge refused or closed a visitor's connection or request at one of its bounds: the
 /// <c>reason</c> of <c>tunnel.edge.visitor.refused</c>.
 /// </summary>
-public static class VisitorRefusals
+internal static class VisitorRefusals
 {
     /// <summary>The visitor ports hold <c>Limits:MaxConcurrentConnections</c> connections already.</summary>
     public const string ConnectionLimit = "connection_limit";

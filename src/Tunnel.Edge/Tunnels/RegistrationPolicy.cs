@@ -23,7 +23,7 @@ namespace Tunnel.Edge.Tunnels;
 /// <see cref="EdgeOptions.CredentialRegistryPath"/> is set, from the issuing registry, so a claim holds
 /// before its credential first connects. A credential is its certificate's serial, as for revocation.
 /// </remarks>
-public sealed class RegistrationPolicy
+internal sealed class RegistrationPolicy
 {
     // Places free up as a credential's connections close (redeploys, redials); sooner than this
     // would have an over-cap fleet of replicas hammering the edge.

@@ -10,7 +10,7 @@ namespace Tunnel.Edge.Tunnels;
 /// stream the origin dialed. Its <see cref="TunnelHttp2Handler"/> speaks HTTP/2 on exactly that
 /// stream, so every request on it is a stream of that one connection.
 /// </summary>
-public sealed class TunnelConnection : IAsyncDisposable
+internal sealed class TunnelConnection : IAsyncDisposable
 {
     // How much of each response the origin may send before the edge grants more. The HTTP client's
     // default, 64 KiB, grows with its RTT estimate only after a download has stalled on it a few times;

@@ -35,6 +35,19 @@ internal sealed class HttpsRedirect
         ConfiguredPort = options.HttpsRedirectPort;
     }
 
+    /// <summary>Adds a problem for each <c>HttpsRedirectHosts</c> entry that is neither '*' nor a hostname.</summary>
+    public static void Validate(EdgeOptions options, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        foreach (var host in options.HttpsRedirectHosts)
+        {
+            if (host.Trim() != "*" && !HostnameRules.TryNormalize(host, out _, out var error))
+            {
+                errors.Add($"HttpsRedirectHosts: {error}.");
+            }
+        }
+    }
+
     /// <summary>Whether any host is redirected.</summary>
     public bool IsEnabled => _everyHost || _hosts.Count > 0;
 

@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Dial.Dialing;
+using Tunnel.Edge.Dial.Discovery;
 
 namespace Tunnel.Transport.Internal;
 
@@ -10,6 +12,9 @@ internal sealed class TunnelEvents(ILoggerFactory loggerFactory, TunnelStatus st
 {
     private readonly ILogger _logger = loggerFactory.CreateLogger("Tunnel.Transport");
 
+    /// <summary>Raised after each event is applied, counted and logged: what unit tests watch.</summary>
+    public event Action<TunnelConnectionEvent>? Published;
+
     public TunnelStatus Status => status;
 
     public void Publish(TunnelConnectionEvent e)
@@ -17,11 +22,37 @@ internal sealed class TunnelEvents(ILoggerFactory loggerFactory, TunnelStatus st
         status.Apply(e);
         metrics.Record(e);
         Log(e);
+        Published?.Invoke(e);
     }
 
     /// <summary>The edge's name, and its region in parentheses when it has one.</summary>
     internal static string DescribeEdge(string? name, string? region) =>
         string.IsNullOrEmpty(region) ? name ?? "" : $"{name} ({region})";
+
+    /// <summary>The event for a failed dial: its kind, phase and error type from the failure.</summary>
+    internal static TunnelConnectionEvent Failure(int index, EdgeAddress? edge, Exception failure, TimeSpan delay, DateTimeOffset at)
+    {
+        var e = new TunnelConnectionEvent(TunnelConnectionEventKind.DialFailed, index, at)
+        {
+            EdgeAddress = edge?.ToString(),
+            RetryDelay = delay,
+            Reason = failure.Message,
+        };
+        return failure switch
+        {
+            RegistrationRejectedException rejected => e with
+            {
+                Kind = TunnelConnectionEventKind.Rejected,
+                Phase = nameof(DialPhase.Registration),
+                ErrorType = rejected.Rejection.Code,
+                Reason = rejected.Rejection.Message,
+                Retryable = rejected.Rejection.Retryable,
+            },
+            EdgeDiscoveryException => e with { Phase = nameof(DialPhase.Discovery), ErrorType = "discovery_failed" },
+            EdgeDialException dial => e with { Phase = dial.Phase.ToString(), ErrorType = dial.ErrorType },
+            _ => e with { Phase = "Unknown", ErrorType = failure.GetType().Name },
+        };
+    }
 
     private void Log(TunnelConnectionEvent e)
     {

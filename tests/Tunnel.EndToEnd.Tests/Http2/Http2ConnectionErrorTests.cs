@@ -113,7 +113,7 @@ public class Http2ConnectionErrorTests
     }
 
     /// <summary>The client over one end of a loopback TCP connection; the test writes the server's frames on the other.</summary>
-    private sealed class HandWrittenServer : IAsyncDisposable
+    internal sealed class HandWrittenServer : IAsyncDisposable
     {
         private readonly TcpListener _listener;
         private readonly TcpClient _client;
@@ -159,7 +159,7 @@ public class Http2ConnectionErrorTests
         return payload;
     }
 
-    private static async Task<int> NextHeadersAsync(Http2FrameReader frames)
+    internal static async Task<int> NextHeadersAsync(Http2FrameReader frames)
     {
         while (true)
         {
@@ -190,7 +190,7 @@ public class Http2ConnectionErrorTests
         }
     }
 
-    private static async Task WriteFrameAsync(Stream stream, Http2FrameType type, byte flags, int streamId, byte[] payload)
+    internal static async Task WriteFrameAsync(Stream stream, Http2FrameType type, byte flags, int streamId, byte[] payload)
     {
         var frame = new byte[Http2FrameHeader.Size + payload.Length];
         Http2FrameHeader.Write(frame, payload.Length, type, flags, streamId);

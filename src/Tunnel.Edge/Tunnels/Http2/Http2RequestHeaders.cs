@@ -27,51 +27,13 @@ internal static class Http2RequestHeaders
         var encoder = new HpackEncoder();
         try
         {
-            var method = request.Method;
-            if (extendedConnect || method == HttpMethod.Connect)
-            {
-                encoder.WriteLiteral(HpackStaticTable.MethodGet, "CONNECT");
-            }
-            else if (method == HttpMethod.Get)
-            {
-                encoder.WriteIndexed(HpackStaticTable.MethodGet);
-            }
-            else if (method == HttpMethod.Post)
-            {
-                encoder.WriteIndexed(HpackStaticTable.MethodPost);
-            }
-            else
-            {
-                encoder.WriteLiteral(HpackStaticTable.MethodGet, method.Method);
-            }
-
+            WriteMethod(encoder, request.Method, extendedConnect);
             if (extendedConnect)
             {
                 encoder.WritePseudoLiteral(":protocol", ProtocolOf(request)!);
             }
 
-            if (string.Equals(scheme, "http", StringComparison.Ordinal))
-            {
-                encoder.WriteIndexed(HpackStaticTable.SchemeHttp);
-            }
-            else if (string.Equals(scheme, "https", StringComparison.Ordinal))
-            {
-                encoder.WriteIndexed(HpackStaticTable.SchemeHttps);
-            }
-            else
-            {
-                encoder.WriteLiteral(HpackStaticTable.SchemeHttp, scheme);
-            }
-
-            if (path == "/")
-            {
-                encoder.WriteIndexed(HpackStaticTable.PathRoot);
-            }
-            else
-            {
-                encoder.WriteLiteral(HpackStaticTable.PathRoot, path);
-            }
-
+            WriteSchemeAndPath(encoder, scheme, path);
             encoder.WriteLiteral(HpackStaticTable.Authority, authority);
             if (fieldsRequest is not null)
             {
@@ -82,27 +44,9 @@ internal static class Http2RequestHeaders
                 WriteHeaderFields(request, encoder);
             }
 
-            if (!extendedConnect && request.Content is { } content)
+            if (!extendedConnect)
             {
-                if (content.Headers.ContentLength is { } length)
-                {
-                    encoder.WriteLiteral(HpackStaticTable.ContentLength, length.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                }
-
-                foreach (var header in content.Headers.NonValidated)
-                {
-                    if (string.Equals(header.Key, "Content-Length", StringComparison.OrdinalIgnoreCase))
-                    {
-                        continue;
-                    }
-
-                    encoder.WriteLiteral(header.Key, header.Value.Count == 1 ? First(header.Value) : header.Value.ToString());
-                }
-            }
-            else if (!extendedConnect && (method == HttpMethod.Post || method == HttpMethod.Put))
-            {
-                // As HTTP/1.1 clients do: a POST or PUT without a body says so.
-                encoder.WriteLiteral(HpackStaticTable.ContentLength, "0");
+                WriteContentFields(encoder, request);
             }
 
             return encoder;
@@ -111,6 +55,78 @@ internal static class Http2RequestHeaders
         {
             encoder.Dispose();
             throw;
+        }
+    }
+
+    private static void WriteMethod(HpackEncoder encoder, HttpMethod method, bool extendedConnect)
+    {
+        if (extendedConnect || method == HttpMethod.Connect)
+        {
+            encoder.WriteLiteral(HpackStaticTable.MethodGet, "CONNECT");
+        }
+        else if (method == HttpMethod.Get)
+        {
+            encoder.WriteIndexed(HpackStaticTable.MethodGet);
+        }
+        else if (method == HttpMethod.Post)
+        {
+            encoder.WriteIndexed(HpackStaticTable.MethodPost);
+        }
+        else
+        {
+            encoder.WriteLiteral(HpackStaticTable.MethodGet, method.Method);
+        }
+    }
+
+    private static void WriteSchemeAndPath(HpackEncoder encoder, string scheme, string path)
+    {
+        if (string.Equals(scheme, "http", StringComparison.Ordinal))
+        {
+            encoder.WriteIndexed(HpackStaticTable.SchemeHttp);
+        }
+        else if (string.Equals(scheme, "https", StringComparison.Ordinal))
+        {
+            encoder.WriteIndexed(HpackStaticTable.SchemeHttps);
+        }
+        else
+        {
+            encoder.WriteLiteral(HpackStaticTable.SchemeHttp, scheme);
+        }
+
+        if (path == "/")
+        {
+            encoder.WriteIndexed(HpackStaticTable.PathRoot);
+        }
+        else
+        {
+            encoder.WriteLiteral(HpackStaticTable.PathRoot, path);
+        }
+    }
+
+    /// <summary>The content's fields (not for an extended CONNECT, whose body is the tunnel).</summary>
+    private static void WriteContentFields(HpackEncoder encoder, HttpRequestMessage request)
+    {
+        if (request.Content is { } content)
+        {
+            if (content.Headers.ContentLength is { } length)
+            {
+                encoder.WriteLiteral(HpackStaticTable.ContentLength, length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+
+            foreach (var header in content.Headers.NonValidated)
+            {
+                if (string.Equals(header.Key, "Content-Length", StringComparison.OrdinalIgnoreCase))
+                {
+                    continue;
+                }
+
+                encoder.WriteLiteral(header.Key, header.Value.Count == 1 ? First(header.Value) : header.Value.ToString());
+            }
+        }
+        else if (request.Method == HttpMethod.Post || request.Method == HttpMethod.Put)
+        {
+            // As HTTP/1.1 clients do: a POST or PUT without a body says so.
+            encoder.WriteLiteral(HpackStaticTable.ContentLength, "0");
         }
     }
 

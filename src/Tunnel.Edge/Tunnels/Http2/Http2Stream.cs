@@ -1,15 +1,18 @@
 using System.Buffers;
 using System.Net;
 using System.Runtime.CompilerServices;
+using System.Text;
 
 namespace Tunnel.Edge.Tunnels.Http2;
 
 /// <summary>
 /// One request/response exchange on an <see cref="Http2Connection"/>. Every field is guarded by the
 /// connection's lock (<see cref="Http2Connection.Sync"/>), which the reader loop, the writer loop and
-/// the request's own tasks share, so buffers handed between them have one owner at a time.
+/// the request's own tasks share, so buffers handed between them have one owner at a time. The
+/// stream decodes its own header blocks (<see cref="IHpackHeaderSink"/>): the connection's reader loop
+/// only gathers a block's frames and routes it here.
 /// </summary>
-internal sealed class Http2Stream
+internal sealed class Http2Stream : IHpackHeaderSink
 {
     private readonly Http2Connection _connection;
     private readonly AsyncSignal _readSignal;
@@ -22,6 +25,17 @@ internal sealed class Http2Stream
     private int _dataEnd;
     private int _unackedConsumed;
     private bool _responseDisposed;
+
+    // The header block being decoded: touched by the reader loop alone, between BeginHeaderBlock and
+    // EndHeaderBlockLocked, which publishes the outcome under the lock.
+    private RecentHeaderValues? _recentValues;
+    private int _maxHeaderBytes;
+    private bool _decodingTrailers;
+    private HttpResponseMessage? _pendingResponse;
+    private int _status;
+    private int _headerBytes;
+    private bool _regularFieldSeen;
+    private string? _malformed;
 
     public Http2Stream(Http2Connection connection, HttpRequestMessage request, bool isExtendedConnect)
     {
@@ -305,4 +319,162 @@ internal sealed class Http2Stream
         RequestMessage = Request,
         Content = new Http2ResponseContent(this),
     };
+
+    /// <summary>
+    /// Starts decoding a header block (reader loop only): the response's headers, an informational
+    /// response's, or the trailers once the response came. Fields past <paramref name="maxBytes"/>
+    /// (counted as SETTINGS_MAX_HEADER_LIST_SIZE counts them) are decoded for HPACK's sake and dropped.
+    /// </summary>
+    public void BeginHeaderBlock(int maxBytes, RecentHeaderValues recentValues)
+    {
+        _maxHeaderBytes = maxBytes;
+        _recentValues = recentValues;
+        _decodingTrailers = Response is not null;
+        _pendingResponse = Response;
+        _status = -1;
+        _headerBytes = 0;
+        _regularFieldSeen = false;
+        _malformed = null;
+    }
+
+    /// <summary>
+    /// Ends the block <see cref="BeginHeaderBlock"/> started; under the lock. A final response is
+    /// published as <see cref="Response"/>; a block that is too large or malformed says so, for the
+    /// connection to reset the stream (<paramref name="malformed"/> names what was wrong).
+    /// </summary>
+    public HeaderBlockOutcome EndHeaderBlockLocked(bool endStream, out string? malformed)
+    {
+        var response = _pendingResponse;
+        _pendingResponse = null;
+        _recentValues = null;
+        malformed = null;
+        if (_headerBytes > _maxHeaderBytes)
+        {
+            return HeaderBlockOutcome.TooLarge;
+        }
+
+        malformed = _malformed ?? (_decodingTrailers ? TrailersProblem(endStream) : ResponseProblem(_status, endStream));
+        if (malformed is not null)
+        {
+            return HeaderBlockOutcome.Malformed;
+        }
+
+        if (_decodingTrailers)
+        {
+            return HeaderBlockOutcome.Trailers;
+        }
+
+        if (_status < 200)
+        {
+            // 1xx: the final response follows.
+            return HeaderBlockOutcome.Informational;
+        }
+
+        Response = response ?? CreateResponse(_status);
+        return HeaderBlockOutcome.Response;
+    }
+
+    private static string? TrailersProblem(bool endStream) =>
+        endStream ? null : "a second header block that does not end the stream";
+
+    private static string? ResponseProblem(int status, bool endStream) => status switch
+    {
+        < 0 => "no :status",
+        101 => "status 101, which HTTP/2 does not allow",
+        < 200 when endStream => "an informational response that ends the stream",
+        _ => null,
+    };
+
+    void IHpackHeaderSink.OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int staticNameIndex)
+    {
+        _headerBytes += name.Length + value.Length + 32;
+        if (_malformed is not null || _headerBytes > _maxHeaderBytes)
+        {
+            return;
+        }
+
+        if (name[0] == (byte)':')
+        {
+            OnPseudoHeader(name, value);
+            return;
+        }
+
+        _regularFieldSeen = true;
+        if (!_decodingTrailers && _status is >= 100 and < 200)
+        {
+            // An informational response's fields are not passed on.
+            return;
+        }
+
+        if (!_decodingTrailers && _pendingResponse is null)
+        {
+            if (_status < 0)
+            {
+                _malformed = "fields before :status";
+                return;
+            }
+
+            _pendingResponse = CreateResponse(_status);
+        }
+
+        var headerName = staticNameIndex != 0 ? HpackStaticTable.Name(staticNameIndex) : Encoding.Latin1.GetString(name);
+        var headerValue = value.IsEmpty ? string.Empty : staticNameIndex != 0 ? _recentValues!.Get(staticNameIndex, value) : Encoding.Latin1.GetString(value);
+        AddField(_pendingResponse!, headerName, headerValue);
+    }
+
+    void IHpackHeaderSink.OnFieldTooLarge(int atLeastBytes) =>
+        _headerBytes = (int)Math.Min(int.MaxValue, (long)_headerBytes + atLeastBytes + 32);
+
+    private void OnPseudoHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    {
+        if (_decodingTrailers || _regularFieldSeen || !name.SequenceEqual(":status"u8) || _status >= 0)
+        {
+            _malformed = "a misplaced or unknown pseudo-header";
+            return;
+        }
+
+        if (value.Length != 3 || !int.TryParse(value, System.Globalization.NumberStyles.None, null, out var status) || status < 100)
+        {
+            _malformed = "an invalid :status";
+            return;
+        }
+
+        _status = status;
+    }
+
+    private void AddField(HttpResponseMessage response, string name, string value)
+    {
+        if (_decodingTrailers)
+        {
+            HasTrailers = true;
+            response.TrailingHeaders.TryAddWithoutValidation(name, value);
+        }
+        else if (ResponseFields is { } fields)
+        {
+            fields.Add(new(name, value));
+        }
+        else if (!response.Headers.TryAddWithoutValidation(name, value))
+        {
+            response.Content.Headers.TryAddWithoutValidation(name, value);
+        }
+    }
+}
+
+/// <summary>What a header block was, once decoded: see <see cref="Http2Stream.EndHeaderBlockLocked"/>.</summary>
+internal enum HeaderBlockOutcome
+{
+    /// <summary>The final response's headers: the response is published.</summary>
+    Response,
+
+    /// <summary>A 1xx response's headers: the final response follows.</summary>
+    Informational,
+
+    /// <summary>The trailers, which end the stream.</summary>
+    Trailers,
+
+    /// <summary>Fields past the edge's response header limit.</summary>
+    TooLarge,
+
+    /// <summary>A block RFC 9113 section 8.1.1 calls malformed.</summary>
+    Malformed,
 }
