@@ -2,7 +2,7 @@ using System.Text;
 using Tunnel.Edge.Tunnels.Http2;
 using Xunit;
 
-namespace Tunnel.EndToEnd.Tests.Http2;
+namespace Tunnel.Edge.Tests.Http2;
 
 /// <summary>The HPACK decoder against RFC 7541 Appendix C, and against input it must refuse.</summary>
 public class HpackDecoderTests
