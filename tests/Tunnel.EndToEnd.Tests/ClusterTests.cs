@@ -4,7 +4,6 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
-using Tunnel.Edge.Dial.Tests.Discovery;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Xunit.Abstractions;
 

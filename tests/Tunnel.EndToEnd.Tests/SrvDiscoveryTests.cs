@@ -1,6 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Tunnel.Edge.Dial.Tests.Discovery;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Tunnel.Transport;
 using Xunit.Abstractions;

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.WebSockets;
 using System.Text;
-using Tunnel.EndToEnd.Tests.Infrastructure;
 using Tunnel.Faults.Infrastructure;
 using Xunit.Abstractions;
 

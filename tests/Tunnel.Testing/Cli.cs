@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>Runs a real client (curl, h2load) with a time limit and returns what it printed.</summary>
 public static class Cli

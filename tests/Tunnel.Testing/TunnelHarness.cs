@@ -7,7 +7,7 @@ using Tunnel.Edge;
 using Tunnel.Edge.Hosting;
 using Tunnel.Transport;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>
 /// A real edge and real HelloOrigin apps in this process, on loopback ports the OS picks, with real

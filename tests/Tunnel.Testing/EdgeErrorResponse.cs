@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>A response read from <c>curl -i</c> output: status, headers and body.</summary>
 public sealed record EdgeErrorResponse(int Status, IReadOnlyDictionary<string, string> Headers, string Body)

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>
 /// Steady visitor traffic against an edge: workers alternating GET / and POST /echo, each response

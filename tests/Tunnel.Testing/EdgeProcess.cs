@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>A <c>tunnel-edge serve</c> process, so a test can kill it or send it SIGTERM.</summary>
 public sealed partial class EdgeProcess : IAsyncDisposable

@@ -1,6 +1,6 @@
 using Tunnel.Edge.Cluster;
 
-namespace Tunnel.EndToEnd.Tests;
+namespace Tunnel.Edge.Tests.Cluster;
 
 /// <summary>The local copy built from etcd's keys (a unit test of one class: no etcd needed).</summary>
 public class ClusterSnapshotTests

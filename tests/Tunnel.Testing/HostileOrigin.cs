@@ -6,7 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 using Tunnel.Protocol;
 using Tunnel.Protocol.Registration;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>
 /// An origin written by hand, for what Kestrel never does: it dials the edge's tunnel port over TLS

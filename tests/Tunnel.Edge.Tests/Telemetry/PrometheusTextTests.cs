@@ -1,7 +1,7 @@
 using System.Diagnostics.Metrics;
 using Tunnel.Telemetry.Prometheus;
 
-namespace Tunnel.EndToEnd.Tests;
+namespace Tunnel.Edge.Tests.Telemetry;
 
 /// <summary>The /metrics stand-in's naming, escaping and aggregation, without a server.</summary>
 public class PrometheusTextTests

@@ -1,7 +1,7 @@
 using Tunnel.Edge.Tunnels.Http2;
 using Xunit;
 
-namespace Tunnel.EndToEnd.Tests.Http2;
+namespace Tunnel.Edge.Tests.Http2;
 
 /// <summary>The frame reader on whole, split, cut and oversized frames.</summary>
 public class Http2FrameReaderTests

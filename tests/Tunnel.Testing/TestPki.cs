@@ -3,7 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using Tunnel.Edge.Identity;
 using Tunnel.Protocol.Credentials;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>A fresh edge CA, edge server certificate and origin certificates, written as PEM files in a temp directory.</summary>
 public sealed class TestPki : IDisposable

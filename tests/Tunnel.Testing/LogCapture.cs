@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>Keeps every log line of a host so a test can look for what an operator would read.</summary>
 public sealed class LogCapture : ILoggerProvider

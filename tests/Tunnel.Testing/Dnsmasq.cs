@@ -3,13 +3,13 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Tunnel.Edge.Dial.Tests.Discovery;
+namespace Tunnel.Testing;
 
 /// <summary>
 /// A real dnsmasq serving only the records a test gives it, on 127.0.0.1 and a free high port, UDP and
 /// TCP. Killed on dispose; every wait is bounded.
 /// </summary>
-internal sealed class Dnsmasq : IDisposable
+public sealed class Dnsmasq : IDisposable
 {
     public const string ExecutablePath = "/usr/sbin/dnsmasq";
 

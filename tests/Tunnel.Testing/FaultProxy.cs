@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 /// <summary>
 /// A TCP proxy on loopback that can pass traffic, delay it, black-hole it (drop every byte both ways

@@ -1,4 +1,4 @@
-namespace Tunnel.EndToEnd.Tests.Infrastructure;
+namespace Tunnel.Testing;
 
 public static class Wait
 {
