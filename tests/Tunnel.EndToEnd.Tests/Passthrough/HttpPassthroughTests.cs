@@ -83,6 +83,23 @@ public class HttpPassthroughTests
         Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("passthrough").ValueKind);
     }
 
+    [Fact]
+    public async Task The_host_s_deny_rule_applies_to_each_passthrough_connection_and_a_denied_visitor_gets_the_edge_s_403()
+    {
+        await using var harness = await TunnelHarness.StartAsync(o => o.Hosts[Host] = new Tunnel.Edge.Access.EdgeHostOptions { Deny = ["127.0.0.7/32"] });
+        await StartPassthroughOriginAsync(harness);
+
+        var denied = await Cli.RunAsync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--interface", "127.0.0.7", .. harness.CurlResolve(Host), harness.VisitorUrl("/headers", Host)], CurlTimeout);
+        Assert.Equal("403", denied.Stdout.Trim());
+        await Wait.UntilAsync(() => harness.EdgeLogs.Entries.Any(e => e.EventId.Name == "ConnectionDenied" && e.Message.Contains("127.0.0.7", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), "the edge logs the refused connection with the rule");
+
+        var allowed = await Cli.RunAsync("curl", ["-sS", "--fail", "--interface", "127.0.0.8", .. harness.CurlResolve(Host), harness.VisitorUrl("/headers", Host)], CurlTimeout);
+        Assert.True(allowed.ExitCode == 0, Cli.Describe(allowed));
+        using var json = JsonDocument.Parse(allowed.Stdout);
+        Assert.Equal(nameof(TunnelMode.HttpPassthrough), json.RootElement.GetProperty("passthrough").GetString());
+    }
+
     internal static Task<TunnelHarness.Origin> StartPassthroughOriginAsync(TunnelHarness harness, Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions>? configure = null) =>
         harness.StartOriginAsync(
             certificateDomains: [TunnelHarness.Hostname, Host],

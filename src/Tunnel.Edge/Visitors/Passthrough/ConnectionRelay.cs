@@ -189,6 +189,16 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
         }
     }
 
+    /// <summary>Counts and logs a connection the host's Allow/Deny rules refused.</summary>
+    public void Denied(string host, ConnectionMode mode, string refusal)
+    {
+        metrics.Counted(tables.For(mode).MatchRoute(host) ?? host, mode, "denied");
+        ConnectionDenied(logger, ConnectionRouteMetrics.Name(mode), host, refusal);
+    }
+
+    [LoggerMessage(303, LogLevel.Information, "A visitor connection ({Mode}) for {Host} was refused by the host's rules: {Refusal}.", EventName = "ConnectionDenied")]
+    private static partial void ConnectionDenied(ILogger logger, string mode, string host, string refusal);
+
     [LoggerMessage(300, LogLevel.Warning, "A visitor connection ({Mode}) for {Host} from {Visitor} found no tunnel that could take it.", EventName = "ConnectionNoTunnel")]
     private static partial void NoTunnel(ILogger logger, string mode, string host, EndPoint? visitor);
 

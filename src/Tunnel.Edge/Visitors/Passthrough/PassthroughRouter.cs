@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using Microsoft.AspNetCore.Connections;
+using Tunnel.Edge.Access;
 using Tunnel.Edge.Telemetry;
 using Tunnel.Protocol.Registration;
 
@@ -13,7 +14,13 @@ namespace Tunnel.Edge.Visitors.Passthrough;
 /// A connection for any other name goes on, every byte still unread, to the edge's own HTTP (and TLS)
 /// pipeline. While no tunnel has registered a route of the mode, nothing is read at all.
 /// </summary>
-internal sealed class PassthroughRouter(ConnectionRelay relay, VisitorConnectionLimits limits, int maxRequestHeadBytes)
+/// <remarks>
+/// A host's Allow and Deny rules (<c>Edge:Hosts</c>) apply to each connection before it is relayed: a
+/// refused HTTP connection goes on to the edge's HTTP pipeline, which answers 403 with its page; a refused
+/// TLS or TCP connection is closed. Per-request rules (rate limits, header and body limits) cannot apply
+/// to bytes the edge does not parse.
+/// </remarks>
+internal sealed class PassthroughRouter(ConnectionRelay relay, VisitorConnectionLimits limits, HostPolicies policies, int maxRequestHeadBytes)
 {
     /// <summary>For the visitor HTTP port, before the h2c sniff.</summary>
     public ConnectionDelegate Http(ConnectionDelegate next) =>
@@ -26,6 +33,12 @@ internal sealed class PassthroughRouter(ConnectionRelay relay, VisitorConnection
     /// <summary>For an edge port that belongs to one TCP route: every connection goes to it, or is closed.</summary>
     public ConnectionDelegate Tcp(string hostname) => async connection =>
     {
+        if (IsDenied(connection, hostname, ConnectionMode.Tcp))
+        {
+            connection.Abort(new ConnectionAbortedException($"The visitor may not reach {hostname}."));
+            return;
+        }
+
         if (!await relay.RelayAsync(connection, hostname, ConnectionMode.Tcp, PortOf(connection)).ConfigureAwait(false))
         {
             connection.Abort(new ConnectionAbortedException($"No tunnel serves the TCP route {hostname} now."));
@@ -45,10 +58,20 @@ internal sealed class PassthroughRouter(ConnectionRelay relay, VisitorConnection
             return;
         }
 
-        if (result is { Status: SniffStatus.Found, Host: { } host } && relay.HasRoute(host, mode)
-            && await relay.RelayAsync(connection, host, mode, PortOf(connection), result.Http2).ConfigureAwait(false))
+        if (result is { Status: SniffStatus.Found, Host: { } host } && relay.HasRoute(host, mode))
         {
-            return;
+            if (IsDenied(connection, host, mode))
+            {
+                if (mode == ConnectionMode.Tls)
+                {
+                    connection.Abort(new ConnectionAbortedException($"The visitor may not reach {host}."));
+                    return;
+                }
+            }
+            else if (await relay.RelayAsync(connection, host, mode, PortOf(connection), result.Http2).ConfigureAwait(false))
+            {
+                return;
+            }
         }
 
         await next(connection).ConfigureAwait(false);
@@ -94,6 +117,23 @@ internal sealed class PassthroughRouter(ConnectionRelay relay, VisitorConnection
 
             input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
         }
+    }
+
+    private bool IsDenied(ConnectionContext connection, string host, ConnectionMode mode)
+    {
+        var visitor = (connection.RemoteEndPoint as IPEndPoint)?.Address;
+        if (visitor is { IsIPv4MappedToIPv6: true })
+        {
+            visitor = visitor.MapToIPv4();
+        }
+
+        if (policies.Resolve(host).Refusal(visitor) is not { } refusal)
+        {
+            return false;
+        }
+
+        relay.Denied(host, mode, refusal);
+        return true;
     }
 
     private static int PortOf(ConnectionContext connection) => connection.LocalEndPoint is IPEndPoint local ? local.Port : 0;

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Access;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
 
@@ -21,6 +22,7 @@ internal static class PassthroughServices
         services.AddSingleton(sp => new PassthroughRouter(
             sp.GetRequiredService<ConnectionRelay>(),
             sp.GetRequiredService<VisitorConnectionLimits>(),
+            sp.GetRequiredService<HostPolicies>(),
             options.Limits.MaxRequestHeadersTotalSize + MaxRequestLineBytes));
     }
 
