@@ -7,20 +7,28 @@ using Tunnel.Edge;
 using Tunnel.Edge.Hosting;
 using Tunnel.Edge.Identity;
 using Tunnel.Protocol.Credentials;
+using Tunnel.Transport;
 
 // Runs an edge and HelloOrigin together on loopback with fresh development certificates, waits until
-// the tunnel is registered, and prints the URL to curl. Ctrl+C stops both.
-//   dotnet run --project test-apps/Demo [-- --http-port 8080 --tunnel-port 7844 --admin-port 9844 --hostname hello.localhost]
+// the tunnel is registered, and prints the URLs to curl. Ctrl+C stops both. One more hostname is served
+// in TLS passthrough on the edge's HTTPS port: the TLS handshake ends in the app, with the app's own
+// development certificate, which the edge never holds.
+//   dotnet run --project test-apps/Demo [-- --http-port 8080 --https-port 8443 --tunnel-port 7844 --admin-port 9844 --hostname hello.localhost --secure-hostname secure.localhost]
 var httpPort = IntArg("--http-port", 8080);
 var tunnelPort = IntArg("--tunnel-port", 7844);
 var adminPort = IntArg("--admin-port", 9844);
 var hostname = StringArg("--hostname", "hello.localhost");
+var httpsPort = IntArg("--https-port", 8443);
+var secureHostname = StringArg("--secure-hostname", "secure.localhost");
 const int HaConnections = 4;
 
 var directory = Directory.CreateTempSubdirectory("tunnel-demo-").FullName;
 using var ca = CertificateIssuer.CreateCertificateAuthority("Tunnel Demo CA", TimeSpan.FromDays(1));
 using var edgeCertificate = CertificateIssuer.IssueServerCertificate(ca, ["localhost"], [IPAddress.Loopback, IPAddress.IPv6Loopback], TimeSpan.FromDays(1));
-using var originCertificate = CertificateIssuer.IssueOriginCertificate(ca, [hostname], TimeSpan.FromDays(1));
+using var originCertificate = CertificateIssuer.IssueOriginCertificate(ca, [hostname, secureHostname], TimeSpan.FromDays(1));
+
+// The app's own HTTPS certificate for the passthrough hostname (what it would use on a public port).
+using var appCertificate = CertificateIssuer.IssueSiteCertificate(ca, [secureHostname], TimeSpan.FromDays(1));
 CertificateIssuer.WritePem(ca, Path.Combine(directory, "ca.pem"), Path.Combine(directory, "ca.key"));
 CertificateIssuer.WritePem(edgeCertificate, Path.Combine(directory, "edge.pem"), Path.Combine(directory, "edge.key"));
 
@@ -32,7 +40,9 @@ var edge = EdgeServer.Create(new EdgeOptions
     TunnelPort = tunnelPort,
     VisitorAddress = "127.0.0.1",
     VisitorHttpPort = httpPort,
+    VisitorHttpsPort = httpsPort,
     AdminPort = adminPort,
+    Connections = { TlsPassthrough = true },
     CaCertificatePath = Path.Combine(directory, "ca.pem"),
     ServerCertificatePath = Path.Combine(directory, "edge.pem"),
     ServerKeyPath = Path.Combine(directory, "edge.key"),
@@ -42,7 +52,7 @@ await edge.StartAsync();
 // The origin's credential as one file, what `tunnel-edge issue` writes: certificate and key, the edge
 // CA to pin, where the edge is and the hostname. The origin needs nothing else.
 var credentialPath = Path.Combine(directory, "origin.credential.json");
-var credential = TunnelCredential.FromCertificate(originCertificate, [hostname], ca.ExportCertificatePem(), [$"127.0.0.1:{edge.TunnelEndPoint.Port}"], "localhost");
+var credential = TunnelCredential.FromCertificate(originCertificate, [hostname, secureHostname], ca.ExportCertificatePem(), [$"127.0.0.1:{edge.TunnelEndPoint.Port}"], "localhost");
 
 // It holds a private key: written owner-only.
 WriteOwnerOnly(credentialPath, credential.ToJson() + "\n");
@@ -52,7 +62,11 @@ builder.WebHost.UseTunnelTransport(tunnel =>
 {
     tunnel.CredentialPath = credentialPath;
     tunnel.HaConnections = HaConnections;
+    tunnel.Hostnames = [hostname];
 });
+
+// The passthrough hostname, declared the Kestrel way: only the address differs from a public listener.
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenTunnel(secureHostname, TunnelMode.TlsPassthrough, listen => listen.UseHttps(appCertificate)));
 var origin = builder.Build();
 origin.MapHelloEndpoints();
 await origin.StartAsync();
@@ -80,6 +94,12 @@ Console.WriteLine($"  curl {url}");
 Console.WriteLine($"  curl --http2-prior-knowledge {url}headers");
 Console.WriteLine($"  curl -N {url}stream");
 Console.WriteLine($"  (or: curl -H 'Host: {hostname}' http://127.0.0.1:{edge.VisitorEndPoint.Port}/)");
+if (edge.VisitorHttpsEndPoint is { } https)
+{
+    // TLS passthrough: the certificate curl checks is the app's, issued by the demo CA.
+    Console.WriteLine($"  curl --cacert {Path.Combine(directory, "ca.pem")} --resolve {secureHostname}:{https.Port}:127.0.0.1 https://{secureHostname}:{https.Port}/headers");
+}
+
 if (edge.AdminEndPoint is { } admin)
 {
     Console.WriteLine($"Edge status page: http://{admin}/ and Prometheus metrics: http://{admin}/metrics");
