@@ -40,6 +40,14 @@ public sealed class EdgeHostOptions
     /// </summary>
     /// <remarks>Defaults to <c>null</c>: no rate limit.</remarks>
     public EdgeRateLimitOptions? RateLimit { get; set; }
+
+    /// <summary>
+    /// The modes in which origins may register this hostname to take visitors' whole connections:
+    /// <c>http</c> (HTTP passthrough), <c>tls</c> (TLS passthrough), <c>tcp</c> (a TCP route). An empty list
+    /// forbids them all, so the hostname takes requests only and every rule of this entry applies.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>: what <c>Edge:Connections</c> allows on the whole edge.</remarks>
+    public List<string>? ConnectionModes { get; set; }
 }
 
 /// <summary>A per-visitor-IP token bucket for one hostname entry.</summary>

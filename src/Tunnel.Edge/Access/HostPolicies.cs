@@ -103,6 +103,14 @@ internal sealed class HostPolicies : IDisposable
             ParseRanges(label + ":Allow", host.Allow, errors);
             ParseRanges(label + ":Deny", host.Deny, errors);
             CheckRateLimit(label + ":RateLimit", host.RateLimit, errors);
+            foreach (var mode in host.ConnectionModes ?? [])
+            {
+                if (Visitors.Passthrough.ConnectionModePolicy.Parse(mode) is null)
+                {
+                    errors.Add($"{label}:ConnectionModes: '{mode}' is not a connection mode (http, tls, tcp).");
+                }
+            }
+
             if (!names.Add(name))
             {
                 errors.Add($"{label}: {name} is configured twice.");

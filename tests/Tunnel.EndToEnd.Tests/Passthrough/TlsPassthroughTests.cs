@@ -72,6 +72,31 @@ public class TlsPassthroughTests
             TimeSpan.FromSeconds(20), "the origin logs the refusal with the edge's reason");
     }
 
+    [Fact]
+    public async Task A_host_entry_that_allows_only_http_passthrough_refuses_a_tls_route_for_that_host()
+    {
+        using var sites = new TestPki();
+        using var appCertificate = CertificateIssuer.IssueSiteCertificate(sites.Ca, [Host], TimeSpan.FromDays(1));
+        await using var harness = await TunnelHarness.StartAsync(o =>
+        {
+            o.VisitorHttpsPort = 0;
+            o.Connections.TlsPassthrough = true;
+            o.Hosts[Host] = new Tunnel.Edge.Access.EdgeHostOptions { ConnectionModes = ["http"] };
+        });
+        await StartTlsOriginAsync(harness, appCertificate, wait: false);
+        await Wait.UntilAsync(() => harness.EdgeLogs.Entries.Any(e => e.EventId.Name == "RegistrationRefused" && e.Message.Contains($"Edge:Hosts:{Host}:ConnectionModes", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(20), "the edge refuses the mode the host entry does not allow, naming the setting");
+    }
+
+    [Fact]
+    public void An_unknown_connection_mode_in_a_host_entry_stops_the_edge_at_start_naming_it()
+    {
+        var options = new Tunnel.Edge.EdgeOptions { VisitorHttpPort = 0, TunnelPort = 0, AdminPort = -1 };
+        options.Hosts["a.test"] = new Tunnel.Edge.Access.EdgeHostOptions { ConnectionModes = ["udp"] };
+        var error = Assert.Throws<InvalidOperationException>(() => Tunnel.Edge.Hosting.EdgeServer.Create(options));
+        Assert.Contains("Hosts:a.test:ConnectionModes: 'udp' is not a connection mode (http, tls, tcp).", error.Message, StringComparison.Ordinal);
+    }
+
     internal static Task<TunnelHarness.Origin> StartTlsOriginAsync(TunnelHarness harness, X509Certificate2 certificate, bool wait = true) =>
         harness.StartOriginAsync(
             certificateDomains: [TunnelHarness.Hostname, Host],
