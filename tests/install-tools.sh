@@ -18,6 +18,7 @@ have node || need+=(nodejs)             # the gRPC tests run @grpc/grpc-js
 have npm || need+=(npm)
 have sshd || need+=(openssh-server)   # a real ssh login through a TCP route
 have ssh || need+=(openssh-client)
+have openssl || need+=(openssl)      # the TLS passthrough test reads the certificate served with s_client
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -73,7 +73,7 @@ internal sealed partial class VisitorConnectionAcceptor(ConnectionRoutes routes,
         await connection.Disposed.ConfigureAwait(false);
     }
 
-    [LoggerMessage(80, LogLevel.Warning, "A visitor connection for {Host} ({Mode}) from the edge was refused: {Reason}.", EventName = "VisitorConnectionRefused")]
+    [LoggerMessage(80, LogLevel.Warning, "A visitor connection for {Host} ({Mode}) from the edge was refused: {Reason}.", EventName = "PassthroughConnectionRefused")]
     private static partial void Refused(ILogger logger, string host, TunnelMode mode, string reason);
 
     private sealed record VisitorConnectionFeature(string Hostname, TunnelMode Mode, int EdgePort, ITunnelConnectionFeature Tunnel) : ITunnelVisitorConnectionFeature;
