@@ -101,6 +101,24 @@ public class TcpRouteTests
             TimeSpan.FromSeconds(20), "the edge refuses the TCP route it has no port for, naming it");
     }
 
+    [Fact]
+    public void Bad_tcp_routes_stop_the_edge_at_start_with_every_problem_named()
+    {
+        var options = new Tunnel.Edge.EdgeOptions { VisitorHttpPort = 18080, TunnelPort = 0, AdminPort = -1 };
+        options.Connections.TcpRoutes =
+        [
+            new TcpRouteOptions { Port = 70000, Hostname = "a.test" },
+            new TcpRouteOptions { Port = 18080, Hostname = "b.test" },
+            new TcpRouteOptions { Port = 2222, Hostname = "*.test" },
+            new TcpRouteOptions { Port = 2223, Hostname = "a.test" },
+        ];
+        var error = Assert.Throws<InvalidOperationException>(() => Tunnel.Edge.Hosting.EdgeServer.Create(options));
+        Assert.Contains("Connections:TcpRoutes:0:Port is 70000", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Connections:TcpRoutes:1:Port 18080 is already used", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Connections:TcpRoutes:2:Hostname '*.test' is a wildcard", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Connections:TcpRoutes:3:Hostname 'a.test' has another TCP route", error.Message, StringComparison.Ordinal);
+    }
+
     private static Task<TunnelHarness.Origin> StartRelayOriginAsync(TunnelHarness harness, string hostname, string target) =>
         harness.StartOriginAsync(
             certificateDomains: [TunnelHarness.Hostname, hostname],

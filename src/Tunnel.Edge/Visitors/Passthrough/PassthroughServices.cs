@@ -26,6 +26,40 @@ internal static class PassthroughServices
             options.Limits.MaxRequestHeadersTotalSize + MaxRequestLineBytes));
     }
 
+    /// <summary>Adds every problem of <c>Edge:Connections:TcpRoutes</c> to <paramref name="problems"/>.</summary>
+    public static void Validate(EdgeOptions options, List<string> problems)
+    {
+        var hostnames = new HashSet<string>(StringComparer.Ordinal);
+        var ports = new HashSet<int>();
+        int[] taken = [options.VisitorHttpPort, options.VisitorHttpsPort, options.TunnelPort, options.AdminPort];
+        for (var i = 0; i < options.Connections.TcpRoutes.Count; i++)
+        {
+            var route = options.Connections.TcpRoutes[i];
+            var label = $"Connections:TcpRoutes:{i}";
+            if (route.Port is < 0 or > 65535)
+            {
+                problems.Add($"{label}:Port is {route.Port}; it must be between 1 and 65535 (0 picks a free port).");
+            }
+            else if (route.Port > 0 && (!ports.Add(route.Port) || taken.Contains(route.Port)))
+            {
+                problems.Add($"{label}:Port {route.Port} is already used by another route or another of the edge's ports.");
+            }
+
+            if (!Protocol.HostnameRules.TryNormalize(route.Hostname, out var name, out var error))
+            {
+                problems.Add($"{label}:Hostname: {error}.");
+            }
+            else if (name.StartsWith('*'))
+            {
+                problems.Add($"{label}:Hostname '{route.Hostname}' is a wildcard; a TCP route serves one exact hostname.");
+            }
+            else if (!hostnames.Add(name))
+            {
+                problems.Add($"{label}:Hostname '{name}' has another TCP route already.");
+            }
+        }
+    }
+
     // Kestrel's default request-line limit, on top of the header fields' limit: the most a request head may take.
     private const int MaxRequestLineBytes = 8 * 1024;
 
