@@ -23,8 +23,8 @@ internal sealed class RouteTable
 
     /// <summary>A table of the connections' request hostnames (<see cref="TunnelConnection.Hostnames"/>).</summary>
     public RouteTable()
-        : this(static connection => connection.Hostnames)
     {
+        _hostnamesOf = static connection => connection.Hostnames;
     }
 
     /// <summary>A table of the hostnames <paramref name="hostnamesOf"/> gives for each connection (the routes of one connection mode, say).</summary>

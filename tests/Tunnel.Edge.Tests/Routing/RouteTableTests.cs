@@ -106,6 +106,38 @@ public sealed class RouteTableTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Connection_route_tables_hold_each_mode_apart_and_break_ties_in_turn_while_request_routes_keep_the_first()
+    {
+        var tables = new ConnectionRouteTables();
+        var tls = new Tunnel.Protocol.Registration.ConnectionRoute("app.example.com", Tunnel.Protocol.Registration.ConnectionMode.Tls);
+        var first = await ConnectAsync(["app.example.com"], [tls]);
+        var second = await ConnectAsync(["app.example.com"], [tls]);
+        foreach (var connection in (TunnelConnection[])[first, second])
+        {
+            _routes.Add(connection);
+            tables.Add(connection);
+        }
+
+        Assert.False(tables.Http.HasRoutes);
+        Assert.True(tables.Tls.HasRoutes);
+        Assert.Null(tables.Http.Pick("app.example.com"));
+
+        // Equal load: connections alternate; requests always go to the first.
+        var picked = Enumerable.Range(0, 6).Select(_ => tables.Tls.Pick("app.example.com")).ToArray();
+        Assert.Equal(3, picked.Count(c => ReferenceEquals(c, first)));
+        Assert.Equal(3, picked.Count(c => ReferenceEquals(c, second)));
+        Assert.All(Enumerable.Range(0, 4), _ => Assert.Same(first, _routes.Pick("app.example.com")));
+
+        // Load still decides first.
+        first.RequestStarted();
+        Assert.All(Enumerable.Range(0, 4), _ => Assert.Same(second, tables.Tls.Pick("app.example.com")));
+
+        tables.Remove(first);
+        tables.Remove(second);
+        Assert.False(tables.Tls.HasRoutes);
+    }
+
+    [Fact]
     public async Task When_every_exact_connection_is_excluded_or_unusable_the_wildcard_serves()
     {
         var exact = await AddAsync("app.example.com");
@@ -158,7 +190,7 @@ public sealed class RouteTableTests : IAsyncDisposable
     }
 
     /// <summary>A tunnel connection whose TLS runs over in-memory pipes to an origin end that never speaks.</summary>
-    private async Task<TunnelConnection> ConnectAsync(string[] hostnames)
+    private async Task<TunnelConnection> ConnectAsync(string[] hostnames, IReadOnlyList<Tunnel.Protocol.Registration.ConnectionRoute>? connectionRoutes = null)
     {
         var toEdge = new Pipe();
         var toOrigin = new Pipe();
@@ -171,7 +203,7 @@ public sealed class RouteTableTests : IAsyncDisposable
             originSide.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "edge.test" })).WaitAsync(Generous);
 
         var options = new EdgeOptions { KeepAlivePingDelay = Timeout.InfiniteTimeSpan };
-        var connection = new TunnelConnection($"c{_streams.Count}", "connector", 0, hostnames, null, edgeSide, options, TimeProvider.System, "credential");
+        var connection = new TunnelConnection($"c{_streams.Count}", "connector", 0, hostnames, null, edgeSide, options, TimeProvider.System, "credential", connectionRoutes);
         Assert.True(connection.IsUsable);
         return connection;
     }
