@@ -109,13 +109,13 @@ public class TcpRouteTests
         [
             new TcpRouteOptions { Port = 70000, Hostname = "a.test" },
             new TcpRouteOptions { Port = 18080, Hostname = "b.test" },
-            new TcpRouteOptions { Port = 2222, Hostname = "*.test" },
+            new TcpRouteOptions { Port = 2222, Hostname = "*.ssh.test" },
             new TcpRouteOptions { Port = 2223, Hostname = "a.test" },
         ];
         var error = Assert.Throws<InvalidOperationException>(() => Tunnel.Edge.Hosting.EdgeServer.Create(options));
         Assert.Contains("Connections:TcpRoutes:0:Port is 70000", error.Message, StringComparison.Ordinal);
         Assert.Contains("Connections:TcpRoutes:1:Port 18080 is already used", error.Message, StringComparison.Ordinal);
-        Assert.Contains("Connections:TcpRoutes:2:Hostname '*.test' is a wildcard", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Connections:TcpRoutes:2:Hostname '*.ssh.test' is a wildcard", error.Message, StringComparison.Ordinal);
         Assert.Contains("Connections:TcpRoutes:3:Hostname 'a.test' has another TCP route", error.Message, StringComparison.Ordinal);
     }
 
