@@ -52,7 +52,7 @@ internal sealed class TunnelConnectionListener : IConnectionListener
     public void Start()
     {
         var state = _settings.Current;
-        TunnelLog.Starting(_logger, _settings.HaConnections, string.Join(", ", state.Edges), string.Join(", ", state.DialOptions.Hostnames));
+        TunnelLog.Starting(_logger, _settings.HaConnections, string.Join(", ", state.Edges), string.Join(", ", state.DialOptions.Hostnames.Concat(state.DialOptions.Connections.Select(c => $"{c.Hostname} ({c.Mode.ToString().ToLowerInvariant()} connections)"))));
         _events.Status.Start(_settings.HaConnections);
         var dialer = new TunnelSlotDialer(_settings, _logger, _time);
         _slots = Enumerable.Range(0, _settings.HaConnections)
