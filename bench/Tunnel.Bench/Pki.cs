@@ -21,7 +21,7 @@ internal sealed class Pki
         System.IO.Directory.CreateDirectory(directory);
         var edge = Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll");
         await Tool.RunCheckedAsync("dotnet", [edge, "init", "--dir", directory, "--force"], TimeSpan.FromSeconds(60)).ConfigureAwait(false);
-        await Tool.RunCheckedAsync("dotnet", [edge, "issue", "--dir", directory, "--domain", Setups.Hostname, "--pem-out", Path.Combine(directory, "origin")], TimeSpan.FromSeconds(60)).ConfigureAwait(false);
+        await Tool.RunCheckedAsync("dotnet", [edge, "issue", "--dir", directory, "--domain", Setups.Hostname, "--domain", Setups.PassthroughHostname, "--pem-out", Path.Combine(directory, "origin")], TimeSpan.FromSeconds(60)).ConfigureAwait(false);
         return new Pki(directory);
     }
 }

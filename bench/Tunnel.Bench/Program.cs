@@ -11,7 +11,7 @@ if (args is [TlsFloor.ServerFlag, var floorCertificate, var floorKey, var floorR
 var options = BenchOptions.Parse(args);
 _ = Report.LoadAtStart;
 var work = Directory.CreateTempSubdirectory("tunnel-bench-").FullName;
-var setupNames = new List<string> { Setups.Direct, Setups.Tunnel, Setups.Nginx, Setups.Ssh, Setups.PageKite };
+var setupNames = new List<string> { Setups.Direct, Setups.Tunnel, Setups.TunnelPassthrough, Setups.Nginx, Setups.Ssh, Setups.PageKite };
 var h1 = new Row("Small GET, HTTP/1.1 (wrk, 32 connections)", Report.RequestRate);
 var h2 = new Row("Small GET, HTTP/2 (h2load, 8 connections x 32 streams)", Report.RequestRate);
 var download = new Row("1 MiB downloads (wrk, 4 connections)", Report.ByteRate);
@@ -215,6 +215,7 @@ finally
 }
 
 double? TunnelOver(Row row, string peer) => Report.Ratio(row, Setups.Tunnel, peer);
+double? PassthroughOver(Row row, string peer) => Report.Ratio(row, Setups.TunnelPassthrough, peer);
 var targets = new List<TargetCheck>
 {
     new("Small GET HTTP/1.1: tunnel ÷ direct Kestrel", TunnelOver(h1, Setups.Direct), 0.5, false, Report.Ratio),
@@ -226,6 +227,11 @@ var targets = new List<TargetCheck>
     new("1 MiB downloads: tunnel ÷ direct Kestrel", TunnelOver(download, Setups.Direct), 0.5, false, Report.Ratio),
     new("1 MiB downloads: tunnel ÷ ssh -R", TunnelOver(download, Setups.Ssh), 5.0, false, Report.Ratio),
     new("Latency p99: tunnel ÷ direct Kestrel", TunnelOver(p99, Setups.Direct), 2.0, true, Report.Ratio),
+    new("Small GET HTTP/2, HTTP passthrough ÷ direct Kestrel", PassthroughOver(h2, Setups.Direct), 0.5, false, Report.Ratio),
+    new("Small GET HTTP/2, HTTP passthrough ÷ ssh -R", PassthroughOver(h2, Setups.Ssh), 0.8, false, Report.Ratio),
+    new("Small GET HTTP/1.1, HTTP passthrough ÷ direct Kestrel", PassthroughOver(h1, Setups.Direct), 0.6, false, Report.Ratio),
+    new("Small GET HTTP/1.1, HTTP passthrough ÷ ssh -R", PassthroughOver(h1, Setups.Ssh), 1.5, false, Report.Ratio),
+    new("1 MiB downloads, HTTP passthrough ÷ direct Kestrel", PassthroughOver(download, Setups.Direct), 0.5, false, Report.Ratio),
     new("Edge memory per idle tunnel connection", memoryPerTunnel, 64 * 1024, true, Kib),
     new("Restore after an edge kill (worst round)", worstRestore, 1.0, true, Report.Milliseconds),
 };

@@ -102,22 +102,8 @@ internal static class Report
             text.AppendLine(CultureInfo.InvariantCulture, $"{missing.Name}: not available ({missing.Reason}).");
         }
 
-        var peers = setups.Where(s => s != Setups.Tunnel).ToList();
-        text.AppendLine();
-        text.AppendLine("Tunnel ÷ each setup, same run (above 1: the tunnel is ahead; for latency rows, below 1 is ahead):");
-        text.AppendLine();
-        text.AppendLine("| Workload |" + string.Concat(peers.Select(p => $" ÷ {p} |")));
-        text.AppendLine("|---|" + string.Concat(peers.Select(_ => "---:|")));
-        foreach (var row in rows)
-        {
-            text.Append(CultureInfo.InvariantCulture, $"| {row.Name} |");
-            foreach (var peer in peers)
-            {
-                text.Append(Ratio(row, Setups.Tunnel, peer) is { } ratio ? string.Create(CultureInfo.InvariantCulture, $" {ratio:0.00}x |") : " – |");
-            }
-
-            text.AppendLine();
-        }
+        RenderRatios(text, setups, rows, Setups.Tunnel, "Tunnel");
+        RenderRatios(text, setups, rows, Setups.TunnelPassthrough, "HTTP passthrough");
 
         if (cpuRows.Any(r => r.Runs.Count > 0))
         {
@@ -142,6 +128,27 @@ internal static class Report
         }
 
         return text.ToString();
+    }
+
+    /// <summary>One setup's figures divided by each other setup's, same run.</summary>
+    private static void RenderRatios(StringBuilder text, IReadOnlyList<string> setups, IReadOnlyList<Row> rows, string subject, string label)
+    {
+        var peers = setups.Where(s => s != subject).ToList();
+        text.AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"{label} ÷ each setup, same run (above 1: {label} is ahead; for latency rows, below 1 is ahead):");
+        text.AppendLine();
+        text.AppendLine("| Workload |" + string.Concat(peers.Select(p => $" ÷ {p} |")));
+        text.AppendLine("|---|" + string.Concat(peers.Select(_ => "---:|")));
+        foreach (var row in rows)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"| {row.Name} |");
+            foreach (var peer in peers)
+            {
+                text.Append(Ratio(row, subject, peer) is { } ratio ? string.Create(CultureInfo.InvariantCulture, $" {ratio:0.00}x |") : " – |");
+            }
+
+            text.AppendLine();
+        }
     }
 
     private static void RenderCpu(StringBuilder text, IReadOnlyList<string> setups, IReadOnlyList<CpuRow> cpuRows)

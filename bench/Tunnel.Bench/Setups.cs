@@ -27,8 +27,12 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
 {
     public const string Hostname = "bench.local";
 
+    /// <summary>The hostname the app declares for HTTP passthrough: the edge carries its connections whole.</summary>
+    public const string PassthroughHostname = "pass.bench.local";
+
     public const string Direct = "direct Kestrel";
     public const string Tunnel = "tunnel (edge + plugin)";
+    public const string TunnelPassthrough = "tunnel, HTTP passthrough";
     public const string Nginx = "nginx proxy";
     public const string Ssh = "ssh -R";
     public const string PageKite = "PageKite";
@@ -63,6 +67,7 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
             ["Kestrel__Endpoints__h2__Protocols"] = "Http2",
             ["Tunnel__Edges__0"] = $"127.0.0.1:{edge.TunnelPort}",
             ["Tunnel__Hostnames__0"] = Hostname,
+            ["Hello__HttpPassthroughHost"] = PassthroughHostname,
             ["Tunnel__CertificatePath"] = Pki.OriginCertificate,
             ["Tunnel__CertificateKeyPath"] = Pki.OriginKey,
             ["Tunnel__EdgeCaPath"] = Pki.CaCertificate,
@@ -80,6 +85,9 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         var tunnel = new Setup(Tunnel, edge.VisitorPort, edge.VisitorPort, Hostname) { RelayPids = [edge.Process.Id] };
         await ExpectOkAsync(tunnel).ConfigureAwait(false);
         Available.Add(tunnel);
+        var passthrough = new Setup(TunnelPassthrough, edge.VisitorPort, edge.VisitorPort, PassthroughHostname) { RelayPids = [edge.Process.Id] };
+        await ExpectOkAsync(passthrough).ConfigureAwait(false);
+        Available.Add(passthrough);
 
         await TryAsync(Nginx, StartNginxAsync).ConfigureAwait(false);
         await TryAsync(Ssh, StartSshAsync).ConfigureAwait(false);
