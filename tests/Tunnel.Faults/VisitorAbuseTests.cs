@@ -208,11 +208,15 @@ public class VisitorAbuseTests(VisitorAbuseTests.EdgeUnderAttack edge, ITestOutp
     public async Task A_visitor_ignoring_the_stream_limit_is_refused_without_harm_to_others()
     {
         await using var watch = await AttackWatch.StartAsync(edge, output);
-        var (responses, resets, goAway) = await RawHttp2.FloodAsync(edge.Edge.VisitorEndPoint, Target, streams: 10_000, from: IPAddress.Parse("127.0.0.4"));
-        var figures = $"10,000 HEADERS without waiting for the limit: {responses} answered, {resets} refused, GOAWAY {(goAway is { } code ? $"error {code}" : "none")}";
+        var (responses, resets, goAway, closed) = await RawHttp2.FloodAsync(edge.Edge.VisitorEndPoint, Target, streams: 10_000, from: IPAddress.Parse("127.0.0.4"));
+        var figures = $"10,000 HEADERS without waiting for the limit: {responses} answered, {resets} refused, GOAWAY {(goAway is { } code ? $"error {code}" : "none")}, connection {(closed ? "ended by the edge" : "left open")}";
         output.WriteLine(figures);
         FiguresFile.Append("hostile visitors", figures);
-        Assert.True(responses + resets > 0 || goAway is not null, "the edge said nothing to 10,000 streams");
+
+        // Refused means: streams reset, a GOAWAY, or the connection ended (Kestrel aborts a connection
+        // whose output queue the flood overruns, and the reset can discard what it had already sent).
+        // An edge that kept the connection open and said nothing for 30 s fails.
+        Assert.True(resets > 0 || goAway is not null || closed, $"the edge neither refused streams nor ended the connection ({figures})");
         Assert.True(responses <= 10_000);
         await watch.AssertResponsiveAndBoundedAsync("stream-limit flood");
     }

@@ -20,10 +20,13 @@ public static class RawHttp2
     /// <summary>
     /// Sends <paramref name="streams"/> GET requests as fast as the socket takes them, then reads for up
     /// to 30 s (or until every stream is answered or refused, or the edge closes). Returns responses
-    /// begun, streams reset and the GOAWAY error code if one came.
+    /// begun, streams reset, the GOAWAY error code if one came, and whether the edge ended the connection
+    /// (end of stream or a reset) before this client gave up reading. Kestrel may answer such a flood by
+    /// aborting the connection outright ("exceeded the output operations maximum queue size"); the reset
+    /// can then discard what it had sent.
     /// </summary>
     /// <param name="from">The loopback address to send from, so the edge's per-address caps count this visitor apart from the other attacks.</param>
-    public static async Task<(int Responses, int Resets, uint? GoAwayError)> FloodAsync(IPEndPoint edge, string authority, int streams, IPAddress from)
+    public static async Task<(int Responses, int Resets, uint? GoAwayError, bool ClosedByEdge)> FloodAsync(IPEndPoint edge, string authority, int streams, IPAddress from)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         socket.Bind(new IPEndPoint(from, 0));
@@ -32,7 +35,9 @@ public static class RawHttp2
         var responses = 0;
         var resets = 0;
         uint? goAway = null;
+        var closedByEdge = false;
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var giveUp = new CancellationTokenSource();
         var reading = Task.Run(async () =>
         {
             var header = new byte[9];
@@ -58,7 +63,11 @@ public static class RawHttp2
                     }
                 }
             }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException or EndOfStreamException or SocketException)
+            catch (Exception ex) when (ex is IOException or EndOfStreamException or SocketException or ObjectDisposedException)
+            {
+                closedByEdge = !deadline.IsCancellationRequested && !giveUp.IsCancellationRequested;
+            }
+            catch (OperationCanceledException)
             {
             }
         });
@@ -91,9 +100,10 @@ public static class RawHttp2
         }
 
         await Task.WhenAny(reading, Task.Delay(TimeSpan.FromSeconds(30)));
+        giveUp.Cancel();
         socket.Dispose();
         await reading;
-        return (responses, resets, goAway);
+        return (responses, resets, goAway, closedByEdge);
     }
 
     private static byte[] Frame(byte type, byte flags, uint streamId, byte[] payload)
