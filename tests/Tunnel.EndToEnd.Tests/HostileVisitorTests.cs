@@ -38,7 +38,7 @@ public class HostileVisitorTests(ITestOutputHelper output)
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
-            o.Certificates = [IssueSite(sites, Host)];
+            o.Certificates = [sites.IssueSite("site", Host)];
             o.Limits.RequestHeadersTimeout = ShortTimeout;
             o.Limits.TlsHandshakeTimeout = ShortTimeout;
         });
@@ -88,7 +88,7 @@ public class HostileVisitorTests(ITestOutputHelper output)
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
-            o.Certificates = [IssueSite(sites, Host)];
+            o.Certificates = [sites.IssueSite("site", Host)];
             o.Limits.MaxConnectionsPerVisitor = 4;
         });
         await harness.StartOriginAsync();
@@ -336,13 +336,6 @@ public class HostileVisitorTests(ITestOutputHelper output)
         Assert.True(EdgeCluster.Series(metrics, "tunnel_edge_visitor_refused_total", ("reason", "websocket_idle")) >= 1, metrics);
     }
 
-    private static VisitorCertificateFile IssueSite(TestPki pki, string hostname)
-    {
-        using var certificate = CertificateIssuer.IssueSiteCertificate(pki.Ca, [hostname], TimeSpan.FromDays(1));
-        var prefix = Path.Combine(pki.Directory, "site");
-        CertificateIssuer.WritePem(certificate, prefix + ".pem", prefix + ".key");
-        return new VisitorCertificateFile { CertificatePath = prefix + ".pem", KeyPath = prefix + ".key" };
-    }
 
     /// <summary>A raw TCP connection from <paramref name="from"/> that sends <paramref name="first"/> (if any) and then nothing.</summary>
     private static async Task<Stream> RawAsync(IPEndPoint edge, IPAddress from, byte[]? first)

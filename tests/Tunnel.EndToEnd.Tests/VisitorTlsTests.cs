@@ -27,7 +27,7 @@ public class VisitorTlsTests
     public async Task Visitor_https_connections_release_their_TLS_record_buffers_unless_turned_off_and_bodies_arrive_whole(bool release)
     {
         using var sites = new TestPki();
-        var a = IssueSite(sites, "a", "a.test");
+        var a = sites.IssueSite("a", "a.test");
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
@@ -67,8 +67,8 @@ public class VisitorTlsTests
     public async Task Https_port_serves_each_hostname_its_certificate_over_http1_and_http2_and_the_app_sees_https()
     {
         using var sites = new TestPki();
-        var a = IssueSite(sites, "a", "a.test");
-        var b = IssueSite(sites, "b", "b.test");
+        var a = sites.IssueSite("a", "a.test");
+        var b = sites.IssueSite("b", "b.test");
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
@@ -100,8 +100,8 @@ public class VisitorTlsTests
     public async Task Wildcard_certificate_covers_one_label_and_other_names_get_the_first_certificate()
     {
         using var sites = new TestPki();
-        var fallback = IssueSite(sites, "default", "default.test");
-        var wildcard = IssueSite(sites, "wildcard", "*.example.test");
+        var fallback = sites.IssueSite("default", "default.test");
+        var wildcard = sites.IssueSite("wildcard", "*.example.test");
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
@@ -121,7 +121,7 @@ public class VisitorTlsTests
     public async Task Replaced_certificate_files_are_served_to_new_handshakes_without_a_restart()
     {
         using var sites = new TestPki();
-        var site = IssueSite(sites, "site", "site.test");
+        var site = sites.IssueSite("site", "site.test");
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
@@ -143,7 +143,7 @@ public class VisitorTlsTests
     public async Task Corrupt_replacement_keeps_the_previous_certificate_and_logs_an_error_naming_the_file()
     {
         using var sites = new TestPki();
-        var site = IssueSite(sites, "site", "site.test");
+        var site = sites.IssueSite("site", "site.test");
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
@@ -196,7 +196,7 @@ public class VisitorTlsTests
     public async Task Plain_http_for_a_redirected_host_gets_308_to_https_and_other_hosts_do_not()
     {
         using var sites = new TestPki();
-        var site = IssueSite(sites, "site", "a.test", "b.test");
+        var site = sites.IssueSite("site", "a.test", "b.test");
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
@@ -250,13 +250,6 @@ public class VisitorTlsTests
         Assert.Contains(missing, error.Message, StringComparison.Ordinal);
     }
 
-    private static VisitorCertificateFile IssueSite(TestPki pki, string fileName, params string[] hostnames)
-    {
-        using var certificate = CertificateIssuer.IssueSiteCertificate(pki.Ca, hostnames, TimeSpan.FromDays(1));
-        var prefix = Path.Combine(pki.Directory, fileName);
-        CertificateIssuer.WritePem(certificate, prefix + ".pem", prefix + ".key");
-        return new VisitorCertificateFile { CertificatePath = prefix + ".pem", KeyPath = prefix + ".key" };
-    }
 
     /// <summary>Polls with new handshakes until the edge serves the certificate with <paramref name="thumbprint"/>.</summary>
     private static async Task<string> ServedWithinAsync(int port, string serverName, string thumbprint)

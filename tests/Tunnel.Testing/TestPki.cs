@@ -39,6 +39,18 @@ public sealed class TestPki : IDisposable
         return (prefix + ".pem", prefix + ".key");
     }
 
+    /// <summary>
+    /// Issues a visitor-facing site certificate for <paramref name="hostnames"/> signed by this PKI's CA,
+    /// written as <c>{fileName}.pem</c> and <c>{fileName}.key</c>, as the edge's <c>Tls:Certificates</c> take it.
+    /// </summary>
+    public Tunnel.Edge.Visitors.VisitorCertificateFile IssueSite(string fileName, params string[] hostnames)
+    {
+        using var certificate = CertificateIssuer.IssueSiteCertificate(Ca, hostnames, TimeSpan.FromDays(1));
+        var prefix = Path.Combine(Directory, fileName);
+        CertificateIssuer.WritePem(certificate, prefix + ".pem", prefix + ".key");
+        return new Tunnel.Edge.Visitors.VisitorCertificateFile { CertificatePath = prefix + ".pem", KeyPath = prefix + ".key" };
+    }
+
     /// <summary>Issues an origin certificate that expires <paramref name="lifetime"/> from now (a few seconds: expiry tests); returns the PEM paths.</summary>
     public (string CertificatePath, string KeyPath, DateTimeOffset NotAfter) IssueShortLivedOrigin(TimeSpan lifetime, params string[] domains)
     {

@@ -25,7 +25,7 @@ public class TlsPassthroughTests
     {
         using var sites = new TestPki();
         using var appCertificate = CertificateIssuer.IssueSiteCertificate(sites.Ca, [Host], TimeSpan.FromDays(1));
-        var edgeSite = IssueSite(sites, "edge-site", EdgeSite);
+        var edgeSite = sites.IssueSite("edge-site", EdgeSite);
         await using var harness = await TunnelHarness.StartAsync(o =>
         {
             o.VisitorHttpsPort = 0;
@@ -113,12 +113,4 @@ public class TlsPassthroughTests
     }
 
     private static string Fingerprint(X509Certificate2 certificate) => Convert.ToHexString(SHA256.HashData(certificate.RawData));
-
-    private static VisitorCertificateFile IssueSite(TestPki pki, string fileName, params string[] hostnames)
-    {
-        using var certificate = CertificateIssuer.IssueSiteCertificate(pki.Ca, hostnames, TimeSpan.FromDays(1));
-        var prefix = Path.Combine(pki.Directory, fileName);
-        CertificateIssuer.WritePem(certificate, prefix + ".pem", prefix + ".key");
-        return new VisitorCertificateFile { CertificatePath = prefix + ".pem", KeyPath = prefix + ".key" };
-    }
 }
