@@ -55,6 +55,12 @@ public sealed class HostileOrigin : IAsyncDisposable
     /// <summary>A frame as read from the edge.</summary>
     public sealed record Frame(byte Type, byte Flags, int StreamId, byte[] Payload);
 
+    /// <summary>The edge's SETTINGS as it opened the connection, by parameter id (4: SETTINGS_INITIAL_WINDOW_SIZE).</summary>
+    public Dictionary<ushort, uint> EdgeSettings { get; } = [];
+
+    /// <summary>What the edge added to the connection's flow-control window before its anchor request.</summary>
+    public long EdgeConnectionWindowIncrement { get; private set; }
+
     /// <summary>
     /// Dials, registers <paramref name="hostname"/>, sends the server's SETTINGS (<paramref name="settings"/>,
     /// 6 bytes a parameter) and answers the edge's anchor request (stream 1) with 200, leaving it open.
@@ -115,7 +121,16 @@ public sealed class HostileOrigin : IAsyncDisposable
         {
             if (frame.Type == Settings && frame.Flags == 0)
             {
+                for (var i = 0; i + 6 <= frame.Payload.Length; i += 6)
+                {
+                    EdgeSettings[(ushort)((frame.Payload[i] << 8) | frame.Payload[i + 1])] = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(frame.Payload.AsSpan(i + 2));
+                }
+
                 await WriteFrameAsync(Settings, 0x1, 0, [], cancellationToken);
+            }
+            else if (frame.Type == WindowUpdate && frame.StreamId == 0)
+            {
+                EdgeConnectionWindowIncrement += System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(frame.Payload) & 0x7FFFFFFF;
             }
             else if (frame.Type == Headers && frame.StreamId == 1)
             {

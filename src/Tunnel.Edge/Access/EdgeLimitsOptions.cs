@@ -63,6 +63,21 @@ public sealed class EdgeLimitsOptions
     /// </summary>
     public static readonly TimeSpan DefaultWebSocketIdleTimeout = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// nginx's <c>stream</c> proxy closes after 10 minutes without a byte; an hour lets an ssh or database
+    /// session sit idle through a meeting while a connection nobody uses still ends.
+    /// </summary>
+    public static readonly TimeSpan DefaultConnectionIdleTimeout = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// What the edge grants each tunnel stream before the origin must wait for a WINDOW_UPDATE: 1 MiB
+    /// keeps a stream at full speed up to about 80 Mbit/s on a 100 ms round trip (window ÷ RTT).
+    /// </summary>
+    public const int DefaultTunnelStreamWindowSize = 1024 * 1024;
+
+    /// <summary>The same for all streams of one tunnel connection together: 16 streams' worth.</summary>
+    public const int DefaultTunnelConnectionWindowSize = 16 * 1024 * 1024;
+
     /// <summary>Most bytes of request headers (and request line) a visitor may send; more gets <c>431</c>.</summary>
     /// <remarks>Defaults to 32 KiB (Kestrel's default). At most 1 MiB (Kestrel's request buffer).</remarks>
     public int MaxRequestHeadersTotalSize { get; set; } = DefaultMaxRequestHeadersTotalSize;
@@ -157,4 +172,27 @@ public sealed class EdgeLimitsOptions
     /// </summary>
     /// <remarks>Defaults to 5 minutes. <see cref="Timeout.InfiniteTimeSpan"/> disables it.</remarks>
     public TimeSpan WebSocketIdleTimeout { get; set; } = DefaultWebSocketIdleTimeout;
+
+    /// <summary>
+    /// How long a visitor connection carried whole (HTTP or TLS passthrough, a TCP route) may pass no byte
+    /// either way before the edge closes it and its tunnel stream (it logs <c>ConnectionIdle</c>, and
+    /// <c>tunnel.edge.route.connection.duration</c> records the outcome <c>idle</c>).
+    /// </summary>
+    /// <remarks>Defaults to 1 hour. <see cref="Timeout.InfiniteTimeSpan"/> disables it.</remarks>
+    public TimeSpan ConnectionIdleTimeout { get; set; } = DefaultConnectionIdleTimeout;
+
+    /// <summary>
+    /// The HTTP/2 flow-control window the edge grants each stream on a tunnel connection, for what the
+    /// origin sends: response bodies and the origin's side of carried connections. A stream moves at most
+    /// this much per round trip between edge and origin, so raise it for bulk transfers over long links
+    /// (window = rate × RTT: 8 MiB for 640 Mbit/s at 100 ms). Memory is taken only for bytes the visitor
+    /// has not read yet. The other direction (uploads) is the origin's Kestrel's
+    /// <c>Limits.Http2.InitialStreamWindowSize</c> and <c>InitialConnectionWindowSize</c>.
+    /// </summary>
+    /// <remarks>Defaults to 1 MiB. From 65,535 bytes to 2^31-1.</remarks>
+    public int TunnelStreamWindowSize { get; set; } = DefaultTunnelStreamWindowSize;
+
+    /// <summary>The flow-control window the edge grants a whole tunnel connection (all its streams together).</summary>
+    /// <remarks>Defaults to 16 MiB. At least <see cref="TunnelStreamWindowSize"/>, at most 2^31-1.</remarks>
+    public int TunnelConnectionWindowSize { get; set; } = DefaultTunnelConnectionWindowSize;
 }

@@ -203,6 +203,21 @@ internal sealed class HostPolicies : IDisposable
         {
             errors.Add($"Limits:WebSocketIdleTimeout is {limits.WebSocketIdleTimeout}; it must be more than 0 and at most a day (or -00:00:00.001 to disable it).");
         }
+
+        if (limits.ConnectionIdleTimeout != Timeout.InfiniteTimeSpan && (limits.ConnectionIdleTimeout <= TimeSpan.Zero || limits.ConnectionIdleTimeout > TimeSpan.FromDays(7)))
+        {
+            errors.Add($"Limits:ConnectionIdleTimeout is {limits.ConnectionIdleTimeout}; it must be more than 0 and at most 7 days (or -00:00:00.001 to disable it).");
+        }
+
+        if (limits.TunnelStreamWindowSize < 65_535)
+        {
+            errors.Add($"Limits:TunnelStreamWindowSize is {limits.TunnelStreamWindowSize}; it must be at least 65535 (HTTP/2's initial window) and at most 2147483647.");
+        }
+
+        if (limits.TunnelConnectionWindowSize < limits.TunnelStreamWindowSize || limits.TunnelConnectionWindowSize <= 65_535)
+        {
+            errors.Add($"Limits:TunnelConnectionWindowSize is {limits.TunnelConnectionWindowSize}; it must be more than 65535, at least Limits:TunnelStreamWindowSize ({limits.TunnelStreamWindowSize}), and at most 2147483647.");
+        }
     }
 
     private static IPNetwork[] ParseRanges(string label, List<string>? ranges, List<string> errors)

@@ -12,12 +12,6 @@ namespace Tunnel.Edge.Tunnels;
 /// </summary>
 internal sealed class TunnelConnection : IAsyncDisposable
 {
-    // How much of each response the origin may send before the edge grants more. The HTTP client's
-    // default, 64 KiB, grows with its RTT estimate only after a download has stalled on it a few times;
-    // 1 MiB lets a response of that size flow without waiting for a WINDOW_UPDATE. Memory is taken only
-    // for bytes the visitor has not read yet, as with any window.
-    private const int ResponseStreamWindowSize = 1024 * 1024;
-
     // The most a response's headers may take (decoded): more is the origin misbehaving, and the
     // visitor gets a 502 rather than the edge holding it.
     private const int MaxResponseHeaderBytes = 64 * 1024;
@@ -42,7 +36,12 @@ internal sealed class TunnelConnection : IAsyncDisposable
         _stream = new ObservedStream(stream);
         _handler = new TunnelHttp2Handler(_stream, new Http2ClientSettings
         {
-            StreamWindowSize = ResponseStreamWindowSize,
+            // How much of each response the origin may send before the edge grants more (Limits:
+            // TunnelStreamWindowSize, 1 MiB by default): the HTTP client's default, 64 KiB, grows with its
+            // RTT estimate only after a download has stalled on it a few times. Memory is taken only for
+            // bytes the visitor has not read yet, as with any window.
+            StreamWindowSize = options.Limits.TunnelStreamWindowSize,
+            ConnectionWindowSize = options.Limits.TunnelConnectionWindowSize,
             KeepAlivePingDelay = options.KeepAlivePingDelay,
             KeepAlivePingTimeout = options.KeepAlivePingTimeout,
             MaxResponseHeaderBytes = MaxResponseHeaderBytes,

@@ -69,6 +69,42 @@ public class TcpRouteTests
     }
 
     [Fact]
+    public async Task A_carried_connection_that_passes_no_byte_for_the_idle_timeout_is_closed_and_a_busy_one_is_not()
+    {
+        using var sink = new HashingSink();
+        await using var harness = await TunnelHarness.StartAsync(o =>
+        {
+            o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }];
+            o.Limits.ConnectionIdleTimeout = TimeSpan.FromSeconds(2);
+        });
+        await StartRelayOriginAsync(harness, SinkHost, $"127.0.0.1:{sink.Port}");
+        var port = harness.Edge.TcpRouteEndPoint(SinkHost)!.Port;
+        using var idle = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        using var busy = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await idle.ConnectAsync(IPAddress.Loopback, port);
+        await busy.ConnectAsync(IPAddress.Loopback, port);
+        var watch = Stopwatch.StartNew();
+
+        // The busy one sends a byte every half second for 5 s: more than twice the timeout in all.
+        for (var i = 0; i < 10; i++)
+        {
+            await busy.SendAsync(new byte[] { (byte)i }, SocketFlags.None);
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+        }
+
+        Assert.True(SocketState.IsClosedByPeer(idle), $"the idle connection was still open after {watch.Elapsed.TotalSeconds:0.0} s (timeout 2 s)");
+        Assert.False(SocketState.IsClosedByPeer(busy), "the busy connection was closed");
+        Assert.Contains(harness.EdgeLogs.Entries, e => e.EventId.Name == "ConnectionIdle" && e.Message.Contains(SinkHost, StringComparison.Ordinal));
+
+        // The busy one still carries its bytes to the service and its answer back.
+        busy.Shutdown(SocketShutdown.Send);
+        var answer = new byte[256];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var read = await busy.ReceiveAsync(answer, SocketFlags.None, timeout.Token);
+        Assert.StartsWith("10 ", Encoding.ASCII.GetString(answer, 0, read), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_tcp_route_without_a_tunnel_closes_the_connection_and_counts_it()
     {
         await using var harness = await TunnelHarness.StartAsync(o => o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }]);

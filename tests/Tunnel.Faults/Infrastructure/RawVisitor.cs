@@ -62,28 +62,5 @@ public static class RawVisitor
             .ToArray();
 
     /// <summary>True once the peer has closed (reading past anything it sent first).</summary>
-    public static bool IsClosedByPeer(Socket socket)
-    {
-        var buffer = new byte[4096];
-        try
-        {
-            while (socket.Poll(0, SelectMode.SelectRead))
-            {
-                if (socket.Receive(buffer) == 0)
-                {
-                    return true;
-                }
-            }
-
-            return false;
-        }
-        catch (SocketException)
-        {
-            return true;
-        }
-        catch (ObjectDisposedException)
-        {
-            return true;
-        }
-    }
+    public static bool IsClosedByPeer(Socket socket) => SocketState.IsClosedByPeer(socket);
 }

@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Tunnel.Edge.Forwarding;
 using Tunnel.Edge.Routing;
 using Tunnel.Edge.Telemetry;
 using Tunnel.Edge.Tunnels;
@@ -16,7 +17,7 @@ namespace Tunnel.Edge.Visitors.Passthrough;
 /// tunnel connection and copies bytes both ways until either side ends. Bytes the edge read to route
 /// the connection are still in the visitor's pipe, so they go first, unchanged.
 /// </summary>
-internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, ConnectionRouteMetrics metrics, ILogger<ConnectionRelay> logger, TimeProvider time)
+internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, ConnectionRouteMetrics metrics, EdgeOptions options, ILogger<ConnectionRelay> logger, TimeProvider time)
 {
     // How many tunnel connections are tried when one cannot take the stream (it was closing).
     private const int MaxAttempts = 3;
@@ -98,10 +99,11 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
         // Not the visitor's ConnectionClosed: Kestrel fires it when the visitor ends its side, and the
         // origin may still answer (a half-close). A reset, or the origin ending first, stops the rest.
         using var stop = new CancellationTokenSource();
+        using var idle = new IdleWatch(options.Limits.ConnectionIdleTimeout, time, stop);
         try
         {
-            var upstream = CopyToOriginAsync(visitor.Transport.Input, stream, stop.Token, counts);
-            var downstream = CopyToVisitorAsync(stream, visitor.Transport.Output, stop.Token, counts);
+            var upstream = CopyToOriginAsync(visitor.Transport.Input, stream, idle, stop.Token, counts);
+            var downstream = CopyToVisitorAsync(stream, visitor.Transport.Output, idle, stop.Token, counts);
             var first = await Task.WhenAny(upstream, downstream).ConfigureAwait(false);
             if (first == downstream)
             {
@@ -122,6 +124,12 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
         }
         finally
         {
+            if (idle.Expired)
+            {
+                outcome = "idle";
+                Idle(logger, ConnectionRouteMetrics.Name(mode), route, visitor.RemoteEndPoint, idle.Timeout.TotalSeconds);
+            }
+
             await stop.CancelAsync().ConfigureAwait(false);
             await stream.DisposeAsync().ConfigureAwait(false);
             tunnel.RequestFinished();
@@ -130,7 +138,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
     }
 
     /// <returns>Whether the visitor ended its side cleanly (rather than by a reset).</returns>
-    private static async Task<bool> CopyToOriginAsync(PipeReader input, Http2ResponseStream stream, CancellationToken cancellationToken, long[] counts)
+    private static async Task<bool> CopyToOriginAsync(PipeReader input, Http2ResponseStream stream, IdleWatch idle, CancellationToken cancellationToken, long[] counts)
     {
         var clean = true;
         try
@@ -138,6 +146,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
             while (true)
             {
                 var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                idle.Touch();
                 foreach (var segment in result.Buffer)
                 {
                     await stream.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
@@ -161,7 +170,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
         return clean;
     }
 
-    private static async Task CopyToVisitorAsync(Http2ResponseStream stream, PipeWriter output, CancellationToken cancellationToken, long[] counts)
+    private static async Task CopyToVisitorAsync(Http2ResponseStream stream, PipeWriter output, IdleWatch idle, CancellationToken cancellationToken, long[] counts)
     {
         try
         {
@@ -174,6 +183,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
                     break;
                 }
 
+                idle.Touch();
                 output.Advance(read);
                 counts[1] += read;
                 var flushed = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -198,6 +208,9 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
 
     [LoggerMessage(303, LogLevel.Information, "A visitor connection ({Mode}) for {Host} was refused by the host's rules: {Refusal}.", EventName = "ConnectionDenied")]
     private static partial void ConnectionDenied(ILogger logger, string mode, string host, string refusal);
+
+    [LoggerMessage(304, LogLevel.Information, "A visitor connection ({Mode}) for {Route} from {Visitor} passed no byte either way for {Seconds:0.###} s (Limits:ConnectionIdleTimeout); the edge closed it.", EventName = "ConnectionIdle")]
+    private static partial void Idle(ILogger logger, string mode, string route, EndPoint? visitor, double seconds);
 
     [LoggerMessage(300, LogLevel.Warning, "A visitor connection ({Mode}) for {Host} from {Visitor} found no tunnel that could take it.", EventName = "ConnectionNoTunnel")]
     private static partial void NoTunnel(ILogger logger, string mode, string host, EndPoint? visitor);
