@@ -14,7 +14,7 @@ namespace Tunnel.Edge.Admin;
 /// the recent connection events. Everything shown is HTML-encoded: hostnames, connector ids and
 /// refusal messages come from origins.
 /// </summary>
-internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null, RegistrationPolicy? policy = null)
+internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null, RegistrationPolicy? policy = null, Telemetry.ConnectionRouteMetrics? connectionRoutes = null)
 {
     // Often enough to watch a redeploy roll over, rare enough to cost the edge nothing.
     private const int RefreshSeconds = 5;
@@ -53,6 +53,7 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
         }
 
         AppendConnectors(html, connections, now);
+        AppendConnectionRoutes(html);
         AppendRequests(html);
         AppendEvents(html);
         html.Append("</body></html>\n");
@@ -137,10 +138,32 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
         foreach (var connector in connections.GroupBy(c => c.ConnectorId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
             html.Append("<tr><td><code>").Append(E(connector.Key)).Append("</code></td><td class=\"n\">").Append(connector.Count())
-                .Append("</td><td>").Append(E(string.Join(", ", connector.SelectMany(c => c.Hostnames).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))))
+                .Append("</td><td>").Append(E(string.Join(", ", connector.SelectMany(c => c.Hostnames.Concat(c.ConnectionRoutes.Select(r => $"{r.Hostname} ({Telemetry.ConnectionRouteMetrics.Name(r.Mode)})"))).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))))
                 .Append("</td><td>").Append(E(string.Join(", ", connector.Select(c => c.Remote is IPEndPoint ip ? ip.Address.ToString() : c.Remote?.ToString() ?? "?").Distinct(StringComparer.Ordinal))))
                 .Append("</td><td>").Append(E(Duration(now - connector.Min(c => c.ConnectedAt))))
                 .Append("</td><td class=\"n\">").Append(connector.Sum(c => c.InFlight)).Append("</td></tr>");
+        }
+
+        html.Append("</table>");
+    }
+
+    /// <summary>Visitor connections carried whole, per route and mode; shown once a route has had one.</summary>
+    private void AppendConnectionRoutes(StringBuilder html)
+    {
+        if (connectionRoutes?.Snapshot() is not { Count: > 0 } snapshot)
+        {
+            return;
+        }
+
+        html.Append("<h2>Connection routes (passthrough, TCP)</h2><table><tr><th>route</th><th>mode</th><th>open</th><th>carried</th><th>not carried</th><th>bytes from visitors</th><th>bytes to visitors</th></tr>");
+        foreach (var route in snapshot)
+        {
+            html.Append("<tr><td><code>").Append(E(route.Route)).Append("</code></td><td>").Append(route.Mode)
+                .Append("</td><td class=\"n\">").Append(route.Open)
+                .Append("</td><td class=\"n\">").Append(route.Carried)
+                .Append("</td><td class=\"n").Append(route.Refused > 0 ? " bad\">" : "\">").Append(route.Refused)
+                .Append("</td><td class=\"n\">").Append(route.Received.ToString("N0", CultureInfo.InvariantCulture))
+                .Append("</td><td class=\"n\">").Append(route.Transmitted.ToString("N0", CultureInfo.InvariantCulture)).Append("</td></tr>");
         }
 
         html.Append("</table>");

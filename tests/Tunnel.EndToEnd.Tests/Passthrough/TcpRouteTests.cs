@@ -96,6 +96,12 @@ public class TcpRouteTests
         Assert.False(SocketState.IsClosedByPeer(busy), "the busy connection was closed");
         Assert.Contains(harness.EdgeLogs.Entries, e => e.EventId.Name == "ConnectionIdle" && e.Message.Contains(SinkHost, StringComparison.Ordinal));
 
+        // The status page lists the route: one connection open (the busy one), two carried in all, none refused.
+        using var admin = new HttpClient();
+        var page = await admin.GetStringAsync($"http://127.0.0.1:{harness.Edge.AdminEndPoint!.Port}/");
+        Assert.Matches(@"<tr><td><code>sink\.test</code></td><td>tcp</td><td class=""n"">1</td><td class=""n"">2</td><td class=""n"">0</td>", page);
+        Assert.Contains("sink.test (tcp)", page, StringComparison.Ordinal);
+
         // The busy one still carries its bytes to the service and its answer back.
         busy.Shutdown(SocketShutdown.Send);
         var answer = new byte[256];

@@ -92,7 +92,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
     {
         var started = time.GetTimestamp();
         tunnel.RequestStarted();
-        metrics.Opened(mode);
+        metrics.Opened(route, mode);
         var outcome = "relayed";
         var counts = new long[2];
 
