@@ -22,6 +22,12 @@ public interface ITunnelStatus
 
     /// <summary>The origin credential in use and any problem with it; <c>null</c> before the tunnel starts.</summary>
     TunnelCredentialStatus? Credential { get; }
+
+    /// <summary>
+    /// Visitor connections carried whole (the <c>ListenTunnel</c> routes: HTTP or TLS passthrough, TCP)
+    /// that Kestrel is serving now; each is one stream on a tunnel connection.
+    /// </summary>
+    int OpenVisitorConnections => 0;
 }
 
 /// <summary>The origin credential in use, and what went wrong with it lately.</summary>

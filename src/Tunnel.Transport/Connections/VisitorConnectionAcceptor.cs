@@ -16,7 +16,7 @@ namespace Tunnel.Transport.Connections;
 /// accepted connection whose remote end is the visitor. The CONNECT request lasts as long as the visitor
 /// connection: it ends when Kestrel is done with the connection, and a reset from the edge aborts it.
 /// </summary>
-internal sealed partial class VisitorConnectionAcceptor(ConnectionRoutes routes, ILogger<VisitorConnectionAcceptor> logger)
+internal sealed partial class VisitorConnectionAcceptor(ConnectionRoutes routes, TunnelStatus status, ILogger<VisitorConnectionAcceptor> logger)
 {
     private static long s_connectionCount;
 
@@ -69,8 +69,16 @@ internal sealed partial class VisitorConnectionAcceptor(ConnectionRoutes routes,
             return;
         }
 
-        await using var abort = context.RequestAborted.Register(() => connection.Abort(new ConnectionAbortedException("The edge ended the visitor connection.")));
-        await connection.Disposed.ConfigureAwait(false);
+        status.VisitorConnectionsChanged(+1);
+        try
+        {
+            await using var abort = context.RequestAborted.Register(() => connection.Abort(new ConnectionAbortedException("The edge ended the visitor connection.")));
+            await connection.Disposed.ConfigureAwait(false);
+        }
+        finally
+        {
+            status.VisitorConnectionsChanged(-1);
+        }
     }
 
     [LoggerMessage(80, LogLevel.Warning, "A visitor connection for {Host} ({Mode}) from the edge was refused: {Reason}.", EventName = "PassthroughConnectionRefused")]

@@ -15,6 +15,7 @@ internal sealed class TunnelHealthCheck(ITunnelStatus status) : IHealthCheck
             ["desired"] = desired,
             ["registered"] = registered,
             ["edges"] = string.Join(", ", status.Slots.Where(s => s.IsRegistered).Select(s => s.EdgeName).Distinct()),
+            ["visitorConnections"] = status.OpenVisitorConnections,
         };
         if (lastError is not null)
         {

@@ -36,6 +36,7 @@ internal sealed class TunnelMetrics
         _lifetime = meter.CreateHistogram("tunnel.connection.lifetime", "s", "How long registered connections stayed up.",
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LifetimeBuckets });
         meter.CreateObservableUpDownCounter("tunnel.connections", () => Observe(status), "{connection}", "Connection slots by state, edge and region.");
+        meter.CreateObservableUpDownCounter("tunnel.visitor.connections.open", () => status.OpenVisitorConnections, "{connection}", "Visitor connections carried whole (ListenTunnel routes) that Kestrel is serving now.");
     }
 
     public void Record(TunnelConnectionEvent e)

@@ -10,6 +10,12 @@ internal sealed class TunnelStatus(TimeProvider time) : ITunnelStatus
     private TunnelSlotStatus[] _slots = [];
     private TunnelConnectionEvent? _lastError;
     private TunnelCredentialStatus? _credential;
+    private int _openVisitorConnections;
+
+    public int OpenVisitorConnections => Volatile.Read(ref _openVisitorConnections);
+
+    /// <summary>A carried visitor connection was handed to Kestrel (+1) or ended (-1).</summary>
+    public void VisitorConnectionsChanged(int delta) => Interlocked.Add(ref _openVisitorConnections, delta);
 
     public TunnelCredentialStatus? Credential
     {

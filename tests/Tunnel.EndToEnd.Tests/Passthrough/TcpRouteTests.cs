@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Tunnel.Edge.Visitors.Passthrough;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 using Tunnel.Transport;
@@ -77,7 +78,7 @@ public class TcpRouteTests
             o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }];
             o.Limits.ConnectionIdleTimeout = TimeSpan.FromSeconds(2);
         });
-        await StartRelayOriginAsync(harness, SinkHost, $"127.0.0.1:{sink.Port}");
+        var origin = await StartRelayOriginAsync(harness, SinkHost, $"127.0.0.1:{sink.Port}");
         var port = harness.Edge.TcpRouteEndPoint(SinkHost)!.Port;
         using var idle = new Socket(SocketType.Stream, ProtocolType.Tcp);
         using var busy = new Socket(SocketType.Stream, ProtocolType.Tcp);
@@ -101,6 +102,12 @@ public class TcpRouteTests
         var page = await admin.GetStringAsync($"http://127.0.0.1:{harness.Edge.AdminEndPoint!.Port}/");
         Assert.Matches(@"<tr><td><code>sink\.test</code></td><td>tcp</td><td class=""n"">1</td><td class=""n"">2</td><td class=""n"">0</td>", page);
         Assert.Contains("sink.test (tcp)", page, StringComparison.Ordinal);
+
+        // And the app's own status and health check count the one it is still serving.
+        var status = origin.App.Services.GetRequiredService<ITunnelStatus>();
+        await Wait.UntilAsync(() => status.OpenVisitorConnections == 1, TimeSpan.FromSeconds(5), "the app counts one open visitor connection");
+        var health = await origin.App.Services.GetRequiredService<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckService>().CheckHealthAsync();
+        Assert.Equal(1, health.Entries.Values.Single().Data["visitorConnections"]);
 
         // The busy one still carries its bytes to the service and its answer back.
         busy.Shutdown(SocketShutdown.Send);
@@ -164,7 +171,11 @@ public class TcpRouteTests
     private static Task<TunnelHarness.Origin> StartRelayOriginAsync(TunnelHarness harness, string hostname, string target) =>
         harness.StartOriginAsync(
             certificateDomains: [TunnelHarness.Hostname, hostname],
-            configureBuilder: builder => builder.WebHost.ConfigureKestrel(k => k.ListenTunnel(hostname, TunnelMode.Tcp, listen => listen.UseTcpRelay(target))));
+            configureBuilder: builder =>
+            {
+                builder.WebHost.ConfigureKestrel(k => k.ListenTunnel(hostname, TunnelMode.Tcp, listen => listen.UseTcpRelay(target)));
+                builder.Services.AddHealthChecks().AddTunnel();
+            });
 
     /// <summary>A TCP service that reads everything a client sends, then answers with the byte count and SHA-256.</summary>
     private sealed class HashingSink : IDisposable
