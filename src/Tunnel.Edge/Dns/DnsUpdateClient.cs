@@ -163,7 +163,7 @@ internal sealed class DnsUpdateClient
 
         if (response is null)
         {
-            return new DnsUpdateResult(false, "unreachable", $"no answer from {zone.Server} within {_timeoutMilliseconds / 1000.0:0.#} s");
+            return new DnsUpdateResult(false, "unreachable", $"no answer from {zone.Server}: nothing listens there, or the packets are dropped (waited at most {_timeoutMilliseconds / 1000.0:0.#} s)");
         }
 
         return Classify(zone, response, success);
