@@ -150,7 +150,7 @@ internal sealed class DnsUpdateClient
     private async Task<DnsUpdateResult> SendAsync(DnsZone zone, DnsUpdateMessage message, string success, CancellationToken cancellationToken)
     {
         message.TSigOptions = new TSigRecord(DomainName.Parse(zone.KeyName), zone.Algorithm, _time.GetUtcNow().UtcDateTime, Fudge, message.TransactionID, ReturnCode.NoError, null, zone.Secret);
-        var client = new DnsClient([zone.Server.Address], [new UdpClientTransport(zone.Server.Port), new TcpClientTransport(zone.Server.Port)], true, _timeoutMilliseconds);
+        using var client = new DnsClient([zone.Server.Address], [new UdpClientTransport(zone.Server.Port), new TcpClientTransport(zone.Server.Port)], true, _timeoutMilliseconds);
         DnsUpdateMessage? response;
         try
         {

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Tunnel.Edge;
 using Tunnel.Edge.Dns;
 using Tunnel.EndToEnd.Tests.Infrastructure;
@@ -219,6 +220,33 @@ public class DnsRecordTests(ITestOutputHelper output)
 
         Assert.Equal(1, published);
         Assert.Equal(1, named.CountInLog("updating zone 'example.test/IN': adding an RR at '_tunnel-owner." + App + "'"));
+    }
+
+    [Fact]
+    public async Task Writes_and_deletes_txt_records_for_acme_challenges_through_the_signed_path()
+    {
+        await using var named = await NamedProcess.StartAsync();
+        using var dump = new WriteOnDispose(output, () => named.Log);
+        await using var harness = await TunnelHarness.StartAsync(o => UseZone(o, named));
+        var publisher = harness.Edge.Services.GetRequiredService<DnsPublisher>();
+        const string Challenge = "_acme-challenge.app.example.test";
+
+        await publisher.SetTxtAsync(Challenge, "first-token", CancellationToken.None);
+        await publisher.SetTxtAsync(Challenge, "second-token", CancellationToken.None);
+        Assert.Equal(["\"first-token\"", "\"second-token\""], (await named.DigAsync(Challenge, "TXT")).Order(StringComparer.Ordinal));
+        Assert.Contains(publisher.Records(), r => r.Name == Challenge && r.Type == "TXT" && r.Value == "first-token" && r.State == "published");
+
+        await publisher.RemoveTxtAsync(Challenge, "first-token", CancellationToken.None);
+        Assert.Equal(["\"second-token\""], await named.DigAsync(Challenge, "TXT"));
+        Assert.DoesNotContain(publisher.Records(), r => r.Value == "first-token");
+
+        var outside = await Assert.ThrowsAsync<InvalidOperationException>(() => publisher.SetTxtAsync("_acme-challenge.example.org", "x", CancellationToken.None));
+        Assert.Contains("example.test", outside.Message, StringComparison.Ordinal);
+
+        await named.StopAsync();
+        var down = await Assert.ThrowsAsync<DnsUpdateException>(() => publisher.RemoveTxtAsync(Challenge, "second-token", CancellationToken.None));
+        Assert.Equal("unreachable", down.Reason);
+        Assert.Contains(named.Server, down.Message, StringComparison.Ordinal);
     }
 
     private static void UseZone(EdgeOptions options, NamedProcess named, Action<DnsZoneOptions>? configure = null)
