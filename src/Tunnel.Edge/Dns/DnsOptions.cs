@@ -42,7 +42,8 @@ public sealed class EdgeDnsOptions
     /// </summary>
     /// <remarks>
     /// Defaults to <c>tunnel-edge/</c> followed by the edge's name, or in a cluster by the cluster's key
-    /// prefix, so that every edge of one cluster owns the records of the others. Two clusters or edges
+    /// prefix without its slashes (<c>tunnel-edge/tunnel</c>), so that every edge of one cluster owns the records
+    /// of the others. Two clusters or edges
     /// sharing a zone must have different owners.
     /// </remarks>
     public string? Owner { get; set; }

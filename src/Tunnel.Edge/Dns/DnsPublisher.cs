@@ -389,12 +389,12 @@ internal sealed class DnsPublisher : BackgroundService
         return entry.RetryDelay;
     }
 
-    /// <summary>The marker value: <see cref="EdgeDnsOptions.Owner"/>, or <c>tunnel-edge/</c> and the edge's name (the cluster's key prefix in a cluster).</summary>
+    /// <summary>The marker value: <see cref="EdgeDnsOptions.Owner"/>, or <c>tunnel-edge/</c> and the edge's name (in a cluster, the cluster's key prefix without its slashes).</summary>
     public static string OwnerOf(EdgeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         return options.Dns.Owner is { Length: > 0 } owner ? owner
-            : "tunnel-edge/" + (options.Cluster.IsEnabled ? options.Cluster.KeyPrefix.TrimEnd('/') : options.Name);
+            : "tunnel-edge/" + (options.Cluster.IsEnabled ? options.Cluster.KeyPrefix.Trim('/') : options.Name);
     }
 }
 

@@ -220,6 +220,16 @@ public class DnsRecordTests(ITestOutputHelper output)
 
         Assert.Equal(1, published);
         Assert.Equal(1, named.CountInLog("updating zone 'example.test/IN': adding an RR at '_tunnel-owner." + App + "'"));
+
+        // The writer stops: its lock goes with its lease, and the other edge takes the name over, finding
+        // the cluster's records there (nothing is written again).
+        var (writer, other) = pages[0].Contains("<td>published</td>", StringComparison.Ordinal) ? (a, b) : (b, a);
+        await writer.TerminateAsync();
+        await EdgeCluster.UntilAsync(async () => (await http.GetStringAsync($"http://127.0.0.1:{other.AdminPort}/")).Contains("<td>published</td>", StringComparison.Ordinal),
+            RecordTimeout, "the remaining edge writes the name");
+        Assert.Equal(1, EdgeCluster.Series(await EdgeCluster.MetricsAsync(other), UpdatesMetric, ("operation", "publish"), ("reason", "present")));
+        Assert.Equal(1, named.CountInLog($"adding an RR at '{App}' CNAME"));
+        Assert.Equal([Target + "."], await named.DigAsync(App, "CNAME"));
     }
 
     [Fact]
