@@ -108,6 +108,13 @@ public class DnsRecordTests(ITestOutputHelper output)
         Assert.True(EdgeCluster.Series(metrics, UpdatesMetric, ("operation", "publish"), ("reason", "badsig"), ("result", "failure")) >= 1, metrics);
         Assert.Empty(await named.DigAsync(App, "CNAME"));
         Assert.Contains("request has invalid signature", named.Log, StringComparison.Ordinal);
+
+        // A key named wrong: named answers BADKEY, and the client names it.
+        var zones = DnsZone.FromOptions(new EdgeDnsOptions { Zones = [new DnsZoneOptions { Name = named.Zone, Server = named.Server, KeyName = "unknown-key", KeySecret = named.Secret, Target = Target }] }, []);
+        var badKey = await new DnsUpdateClient("test", 60, TimeSpan.FromSeconds(5), TimeProvider.System).AddTxtAsync(Assert.Single(zones), "probe.example.test", "x", CancellationToken.None);
+        Assert.False(badKey.Succeeded);
+        Assert.Equal("badkey", badKey.Reason);
+        Assert.Contains("unknown-key", badKey.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
