@@ -18,6 +18,8 @@ have node || need+=(nodejs)             # the gRPC tests run @grpc/grpc-js
 have npm || need+=(npm)
 have sshd || need+=(openssh-server)   # a real ssh login through a TCP route
 have ssh || need+=(openssh-client)
+have named || need+=(bind9)            # the operator's DNS for the DNS record tests (a dynamic zone, TSIG)
+have dig || need+=(bind9-dnsutils)      # dig and nsupdate read and write that zone as real clients
 have openssl || need+=(openssl)      # the TLS passthrough test reads the certificate served with s_client
 
 if [ ${#need[@]} -gt 0 ]; then

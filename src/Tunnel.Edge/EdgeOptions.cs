@@ -263,6 +263,12 @@ public sealed class EdgeOptions
     /// <remarks>Section <c>Edge:Cluster</c>. Defaults to no cluster: one edge, routes in memory.</remarks>
     public Cluster.ClusterOptions Cluster { get; set; } = new();
 
+    // ---- DNS records for routes (RFC 2136 dynamic updates) ----
+
+    /// <summary>The zones in which the edge publishes its routes' hostnames, signed with TSIG.</summary>
+    /// <remarks>Section <c>Edge:Dns</c>. Defaults to no zone: the edge writes nothing to DNS.</remarks>
+    public Dns.EdgeDnsOptions Dns { get; set; } = new();
+
     // ---- OpenTelemetry export ----
 
     /// <summary>

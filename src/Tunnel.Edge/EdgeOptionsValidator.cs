@@ -54,6 +54,8 @@ internal sealed class EdgeOptionsValidator : IValidateOptions<EdgeOptions>
             ClusterServices.Validate(options, problems);
         }
 
+        Dns.DnsServices.Validate(options, problems);
+
         return problems;
     }
 }

@@ -14,7 +14,7 @@ namespace Tunnel.Edge.Admin;
 /// the recent connection events. Everything shown is HTML-encoded: hostnames, connector ids and
 /// refusal messages come from origins.
 /// </summary>
-internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null, RegistrationPolicy? policy = null, Telemetry.ConnectionRouteMetrics? connectionRoutes = null)
+internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null, RegistrationPolicy? policy = null, Telemetry.ConnectionRouteMetrics? connectionRoutes = null, Dns.DnsPublisher? dns = null)
 {
     // Often enough to watch a redeploy roll over, rare enough to cost the edge nothing.
     private const int RefreshSeconds = 5;
@@ -52,6 +52,7 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
             Cluster.ClusterStatus.Append(html, options.Name, peers);
         }
 
+        Dns.DnsServices.AppendStatus(html, dns);
         AppendConnectors(html, connections, now);
         AppendConnectionRoutes(html);
         AppendRequests(html);

@@ -16,7 +16,7 @@ namespace Tunnel.Edge.Cluster;
 /// are JSON strings, as the gateway writes them. Endpoints are tried in turn; the one that answered
 /// last is tried first.
 /// </summary>
-internal sealed class EtcdGateway : IDisposable
+internal sealed partial class EtcdGateway : IDisposable
 {
     private readonly HttpClient _client;
     private readonly Uri[] _endpoints;

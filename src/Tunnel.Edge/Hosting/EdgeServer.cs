@@ -126,6 +126,7 @@ public sealed class EdgeServer : IAsyncDisposable
         Cluster.ClusterServices.Add(services, options);
         services.AddSingleton<RegistrationPolicy>();
         PassthroughServices.Add(services, options);
+        Dns.DnsServices.Add(services, options);
         services.AddSingleton<TunnelListener>();
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
         services.AddSingleton<IConnectionListenerFactory>(handoff);
