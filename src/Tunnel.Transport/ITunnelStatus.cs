@@ -22,6 +22,12 @@ public interface ITunnelStatus
 
     /// <summary>The origin credential in use and any problem with it; <c>null</c> before the tunnel starts.</summary>
     TunnelCredentialStatus? Credential { get; }
+
+    /// <summary>
+    /// Whether the app's readiness checks (<see cref="TunnelOptions.ReadinessTag"/>) let the edges send this
+    /// replica requests; <c>false</c> while one reports Unhealthy.
+    /// </summary>
+    bool IsReady => true;
 }
 
 /// <summary>The origin credential in use, and what went wrong with it lately.</summary>
