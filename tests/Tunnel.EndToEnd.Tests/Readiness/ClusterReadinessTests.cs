@@ -21,7 +21,7 @@ public class ClusterReadinessTests(ITestOutputHelper output)
         await cluster.StartOriginAsync(Host, [edgeA], haConnections: 2, configureApp: a.CountRequests, configureTunnel: a.ConfigureTunnel, configureBuilder: a.AddReadinessCheck);
         await cluster.StartOriginAsync(Host, [edgeB], haConnections: 2, configureApp: b.CountRequests, configureTunnel: b.ConfigureTunnel, configureBuilder: b.AddReadinessCheck);
         using var visitor = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        await EdgeCluster.UntilAsync(async () => a.Requests > 0 && b.Requests > 0 && await ServedAsync(visitor, edgeA) && await ServedAsync(visitor, edgeB), TimeSpan.FromSeconds(20), "each edge serves the app through its own replica");
+        await EdgeCluster.UntilAsync(async () => await ServedAsync(visitor, edgeA) && await ServedAsync(visitor, edgeB) && a.Requests > 0 && b.Requests > 0, TimeSpan.FromSeconds(20), "each edge serves the app through its own replica");
 
         a.Ready = false;
         await EdgeCluster.UntilAsync(async () => EdgeCluster.Series(await EdgeCluster.MetricsAsync(edgeA), "tunnel_edge_tunnels_not_ready") == 2, TimeSpan.FromSeconds(5), "edge A marks replica A's tunnels not ready");
