@@ -23,7 +23,7 @@ internal sealed partial class RequestForwarder
         var count = 0;
         foreach (var connection in routes.ConnectionsFor(route))
         {
-            if (connection.IsNotReady && !connection.IsDraining && !connection.Closed.IsCompleted)
+            if (connection.IsNotReady && connection.IsAlive)
             {
                 count++;
             }

@@ -99,7 +99,13 @@ internal sealed class TunnelConnection : IAsyncDisposable
     public Task Closed => _stream.Closed;
 
     /// <summary>Whether new requests may be sent on it.</summary>
-    public bool IsUsable => !_stream.Closed.IsCompleted && !IsDraining && !IsSilent && !IsNotReady && _handler.IsUsable;
+    public bool IsUsable => IsAlive && !IsNotReady;
+
+    /// <summary>
+    /// Whether the tunnel itself still serves (open, not draining, not silent), whatever the app's
+    /// readiness: a not-ready connection is alive, and what fails on it is not a lost tunnel.
+    /// </summary>
+    public bool IsAlive => !_stream.Closed.IsCompleted && !IsDraining && !IsSilent && _handler.IsUsable;
 
     /// <summary>Completes when the origin sent GOAWAY: the connection finishes what it has and takes nothing new.</summary>
     public Task GoAwayReceived => _handler.GoAwayReceived;
