@@ -121,14 +121,17 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         try
         {
             // A connection that opens while the app is not ready says so before the edge chooses it.
+            var changed = readiness.Changed;
             var wait = readiness.IsReady ? TunnelLimits.AnchorHeartbeatInterval : TimeSpan.Zero;
             while (true)
             {
-                var changed = readiness.Changed;
                 if (wait > TimeSpan.Zero)
                 {
                     await Task.WhenAny(Task.Delay(wait, cancellationToken), changed).ConfigureAwait(false);
                 }
+
+                // Taken before the state is read, so a change after the read wakes the next wait at once.
+                changed = readiness.Changed;
 
                 // One writer: a change and the regular beat never write at the same time.
                 beat[0] = readiness.Beat;
