@@ -28,6 +28,12 @@ public interface ITunnelStatus
     /// that Kestrel is serving now; each is one stream on a tunnel connection.
     /// </summary>
     int OpenVisitorConnections => 0;
+
+    /// <summary>
+    /// Whether the app's readiness checks (<see cref="TunnelOptions.ReadinessTag"/>) let the edges send this
+    /// replica requests; <c>false</c> while one reports Unhealthy.
+    /// </summary>
+    bool IsReady => true;
 }
 
 /// <summary>The origin credential in use, and what went wrong with it lately.</summary>

@@ -149,6 +149,25 @@ public sealed class TunnelOptions
     /// <remarks>Defaults to 30 seconds.</remarks>
     public TimeSpan RebalanceInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The tag of the app's health checks (<c>AddHealthChecks().AddCheck(..., tags: ["ready"])</c>) that say
+    /// whether it can take requests. While any check with this tag reports Unhealthy, every tunnel
+    /// connection asks its edge to send it no new requests (requests already on it finish; other replicas
+    /// take the traffic); when they report Healthy or Degraded again, it takes requests again. With no
+    /// check carrying the tag, or no health checks added at all, the app is always ready.
+    /// <c>null</c> or empty turns this off.
+    /// </summary>
+    /// <remarks>Defaults to <c>ready</c>.</remarks>
+    public string? ReadinessTag { get; set; } = "ready";
+
+    /// <summary>
+    /// How often the <see cref="ReadinessTag"/> checks run. A change is sent to the edges at once, so the
+    /// edge follows the app within this interval plus one round trip. <see cref="TimeSpan.Zero"/> or
+    /// <see cref="Timeout.InfiniteTimeSpan"/> turns readiness following off.
+    /// </summary>
+    /// <remarks>Defaults to 1 second.</remarks>
+    public TimeSpan ReadinessCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>The redial schedule: exponential backoff with full jitter, capped, reset after a stable period.</summary>
     /// <remarks>Defaults to 1 s base, 30 s cap, 5 s stable period.</remarks>
     public RedialBackoffOptions Redial { get; set; } = new();

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Tunnel.Transport;
 using Tunnel.Transport.Connections;
@@ -38,6 +39,8 @@ public static class WebHostBuilderTunnelExtensions
             services.TryAddSingleton<TunnelStatus>();
             services.TryAddSingleton<ITunnelStatus>(sp => sp.GetRequiredService<TunnelStatus>());
             services.TryAddSingleton<TunnelMetrics>();
+            services.TryAddSingleton<TunnelReadiness>();
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TunnelReadinessMonitor>());
             services.TryAddSingleton<TunnelEvents>();
             services.TryAddSingleton<ConnectionRoutes>();
             services.TryAddSingleton<VisitorConnectionAcceptor>();

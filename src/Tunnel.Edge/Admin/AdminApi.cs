@@ -253,7 +253,7 @@ internal sealed class AdminApi
         return connections.GroupBy(c => c.ConnectorId).OrderBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => new ConnectorEntry(g.Key, g.First().CredentialId, g.SelectMany(c => c.Hostnames).Distinct().Order(StringComparer.Ordinal).ToList(),
                 g.OrderBy(c => c.ConnectionIndex).Select(c => new ConnectionEntry(c.Id, _options.Name, _options.Region, c.ConnectionIndex, c.Remote?.ToString() ?? "",
-                    c.ConnectedAt, Math.Round((now - c.ConnectedAt).TotalSeconds, 1), c.InFlight, c.Requests, c.IsDraining)).ToList()))
+                    c.ConnectedAt, Math.Round((now - c.ConnectedAt).TotalSeconds, 1), c.InFlight, c.Requests, c.IsDraining, c.IsNotReady)).ToList()))
             .ToList();
     }
 
@@ -318,7 +318,7 @@ internal sealed record ConnectorsResponse(List<ConnectorEntry> Connectors);
 
 internal sealed record ConnectorEntry(string ConnectorId, string CredentialId, List<string> Hostnames, List<ConnectionEntry> Connections);
 
-internal sealed record ConnectionEntry(string Id, string Edge, string Region, int Slot, string Remote, DateTimeOffset ConnectedAt, double UptimeSeconds, int InFlight, long Requests, bool Draining);
+internal sealed record ConnectionEntry(string Id, string Edge, string Region, int Slot, string Remote, DateTimeOffset ConnectedAt, double UptimeSeconds, int InFlight, long Requests, bool Draining, bool NotReady);
 
 internal sealed record DrainResponse(string ConnectorId, int Connections);
 

@@ -117,7 +117,7 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
 
     private static void AppendConnection(StringBuilder html, TunnelConnection connection, DateTimeOffset now)
     {
-        var state = connection.Closed.IsCompleted ? "closed" : connection.IsDraining ? "draining" : connection.IsSilent ? "silent" : "ready";
+        var state = connection.Closed.IsCompleted ? "closed" : connection.IsDraining ? "draining" : connection.IsSilent ? "silent" : connection.IsNotReady ? "not ready" : "ready";
         html.Append("<td><code>").Append(E(connection.Id)).Append("</code></td><td>").Append(E(connection.Remote?.ToString() ?? "?"))
             .Append("</td><td class=\"n\">").Append(connection.ConnectionIndex)
             .Append("</td><td>").Append(E(Duration(now - connection.ConnectedAt)))

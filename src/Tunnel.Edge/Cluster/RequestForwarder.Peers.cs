@@ -35,7 +35,7 @@ internal sealed partial class RequestForwarder
         public bool TryTake(out ForwarderFailure exhausted)
         {
             _current = forwarder._peers!.Choose(host, _tried);
-            exhausted = new(_tried.Count == 0 ? ForwarderError.NoTunnel : ForwarderError.NoPeerAnswered);
+            exhausted = _tried.Count == 0 ? forwarder.NoTunnelFailure(host) : new(ForwarderError.NoPeerAnswered);
             return _current is not null;
         }
 

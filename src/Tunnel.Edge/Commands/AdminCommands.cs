@@ -38,6 +38,9 @@ internal static class AdminCommands
                         {
                             var uptime = TimeSpan.FromSeconds(connection.GetProperty("uptimeSeconds").GetDouble());
                             var draining = connection.GetProperty("draining").GetBoolean() ? ", draining" : "";
+
+                            // An older edge's answer has no readiness.
+                            draining += connection.TryGetProperty("notReady", out var notReady) && notReady.GetBoolean() ? ", not ready" : "";
                             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                                 $"    {connection.GetProperty("id").GetString()}  edge {connection.GetProperty("edge").GetString()}  from {connection.GetProperty("remote").GetString()}  up {(int)uptime.TotalHours}:{uptime.Minutes:00}:{uptime.Seconds:00}  {connection.GetProperty("requests").GetInt64()} requests{draining}"));
                         }

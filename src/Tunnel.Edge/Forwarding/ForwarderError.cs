@@ -25,6 +25,9 @@ internal enum ForwarderError
     /// <summary>The request's tunnel connection failed and no other is connected: 502, <c>connection_lost</c>.</summary>
     NoOtherTunnel,
 
+    /// <summary>Every tunnel connection for the host reports its app not ready (and no peer edge took it): 503, <c>not_ready</c>.</summary>
+    NotReady,
+
     /// <summary>Every tunnel connection for the host is at its cap of requests in flight: 503, <c>refused</c>.</summary>
     TunnelsFull,
 
@@ -65,6 +68,9 @@ internal readonly record struct ForwarderFailure(ForwarderError Error)
 
     /// <summary>How many connections were found full, for <see cref="ForwarderError.TunnelsFull"/>.</summary>
     public int Full { get; init; }
+
+    /// <summary>How many connections reported their app not ready, for <see cref="ForwarderError.NotReady"/>.</summary>
+    public int NotReady { get; init; }
 
     /// <summary>The wait that ran out (<see cref="ForwarderError.NoStreamFree"/>, <see cref="ForwarderError.ResponseHeadersTimeout"/>).</summary>
     public TimeSpan Waited { get; init; }

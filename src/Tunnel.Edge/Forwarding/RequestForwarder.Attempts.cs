@@ -194,7 +194,7 @@ internal sealed partial class RequestForwarder
             return false;
         }
 
-        if (!connection.IsUsable)
+        if (!connection.IsAlive)
         {
             return true;
         }

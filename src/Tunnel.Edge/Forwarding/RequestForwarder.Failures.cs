@@ -31,7 +31,7 @@ internal sealed partial class RequestForwarder
         }
 
         var (status, detail) = PageOf(host, failure);
-        var retryAfter = failure.Error is ForwarderError.TunnelsFull or ForwarderError.NoStreamFree ? EdgeAccessMiddleware.OverloadRetryAfter : (TimeSpan?)null;
+        var retryAfter = failure.Error is ForwarderError.TunnelsFull or ForwarderError.NoStreamFree or ForwarderError.NotReady ? EdgeAccessMiddleware.OverloadRetryAfter : (TimeSpan?)null;
         return ErrorPages.WriteAsync(context, status, ErrorPages.TitleFor(status), detail, host, requestId, retryAfter);
     }
 
@@ -53,6 +53,9 @@ internal sealed partial class RequestForwarder
                 break;
             case ForwarderError.NoOtherTunnel:
                 EdgeLog.RequestFailed(logger, requestId, host, 502, "no other tunnel");
+                break;
+            case ForwarderError.NotReady:
+                Tunnels.ReadinessLog.RouteNotReady(logger, requestId, host, failure.NotReady);
                 break;
             case ForwarderError.TunnelsFull:
                 EdgeLog.RequestOverloaded(logger, requestId, host, failure.Full, "tunnel connection");
@@ -82,6 +85,7 @@ internal sealed partial class RequestForwarder
     private static string? ErrorTypeOf(ForwarderFailure failure) => failure.Error switch
     {
         ForwarderError.NoTunnel => UpstreamErrors.NoTunnel,
+        ForwarderError.NotReady => UpstreamErrors.NotReady,
         ForwarderError.NoOtherTunnel or ForwarderError.NoPeerAnswered or ForwarderError.ResponseBroken => UpstreamErrors.ConnectionLost,
         ForwarderError.TunnelsFull or ForwarderError.NoStreamFree => UpstreamErrors.Refused,
         ForwarderError.ResponseHeadersTimeout => UpstreamErrors.Timeout,
@@ -97,6 +101,7 @@ internal sealed partial class RequestForwarder
         ForwarderError.VisitorBodyShort => (400, "The request body ended before its declared Content-Length."),
         ForwarderError.NoTunnel => (502, $"No origin is connected for {host}. If you run this site, check that its tunnel is up."),
         ForwarderError.NoOtherTunnel => (502, $"The tunnel connection for {host} failed and no other is connected."),
+        ForwarderError.NotReady => (503, $"{host} is not ready: its app reports that it cannot take requests at the moment. Try again shortly."),
         ForwarderError.TunnelsFull => (503, $"Every tunnel connection for {host} is as busy as it may be. Try again shortly."),
         ForwarderError.NoStreamFree => (503, $"Every tunnel stream for {host} stayed busy for {failure.Waited.TotalSeconds:0.###} s. Try again shortly."),
         ForwarderError.ResponseHeadersTimeout => (504, $"The origin for {host} did not begin to answer within {failure.Waited.TotalSeconds:0.###} s."),

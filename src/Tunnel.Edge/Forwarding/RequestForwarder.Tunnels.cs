@@ -58,7 +58,7 @@ internal sealed partial class RequestForwarder
 
             // With no other connection left, a visitor some connection was full for is told the site is busy (503).
             exhausted = _sawFull ? new(ForwarderError.TunnelsFull) { Full = _skipped?.Count ?? 0 }
-                : new(_failed is null ? ForwarderError.NoTunnel : ForwarderError.NoOtherTunnel);
+                : _failed is null ? _forwarder.NoTunnelFailure(_host) : new(ForwarderError.NoOtherTunnel);
             return false;
         }
 

@@ -23,7 +23,7 @@ internal sealed class ConnectionRouteMetrics
     {
         var meter = metrics.Meter;
         _connections = meter.CreateCounter<long>("tunnel.edge.route.connections", "{connection}",
-            "Visitor connections carried whole, by tunnel.route, tunnel.connection.mode (http, tls, tcp) and tunnel.connection.outcome (relayed, no_tunnel, denied, failed, idle).");
+            "Visitor connections carried whole, by tunnel.route, tunnel.connection.mode (http, tls, tcp) and tunnel.connection.outcome (relayed, no_tunnel, not_ready, denied, failed, idle).");
         _duration = meter.CreateHistogram("tunnel.edge.route.connection.duration", "s", "How long visitor connections carried whole stayed open, by tunnel.route and tunnel.connection.mode.",
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _bytes = meter.CreateCounter<long>("tunnel.edge.route.bytes", "By", "Bytes of visitor connections carried whole, by tunnel.route, tunnel.connection.mode and network.io.direction (received from visitors, transmitted to them).");

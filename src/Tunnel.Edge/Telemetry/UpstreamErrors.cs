@@ -12,6 +12,9 @@ internal static class UpstreamErrors
     /// <summary>No tunnel connection is registered for the host (502).</summary>
     public const string NoTunnel = "no_tunnel";
 
+    /// <summary>Every tunnel connection for the host reports its app not ready (503).</summary>
+    public const string NotReady = "not_ready";
+
     /// <summary>The tunnel connection failed before or while the origin answered (502, or a cut response).</summary>
     public const string ConnectionLost = "connection_lost";
 

@@ -84,9 +84,11 @@ internal sealed class AnchorMonitor
             {
                 var body = await anchor.Content.ReadAsStreamAsync(connection.AnchorCancellation.Token).ConfigureAwait(false);
                 var buffer = new byte[64];
-                while (await body.ReadAsync(buffer, connection.AnchorCancellation.Token).ConfigureAwait(false) > 0)
+                int read;
+                while ((read = await body.ReadAsync(buffer, connection.AnchorCancellation.Token).ConfigureAwait(false)) > 0)
                 {
                     connection.RecordHeartbeat(_time.GetTimestamp());
+                    ApplyReadiness(connection, buffer[read - 1]);
                 }
 
                 connection.MarkDraining();
@@ -100,6 +102,18 @@ internal sealed class AnchorMonitor
                     connection.MarkDraining();
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// The last beat read says whether the origin's app is ready (<see cref="AnchorBeat"/>); a value this
+    /// edge does not know is a heartbeat only, so a later origin's new values change nothing here.
+    /// </summary>
+    private void ApplyReadiness(TunnelConnection connection, byte beat)
+    {
+        if (beat is AnchorBeat.Ready or AnchorBeat.NotReady && connection.SetReady(beat == AnchorBeat.Ready))
+        {
+            ReadinessLog.Changed(_logger, connection);
         }
     }
 

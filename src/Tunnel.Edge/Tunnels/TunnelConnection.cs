@@ -98,7 +98,13 @@ internal sealed class TunnelConnection : IAsyncDisposable
     public Task Closed => _stream.Closed;
 
     /// <summary>Whether new requests may be sent on it.</summary>
-    public bool IsUsable => !_stream.Closed.IsCompleted && !IsDraining && !IsSilent && _handler.IsUsable;
+    public bool IsUsable => IsAlive && !IsNotReady;
+
+    /// <summary>
+    /// Whether the tunnel itself still serves (open, not draining, not silent), whatever the app's
+    /// readiness: a not-ready connection is alive, and what fails on it is not a lost tunnel.
+    /// </summary>
+    public bool IsAlive => !_stream.Closed.IsCompleted && !IsDraining && !IsSilent && _handler.IsUsable;
 
     /// <summary>Completes when the origin sent GOAWAY: the connection finishes what it has and takes nothing new.</summary>
     public Task GoAwayReceived => _handler.GoAwayReceived;
@@ -112,6 +118,20 @@ internal sealed class TunnelConnection : IAsyncDisposable
     /// requests go elsewhere until the heartbeat returns or the PING timeout closes it.
     /// </summary>
     public bool IsSilent { get; private set; }
+
+    /// <summary>
+    /// Set while the origin says its app is not ready (<see cref="Protocol.AnchorBeat.NotReady"/> on the
+    /// anchor): new requests go elsewhere, those in flight finish, and the next ready beat undoes it.
+    /// </summary>
+    public bool IsNotReady { get; private set; }
+
+    /// <summary>Applies the readiness an anchor beat carries; returns whether it changed.</summary>
+    internal bool SetReady(bool ready)
+    {
+        var changed = IsNotReady == ready;
+        IsNotReady = !ready;
+        return changed;
+    }
 
     /// <summary>Cancelled to tell the origin to move this connection elsewhere (the edge is draining).</summary>
     internal CancellationTokenSource AnchorCancellation { get; } = new();

@@ -52,6 +52,11 @@ internal sealed class TunnelOptionsValidator(string? environmentName = null) : I
             problems.Add("Tunnel:RebalanceInterval must not be negative (zero turns the check off).");
         }
 
+        if (options.ReadinessCheckInterval < TimeSpan.Zero && options.ReadinessCheckInterval != Timeout.InfiniteTimeSpan)
+        {
+            problems.Add("Tunnel:ReadinessCheckInterval must not be negative (zero turns readiness following off).");
+        }
+
         if (options.CertificateExpiryWarning < TimeSpan.Zero)
         {
             problems.Add("Tunnel:CertificateExpiryWarning must not be negative.");

@@ -33,7 +33,7 @@ internal sealed class TunnelStartupFilter(UrlListeners urlListeners) : IStartupF
 /// visitor's IP, scheme and host. The edge strips any visitor-sent copies, so these values come from
 /// the edge. On the app's other listeners nothing is touched: anyone could send them there.
 /// </summary>
-internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMonitor<TunnelOptions> options, IHostApplicationLifetime lifetime, VisitorConnectionAcceptor acceptor)
+internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMonitor<TunnelOptions> options, IHostApplicationLifetime lifetime, VisitorConnectionAcceptor acceptor, TunnelReadiness readiness)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -70,7 +70,8 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
     /// <summary>
     /// The probe stays open as the tunnel's anchor stream. While a stream is open Kestrel never starts
     /// its keep-alive timeout, so an idle tunnel is not closed. A byte every second tells the edge the
-    /// tunnel is alive. When the app begins to stop the anchor ends, which tells the edge at once to
+    /// tunnel is alive, and its value whether the app is ready (<see cref="AnchorBeat"/>; a change is sent
+    /// at once). When the app begins to stop the anchor ends, which tells the edge at once to
     /// send this connection nothing new (the same when a renewed credential's replacement has registered);
     /// when the edge cancels it, the edge is draining and this connection's slot dials a replacement elsewhere.
     /// </summary>
@@ -92,7 +93,7 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         var silent = false;
         try
         {
-            var sending = SendHeartbeatsAsync(context, release.Token);
+            var sending = SendHeartbeatsAsync(context, readiness, release.Token);
             silent = await WatchHeartbeatsAsync(context, release.Token).ConfigureAwait(false);
             await release.CancelAsync().ConfigureAwait(false);
             await sending.ConfigureAwait(false);
@@ -114,15 +115,29 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
         }
     }
 
-    private static async Task SendHeartbeatsAsync(HttpContext context, CancellationToken cancellationToken)
+    private static async Task SendHeartbeatsAsync(HttpContext context, TunnelReadiness readiness, CancellationToken cancellationToken)
     {
+        var beat = new byte[1];
         try
         {
+            // A connection that opens while the app is not ready says so before the edge chooses it.
+            var changed = readiness.Changed;
+            var wait = readiness.IsReady ? TunnelLimits.AnchorHeartbeatInterval : TimeSpan.Zero;
             while (true)
             {
-                await Task.Delay(TunnelLimits.AnchorHeartbeatInterval, cancellationToken).ConfigureAwait(false);
-                await context.Response.Body.WriteAsync(Heartbeat, cancellationToken).ConfigureAwait(false);
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.WhenAny(Task.Delay(wait, cancellationToken), changed).ConfigureAwait(false);
+                }
+
+                // Taken before the state is read, so a change after the read wakes the next wait at once.
+                changed = readiness.Changed;
+
+                // One writer: a change and the regular beat never write at the same time.
+                beat[0] = readiness.Beat;
+                await context.Response.Body.WriteAsync(beat, cancellationToken).ConfigureAwait(false);
                 await context.Response.Body.FlushAsync(cancellationToken).ConfigureAwait(false);
+                wait = TunnelLimits.AnchorHeartbeatInterval;
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionAbortedException)
@@ -155,8 +170,6 @@ internal sealed class TunnelRequestMiddleware(RequestDelegate next, IOptionsMoni
             }
         }
     }
-
-    private static readonly ReadOnlyMemory<byte> Heartbeat = new byte[] { 0 };
 
     private static void Apply(HttpContext context)
     {

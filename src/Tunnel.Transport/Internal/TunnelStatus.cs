@@ -1,7 +1,7 @@
 namespace Tunnel.Transport.Internal;
 
 /// <summary>Keeps <see cref="ITunnelStatus"/> from the event stream. Thread-safe.</summary>
-internal sealed class TunnelStatus(TimeProvider time) : ITunnelStatus
+internal sealed class TunnelStatus(TimeProvider time, TunnelReadiness? readiness = null) : ITunnelStatus
 {
     private const int RecentEventCapacity = 100;
 
@@ -36,6 +36,8 @@ internal sealed class TunnelStatus(TimeProvider time) : ITunnelStatus
             _credential = update(_credential);
         }
     }
+
+    public bool IsReady => readiness?.IsReady ?? true;
 
     public int DesiredConnections
     {

@@ -58,7 +58,7 @@ internal sealed partial class ConnectionRelay(ConnectionRouteTables tables, Conn
             return true;
         }
 
-        metrics.Counted(route, mode, "no_tunnel");
+        metrics.Counted(route, mode, RouteReadiness.CountNotReady(table, host) > 0 ? "not_ready" : "no_tunnel");
         NoTunnel(logger, ConnectionRouteMetrics.Name(mode), host, visitor.RemoteEndPoint);
         return false;
     }
