@@ -184,7 +184,7 @@ internal static class SignInServices
         {
             SslOptions = new SslClientAuthenticationOptions
             {
-                RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+                RemoteCertificateValidationCallback = (_, certificate, sent, errors) =>
                 {
                     if (errors == SslPolicyErrors.None)
                     {
@@ -197,10 +197,16 @@ internal static class SignInServices
                     }
 
                     using var chain = new X509Chain();
+                    using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
                     chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
                     chain.ChainPolicy.CustomTrustStore.AddRange(authorities);
                     chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                    return chain.Build(X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
+                    foreach (var element in sent?.ChainElements ?? [])
+                    {
+                        chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+                    }
+
+                    return chain.Build(leaf);
                 },
             },
         };
