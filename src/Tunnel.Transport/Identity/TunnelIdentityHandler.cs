@@ -49,7 +49,7 @@ internal sealed partial class TunnelIdentityHandler(IOptionsMonitor<TunnelIdenti
         }
         else
         {
-            claims = TunnelAssertion.Validate(assertion.ToString(), key, tunnel.EdgeName, host, now, Options.ClockSkew, out error);
+            claims = TunnelAssertion.Validate(assertion.ToString(), key, host, now, Options.ClockSkew, out error);
         }
 
         if (claims is null)

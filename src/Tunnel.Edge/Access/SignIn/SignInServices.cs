@@ -201,9 +201,12 @@ internal static class SignInServices
                     chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
                     chain.ChainPolicy.CustomTrustStore.AddRange(authorities);
                     chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                    foreach (var element in sent?.ChainElements ?? [])
+                    if (sent is not null)
                     {
-                        chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+                        foreach (var element in sent.ChainElements)
+                        {
+                            chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+                        }
                     }
 
                     return chain.Build(leaf);
