@@ -111,12 +111,12 @@ internal sealed class SignInSite : IAsyncDisposable
         return new SignInSite(sitePki, provider, harness, origin, tokenSecret, adminToken);
     }
 
-    /// <summary>Revokes a service token with the edge's admin API.</summary>
-    public async Task<HttpResponseMessage> RevokeAsync(string clientId)
+    /// <summary>GETs a path of the edge's admin API; its JSON.</summary>
+    public async Task<string> AdminGetAsync(string path)
     {
         using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{Harness.Edge.AdminEndPoint!.Port}") };
         admin.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
-        return await admin.PostAsync($"/api/v1/access/service-tokens/{clientId}/revoke", null);
+        return await admin.GetStringAsync(path);
     }
 
     public async ValueTask DisposeAsync()
