@@ -12,7 +12,7 @@ namespace Tunnel.EndToEnd.Tests.Access;
 /// </summary>
 public class SignInTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan PageTimeout = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan PageTimeout = TimeSpan.FromSeconds(30);
 
     [Fact]
     public async Task A_visitor_signs_in_through_the_providers_form_and_the_app_shows_their_email()

@@ -19,6 +19,8 @@ internal sealed record SignInIdentityFeature(string Assertion);
 /// </summary>
 internal sealed class SignInMiddleware(RequestDelegate next, SignInRoutes routes, EdgeAssertionSigner signer, SignInMetrics metrics, IAuthenticationHandlerProvider handlers, ILoggerFactory loggers)
 {
+    private static readonly PathString ReservedPrefixPath = SignInServices.ReservedPrefix.TrimEnd('/');
+
     private readonly ILogger _logger = loggers.CreateLogger("Tunnel.Edge.Access.SignIn");
 
     public async Task InvokeAsync(HttpContext context)
@@ -60,8 +62,6 @@ internal sealed class SignInMiddleware(RequestDelegate next, SignInRoutes routes
         context.Features.Set(new SignInIdentityFeature(signer.Sign(visitor, host, route.Options.SendProfileClaims)));
         await next(context).ConfigureAwait(false);
     }
-
-    private static readonly PathString ReservedPrefixPath = SignInServices.ReservedPrefix.TrimEnd('/');
 
     /// <summary>The visitor of a valid, unrevoked service token, or <c>null</c> after a 403.</summary>
     private async Task<System.Security.Claims.ClaimsPrincipal?> ServiceTokenAsync(HttpContext context, SignInRoute route, string host, string requestId)
