@@ -91,7 +91,9 @@ internal static class SignInServices
             authentication.AddCookie(route.CookieScheme, cookie => ConfigureCookie(cookie, route));
             if (route.HasSignIn)
             {
-                authentication.AddOpenIdConnect(route.OidcScheme, oidc => ConfigureOidc(oidc, route));
+                // Read now, so an unreadable file stops the start with its name rather than fail a visitor's request.
+                var secret = route.Options.ClientSecretPath is { } secretPath ? Identity.SecureFile.Read(secretPath, "OpenID Connect client secret").Trim() : null;
+                authentication.AddOpenIdConnect(route.OidcScheme, oidc => ConfigureOidc(oidc, route, secret));
             }
         }
     }
@@ -123,13 +125,13 @@ internal static class SignInServices
         cookie.SlidingExpiration = false;
     }
 
-    private static void ConfigureOidc(OpenIdConnectOptions oidc, SignInRoute route)
+    private static void ConfigureOidc(OpenIdConnectOptions oidc, SignInRoute route, string? clientSecret)
     {
         var access = route.Options;
         oidc.SignInScheme = route.CookieScheme;
         oidc.Authority = access.Authority;
         oidc.ClientId = access.ClientId;
-        oidc.ClientSecret = access.ClientSecretPath is { } secretPath ? File.ReadAllText(secretPath).Trim() : null;
+        oidc.ClientSecret = clientSecret;
         oidc.ResponseType = "code";
         oidc.UsePkce = true;
 
