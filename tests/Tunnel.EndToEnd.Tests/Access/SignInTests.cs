@@ -28,6 +28,7 @@ public class SignInTests(ITestOutputHelper output)
         Assert.Equal("user-alice", await TextAsync(page, "sub"));
         Assert.Equal("True", await TextAsync(page, "staff"));
         Assert.Equal(1, site.Provider.LoginFormsShown);
+        await ScreenshotAsync(page, "signin-app.png");
 
         // The session cookie is HttpOnly: the page's scripts cannot read it.
         Assert.DoesNotContain("tunnel-session", (await page.EvaluateAsync("document.cookie"))!.GetValue<string>(), StringComparison.Ordinal);
@@ -52,6 +53,7 @@ public class SignInTests(ITestOutputHelper output)
         var html = (await page.EvaluateAsync("document.documentElement.outerHTML"))!.GetValue<string>();
         output.WriteLine(html);
         Assert.Contains("may not visit hello.test", html, StringComparison.Ordinal);
+        await ScreenshotAsync(page, "signin-403.png");
         foreach (var secret in (string[])["alice@example.com", "partner.test", "ops", "mallory", site.Provider.Authority, OidcProvider.ClientId])
         {
             Assert.DoesNotContain(secret, html, StringComparison.OrdinalIgnoreCase);
@@ -212,6 +214,13 @@ public class SignInTests(ITestOutputHelper output)
     {
         await page.WaitUntilAsync("document.getElementById('username') !== null", PageTimeout, "the provider's login form shows");
         await page.EvaluateAsync($"document.getElementById('username').value = '{user}'; document.getElementById('login').submit(); true");
+    }
+
+    private static async Task ScreenshotAsync(HeadlessBrowser.Page page, string name)
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "artifacts", name);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        await page.ScreenshotAsync(path);
     }
 
     private static async Task<string> TextAsync(HeadlessBrowser.Page page, string id) =>
