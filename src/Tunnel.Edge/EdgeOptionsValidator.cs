@@ -42,6 +42,7 @@ internal sealed class EdgeOptionsValidator : IValidateOptions<EdgeOptions>
         }
 
         HostPolicies.Validate(options, problems);
+        Access.SignIn.SignInValidation.Validate(options, problems);
         HttpsRedirect.Validate(options, problems);
         Visitors.Passthrough.PassthroughServices.Validate(options, problems);
         if (options.AdminPort >= 0)

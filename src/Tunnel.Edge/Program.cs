@@ -9,6 +9,7 @@ root.Subcommands.Add(CredentialCommands.Credentials());
 root.Subcommands.Add(CredentialCommands.Revoke());
 root.Subcommands.Add(AdminCommands.Routes());
 root.Subcommands.Add(AdminCommands.Drain());
+root.Subcommands.Add(AccessCommands.RevokeServiceToken());
 root.Subcommands.Add(DirectoryCommands.RotateCa());
 root.Subcommands.Add(DirectoryCommands.RenewServer());
 root.Subcommands.Add(DirectoryCommands.RetireCa());

@@ -47,4 +47,11 @@ public static class TunnelHeaderNames
 
     /// <summary>The path of the probe request.</summary>
     public const string ProbePath = "/.well-known/tunnel/probe";
+
+    /// <summary>
+    /// The signed assertion (a compact JWT, ES256) of the visitor the edge signed in for a route with an
+    /// <c>Access</c> section; only the edge adds it, and it strips visitor-sent copies. Its key is
+    /// <see cref="Registration.RegistrationAccepted.IdentityKey"/>.
+    /// </summary>
+    public const string Identity = "X-Tunnel-Identity";
 }

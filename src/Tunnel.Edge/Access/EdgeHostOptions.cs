@@ -48,6 +48,13 @@ public sealed class EdgeHostOptions
     /// </summary>
     /// <remarks>Defaults to <c>null</c>: what <c>Edge:Connections</c> allows on the whole edge.</remarks>
     public List<string>? ConnectionModes { get; set; }
+
+    /// <summary>
+    /// Sign-in in front of this hostname: OpenID Connect at the edge, a policy, service tokens; the app
+    /// gets the visitor's identity as a signed assertion. Such a hostname takes requests only (no passthrough).
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>: no sign-in.</remarks>
+    public SignIn.EdgeHostAccessOptions? Access { get; set; }
 }
 
 /// <summary>A per-visitor-IP token bucket for one hostname entry.</summary>

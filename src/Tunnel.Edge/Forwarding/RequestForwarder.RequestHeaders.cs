@@ -136,6 +136,12 @@ internal sealed partial class RequestForwarder
         fields.Add(TunnelHeaderNames.ForwardedFor, context.Connection.RemoteIpAddress?.ToString() ?? "");
         fields.Add(TunnelHeaderNames.ForwardedProto, source.Scheme);
         fields.Add(TunnelHeaderNames.ForwardedHost, source.Host.Value ?? "");
+
+        // Who the edge signed in (Access.SignIn); a visitor's own copy was left out with every X-Tunnel-* name.
+        if (context.Features.Get<Access.SignIn.SignInIdentityFeature>() is { } identity)
+        {
+            fields.Add(TunnelHeaderNames.Identity, identity.Assertion);
+        }
         if (System.Diagnostics.Activity.Current is { } span)
         {
             System.Diagnostics.DistributedContextPropagator.Current.Inject(span, fields, static (carrier, name, value) => ((IRequestFields)carrier!).Add(name, value ?? ""));

@@ -46,6 +46,9 @@ internal sealed partial class RequestForwarder
         "X-Original-For", "X-Original-Host", "X-Original-Proto", "X-Original-URL", "X-Original-URI", "X-Rewrite-URL",
         "X-Host", "X-HTTP-Host-Override", "X-Url-Scheme", "Front-End-Https",
 
+        // Service token credentials are for the edge's sign-in only (Access.SignIn), on every route.
+        Access.SignIn.SignInServices.ClientIdHeader, Access.SignIn.SignInServices.ClientSecretHeader,
+
         // Meaningful only between edges, on the inter-edge port.
         Cluster.PeerRequests.HopHeader,
 

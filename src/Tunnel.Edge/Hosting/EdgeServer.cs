@@ -136,6 +136,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton(sp => new VisitorConnectionLimits(options.Limits, sp.GetRequiredService<EdgeMetrics>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Visitors"), sp.GetRequiredService<TimeProvider>()));
         EdgeAdmin.AddServices(services);
+        Access.SignIn.SignInServices.Add(services, options);
     }
 
     /// <summary>The visitor ports: plain HTTP (HTTP/1.1, h2c handed off) and, with a certificate, HTTPS.</summary>
@@ -201,6 +202,8 @@ public sealed class EdgeServer : IAsyncDisposable
         {
             app.Use(redirect.Middleware);
         }
+
+        Access.SignIn.SignInServices.Use(app);
 
         app.Run(forwarder.InvokeAsync);
     }

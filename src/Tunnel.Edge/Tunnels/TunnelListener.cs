@@ -39,7 +39,7 @@ internal sealed class TunnelListener : BackgroundService, IHostedLifecycleServic
     private readonly Socket _socket;
 
     /// <summary>Creates the listener and binds its port at once, so a taken port fails the start.</summary>
-    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, EdgeMetrics metrics, RegistrationPolicy policy, ConnectionRouteTables connectionRoutes, ConnectionModePolicy connectionModes)
+    public TunnelListener(EdgeOptions options, RouteTable routes, ILogger<TunnelListener> logger, TimeProvider time, EdgeCredentials credentials, EdgeConnectionEvents events, EdgeMetrics metrics, RegistrationPolicy policy, ConnectionRouteTables connectionRoutes, ConnectionModePolicy connectionModes, Access.SignIn.EdgeAssertionSigner? assertionSigner = null)
     {
         _connectionRoutes = connectionRoutes;
         ArgumentNullException.ThrowIfNull(options);
@@ -54,7 +54,7 @@ internal sealed class TunnelListener : BackgroundService, IHostedLifecycleServic
         _time = time;
         _credentials = credentials;
         _withdrawals = new TunnelWithdrawals(options, routes, logger, time, credentials, metrics);
-        _registrar = new TunnelRegistrar(options, logger, time, credentials, events, policy, _withdrawals, connectionModes);
+        _registrar = new TunnelRegistrar(options, logger, time, credentials, events, policy, _withdrawals, connectionModes) { IdentityKey = assertionSigner?.PublicKey };
         _anchors = new AnchorMonitor(options, logger, time);
         _credentials.TrustChanged += _withdrawals.CheckLiveCredentials;
 

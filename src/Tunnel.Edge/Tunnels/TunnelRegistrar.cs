@@ -63,6 +63,9 @@ internal sealed class TunnelRegistrar
         _withdrawals = withdrawals;
     }
 
+    /// <summary>The public key of the edge's identity assertions, sent to origins; <c>null</c> when no route has sign-in.</summary>
+    public string? IdentityKey { get; init; }
+
     /// <summary>Tunnel connections holding a place: registered, or accepted and about to be.</summary>
     public int Places => Volatile.Read(ref _places);
 
@@ -131,7 +134,7 @@ internal sealed class TunnelRegistrar
 
         var connectionId = $"{_options.Name}-{Interlocked.Increment(ref _nextConnectionNumber)}";
         var connection = new TunnelConnection(connectionId, request.ConnectorId, request.ConnectionIndex, hostnames, remoteEndPoint, ssl, _options, _time, TunnelCredential.IdOf(clientCertificate), connectionRoutes);
-        var accepted = new RegistrationAccepted { ConnectionId = connectionId, EdgeName = _options.Name, Region = _options.Region };
+        var accepted = new RegistrationAccepted { ConnectionId = connectionId, EdgeName = _options.Name, Region = _options.Region, IdentityKey = IdentityKey };
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);

@@ -235,6 +235,10 @@ public static class RegistrationCodec
             CheckField(accepted.ConnectionId, "connectionId", required: true);
             CheckField(accepted.EdgeName, "edgeName", required: false);
             CheckField(accepted.Region, "region", required: false);
+            if (accepted.IdentityKey is not null)
+            {
+                CheckField(accepted.IdentityKey, "identityKey", required: true);
+            }
         }
 
         if (response.Rejected is { } rejected)

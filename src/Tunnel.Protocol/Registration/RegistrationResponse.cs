@@ -30,6 +30,14 @@ public sealed record RegistrationAccepted
 
     /// <summary>The edge's region (data centre, zone); empty when the edge has none configured.</summary>
     public string Region { get; init; } = "";
+
+    /// <summary>
+    /// The public key (P-256, SubjectPublicKeyInfo, base64) that signs the edge's identity assertions
+    /// (<see cref="TunnelHeaderNames.Identity"/>); <c>null</c> when the edge signs visitors in for no route.
+    /// Sent on the TLS connection the origin dialled and authenticated, so it comes from that edge only.
+    /// Older origins ignore it.
+    /// </summary>
+    public string? IdentityKey { get; init; }
 }
 
 /// <summary>The edge refused a registration, and why.</summary>

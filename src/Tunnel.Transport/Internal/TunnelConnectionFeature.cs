@@ -16,6 +16,9 @@ internal sealed class TunnelConnectionFeature : ITunnelConnectionFeature
 
     public required string CredentialId { get; init; }
 
+    /// <summary>The edge's identity assertion key from this connection's registration reply (<see cref="Identity.TunnelIdentityHandler"/>); <c>null</c> when the edge signs nobody in.</summary>
+    public string? IdentityKey { get; init; }
+
     /// <summary>Completes when the edge asks this connection to move (it is draining), or the anchor broke.</summary>
     public Task MoveRequested => _moveRequested.Task;
 

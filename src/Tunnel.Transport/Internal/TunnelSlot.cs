@@ -281,6 +281,7 @@ internal sealed class TunnelSlot : IAsyncDisposable
             ConnectionIndex = _index,
             RegisteredAt = registeredAt,
             CredentialId = dial.CredentialId,
+            IdentityKey = registration.IdentityKey,
         };
         feature.AbortConnection = reason =>
         {

@@ -22,7 +22,8 @@ internal sealed class ConnectionModePolicy
             .ToHashSet(StringComparer.Ordinal);
         foreach (var (key, host) in options.Hosts ?? [])
         {
-            if (host?.ConnectionModes is { } modes && HostnameRules.TryNormalize(key, out var name, out _))
+            // A host behind the edge's sign-in takes requests only: the edge does not see a passthrough route's requests.
+            if ((host?.ConnectionModes ?? (host?.Access is not null ? [] : null)) is { } modes && HostnameRules.TryNormalize(key, out var name, out _))
             {
                 _perHost[name] = (key, modes.Select(Parse).OfType<ConnectionMode>().ToHashSet());
             }
