@@ -14,7 +14,7 @@ internal static partial class ReadinessLog
     [LoggerMessage(481, LogLevel.Information, "Tunnel {TunnelId} of connector {ConnectorId} ({Hostnames}): the app reports ready again; it takes new requests.", EventName = "TunnelReadyAgain")]
     public static partial void TunnelReadyAgain(ILogger logger, string tunnelId, string connectorId, string hostnames);
 
-    [LoggerMessage(482, LogLevel.Warning, "Request {RequestId} for {Host} answered 503: every tunnel connection for the route reports its app not ready ({NotReady} connection(s)).", EventName = "RouteNotReady")]
+    [LoggerMessage(482, LogLevel.Warning, "Request {RequestId} for {Host}: 503, every tunnel connection for the route reports its app not ready ({NotReady} connection(s)).", EventName = "RouteNotReady")]
     public static partial void RouteNotReady(ILogger logger, string requestId, string host, int notReady);
 
     /// <summary>Logs a change of a connection's readiness.</summary>

@@ -60,7 +60,11 @@ internal sealed partial class VisitorConnectionAcceptor(ConnectionRoutes routes,
 
         var stream = await context.Features.GetRequiredFeature<IHttpExtendedConnectFeature>().AcceptAsync().ConfigureAwait(false);
         var id = $"{tunnel.TunnelConnectionId}-v{Interlocked.Increment(ref s_connectionCount).ToString(CultureInfo.InvariantCulture)}";
-        var connection = new StreamTransportConnection(stream, id, new DnsEndPoint(host, edgePort), visitor);
+        // When Kestrel (or the app's handler) ends its side, the visitor must see the end at once, even
+        // while its own side stays open: ending the response sends END_STREAM, and the edge closes the
+        // visitor's connection after a grace for what the visitor still sends.
+        var response = context.Response;
+        var connection = new StreamTransportConnection(stream, id, new DnsEndPoint(host, edgePort), visitor, () => new ValueTask(response.CompleteAsync()));
         connection.Features.Set<ITunnelVisitorConnectionFeature>(new VisitorConnectionFeature(host.ToLowerInvariant(), mode, edgePort, tunnel));
         connection.Start();
         if (!endPoint.TryDeliver(connection))

@@ -31,6 +31,8 @@ internal sealed class StreamTransportConnection : ConnectionContext,
     private readonly Pipe _input = new(InputOptions);
     private readonly Pipe _output = new(OutputOptions);
     private readonly CancellationTokenSource _closed = new();
+    private readonly CancellationTokenSource _stopReceiving = new();
+    private readonly Func<ValueTask>? _endOfSend;
     private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly FeatureCollection _features = new();
     private IDictionary<object, object?>? _items;
@@ -40,9 +42,15 @@ internal sealed class StreamTransportConnection : ConnectionContext,
     private int _streamClosed;
     private int _disposeStarted;
 
-    public StreamTransportConnection(Stream stream, string connectionId, EndPoint? localEndPoint, EndPoint? remoteEndPoint)
+    /// <param name="endOfSend">
+    /// What ends the sending side when Kestrel completes its output, if not closing the stream: a visitor
+    /// connection carried on a tunnel stream ends its response (END_STREAM) and keeps reading, so a
+    /// half-close passes on; <c>null</c> closes the stream (a tunnel connection: TLS close_notify, FIN).
+    /// </param>
+    public StreamTransportConnection(Stream stream, string connectionId, EndPoint? localEndPoint, EndPoint? remoteEndPoint, Func<ValueTask>? endOfSend = null)
     {
         _stream = stream;
+        _endOfSend = endOfSend;
         ConnectionId = connectionId;
         LocalEndPoint = localEndPoint;
         RemoteEndPoint = remoteEndPoint;
@@ -91,6 +99,7 @@ internal sealed class StreamTransportConnection : ConnectionContext,
         // Stop sending at once and break the pending read by closing the stream.
         _output.Reader.CancelPendingRead();
         CloseStream();
+        StopReceiving();
     }
 
     public override async ValueTask DisposeAsync()
@@ -106,15 +115,18 @@ internal sealed class StreamTransportConnection : ConnectionContext,
             Transport.Input.Complete();
             Transport.Output.Complete();
 
-            // The send loop flushes what Kestrel wrote last (a GOAWAY, say) and then closes the stream,
-            // which ends the receive loop.
+            // The send loop flushes what Kestrel wrote last (a GOAWAY, say) and then closes the stream.
+            // Kestrel is done with the connection, so the receive loop stops too: closing a tunnel
+            // stream does not end a read pending on it, and the peer may never send again.
             await _sendTask.ConfigureAwait(false);
             CloseStream();
+            StopReceiving();
             await _receiveTask.ConfigureAwait(false);
         }
         finally
         {
             _closed.Dispose();
+            _stopReceiving.Dispose();
             _disposed.TrySetResult();
         }
     }
@@ -128,7 +140,7 @@ internal sealed class StreamTransportConnection : ConnectionContext,
             while (true)
             {
                 var memory = writer.GetMemory(IoChunkSize);
-                var read = await _stream.ReadAsync(memory).ConfigureAwait(false);
+                var read = await _stream.ReadAsync(memory, _stopReceiving.Token).ConfigureAwait(false);
                 if (read == 0)
                 {
                     break;
@@ -194,8 +206,37 @@ internal sealed class StreamTransportConnection : ConnectionContext,
             }
 
             // Nothing more will be written: close the stream (TLS close_notify, then FIN), which also
-            // tells the edge this connection is gone.
+            // tells the edge this connection is gone; or end only the sending side.
+            await EndSendingAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask EndSendingAsync()
+    {
+        if (_endOfSend is null || _abortReason is not null)
+        {
             CloseStream();
+            return;
+        }
+
+        try
+        {
+            await _endOfSend().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            CloseStream();
+        }
+    }
+
+    private void StopReceiving()
+    {
+        try
+        {
+            _stopReceiving.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
         }
     }
 

@@ -27,6 +27,7 @@ public sealed class ForwarderFailureTests
     [InlineData("VisitorBodyShort", 400, "The request body ended before its declared Content-Length.", 6, "400 body shorter than its Content-Length", null)]
     [InlineData("NoTunnel", 502, "No origin is connected for site.test. If you run this site, check that its tunnel is up.", 6, "502 no tunnel", "no_tunnel")]
     [InlineData("NoOtherTunnel", 502, "The tunnel connection for site.test failed and no other is connected.", 6, "502 no other tunnel", "connection_lost")]
+    [InlineData("NotReady", 503, "site.test is not ready: its app reports that it cannot take requests at the moment. Try again shortly.", 482, "503, every tunnel connection for the route reports its app not ready (2 connection(s)).", "not_ready")]
     [InlineData("TunnelsFull", 503, "Every tunnel connection for site.test is as busy as it may be. Try again shortly.", 23, "503, 2 requests in flight reach the cap per tunnel connection.", "refused")]
     [InlineData("NoStreamFree", 503, "Every tunnel stream for site.test stayed busy for 10 s. Try again shortly.", 222, "503, no tunnel stream came free within 10 s.", "refused")]
     [InlineData("ResponseHeadersTimeout", 504, "The origin for site.test did not begin to answer within 30 s.", 24, "504, the origin sent no response headers within 30 s.", "timeout")]
@@ -108,6 +109,7 @@ public sealed class ForwarderFailureTests
     {
         ForwarderError.VisitorRequest => ForwarderFailure.OfVisitor(413, "Request body too large."),
         ForwarderError.TunnelsFull => new(error) { Full = 2 },
+        ForwarderError.NotReady => new(error) { NotReady = 2 },
         ForwarderError.NoStreamFree => new(error) { Waited = TimeSpan.FromSeconds(10) },
         ForwarderError.ResponseHeadersTimeout => new(error) { Waited = TimeSpan.FromSeconds(30) },
         ForwarderError.TunnelRequest => new(error) { Exception = new HttpRequestException(HttpRequestError.ResponseEnded, "stream reset", new IOException("broken pipe")) },

@@ -118,6 +118,32 @@ public class TcpRouteTests
     }
 
     [Fact]
+    public async Task A_service_that_closes_first_ends_the_visitor_connection_while_the_visitor_keeps_its_side_open()
+    {
+        using var greeter = new TcpListener(IPAddress.Loopback, 0);
+        greeter.Start();
+        var serving = Task.Run(async () =>
+        {
+            using var accepted = await greeter.AcceptTcpClientAsync();
+            await accepted.GetStream().WriteAsync("banner and goodbye\n"u8.ToArray());
+        });
+        await using var harness = await TunnelHarness.StartAsync(o => o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }]);
+        await StartRelayOriginAsync(harness, SinkHost, $"127.0.0.1:{((IPEndPoint)greeter.LocalEndpoint).Port}");
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, harness.Edge.TcpRouteEndPoint(SinkHost)!.Port);
+
+        // The visitor never shuts down its side: the end must come from the service, through both hops.
+        var watch = Stopwatch.StartNew();
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(8));
+        var answer = await reader.ReadToEndAsync(timeout.Token);
+        Assert.Equal("banner and goodbye\n", answer);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"the connection ended {watch.Elapsed.TotalSeconds:0.0} s after the service closed");
+        await serving;
+    }
+
+    [Fact]
     public async Task A_tcp_route_without_a_tunnel_closes_the_connection_and_counts_it()
     {
         await using var harness = await TunnelHarness.StartAsync(o => o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }]);

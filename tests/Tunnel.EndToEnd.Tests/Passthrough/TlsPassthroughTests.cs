@@ -60,6 +60,38 @@ public class TlsPassthroughTests
     }
 
     [Fact]
+    public async Task A_response_with_connection_close_ends_the_visitor_connection_while_the_visitor_keeps_its_side_open()
+    {
+        using var sites = new TestPki();
+        using var appCertificate = CertificateIssuer.IssueSiteCertificate(sites.Ca, [Host], TimeSpan.FromDays(1));
+        await using var harness = await TunnelHarness.StartAsync(o =>
+        {
+            o.VisitorHttpsPort = 0;
+            o.Connections.TlsPassthrough = true;
+        });
+        await StartTlsOriginAsync(harness, appCertificate);
+
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, harness.Edge.VisitorHttpsEndPoint!.Port);
+        await using var tls = new System.Net.Security.SslStream(client.GetStream());
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = Host,
+            ApplicationProtocols = [System.Net.Security.SslApplicationProtocol.Http11],
+            RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null && certificate.GetCertHashString() == appCertificate.GetCertHashString(),
+        });
+        await tls.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"GET / HTTP/1.1\r\nHost: {Host}\r\nConnection: close\r\n\r\n"));
+
+        // The visitor never closes its side: the end must come from the app's close, through the edge.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(8));
+        using var reader = new StreamReader(tls);
+        var answer = await reader.ReadToEndAsync(timeout.Token);
+        Assert.StartsWith("HTTP/1.1 200", answer, StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"the connection ended {watch.Elapsed.TotalSeconds:0.0} s after the request");
+    }
+
+    [Fact]
     public async Task A_tls_passthrough_route_is_refused_at_registration_when_the_edge_does_not_allow_it()
     {
         using var sites = new TestPki();
