@@ -263,6 +263,10 @@ public sealed class EdgeOptions
     /// <remarks>Section <c>Edge:Cluster</c>. Defaults to no cluster: one edge, routes in memory.</remarks>
     public Cluster.ClusterOptions Cluster { get; set; } = new();
 
+    /// <summary>Certificates for the visitor HTTPS port from an ACME CA (Let's Encrypt): section <c>Edge:Acme</c>.</summary>
+    /// <remarks>Defaults to off (no directory URL).</remarks>
+    public Certificates.Acme.AcmeOptions Acme { get; set; } = new();
+
     // ---- OpenTelemetry export ----
 
     /// <summary>

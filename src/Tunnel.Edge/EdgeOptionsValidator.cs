@@ -44,6 +44,7 @@ internal sealed class EdgeOptionsValidator : IValidateOptions<EdgeOptions>
         HostPolicies.Validate(options, problems);
         HttpsRedirect.Validate(options, problems);
         Visitors.Passthrough.PassthroughServices.Validate(options, problems);
+        Certificates.Acme.AcmeServices.Validate(options, problems);
         if (options.AdminPort >= 0)
         {
             AdminApi.ValidateNetworks(options, problems);
