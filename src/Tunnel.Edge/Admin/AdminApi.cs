@@ -92,8 +92,11 @@ internal sealed class AdminApi
             case ["api", "v1", "credentials", var credentialId, "revoke"] when HttpMethods.IsPost(request.Method):
                 await RevokeAsync(context, Uri.UnescapeDataString(credentialId)).ConfigureAwait(false);
                 return;
+            case ["api", "v1", "certificates"] when HttpMethods.IsGet(request.Method):
+                await Certificates.Acme.AcmeStatus.WriteAsync(context).ConfigureAwait(false);
+                return;
             default:
-                await WriteErrorAsync(context, StatusCodes.Status404NotFound, "Unknown API call. GET /api/v1/routes, GET /api/v1/connectors, POST /api/v1/connectors/{id}/drain, GET /api/v1/credentials/revoked, POST /api/v1/credentials/{id}/revoke.").ConfigureAwait(false);
+                await WriteErrorAsync(context, StatusCodes.Status404NotFound, "Unknown API call. GET /api/v1/routes, GET /api/v1/connectors, POST /api/v1/connectors/{id}/drain, GET /api/v1/credentials/revoked, GET /api/v1/certificates, POST /api/v1/credentials/{id}/revoke.").ConfigureAwait(false);
                 return;
         }
     }
