@@ -20,6 +20,7 @@ have sshd || need+=(openssh-server)   # a real ssh login through a TCP route
 have ssh || need+=(openssh-client)
 have openssl || need+=(openssl)      # the TLS passthrough test reads the certificate served with s_client
 have pebble || need+=(pebble)        # the ACME tests' CA (pebble and pebble-challtestsrv)
+have dig || need+=(bind9-dnsutils)   # the DNS-01 test reads the zone's TXT records
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -58,15 +58,16 @@ internal sealed class AcmeTestBed : IAsyncDisposable
 
     /// <summary>
     /// Starts dnsmasq with <paramref name="dnsRecords"/>, pebble (unless <paramref name="pebbleDown"/>: the
-    /// directory URL then names a port nothing listens on) and the edge.
+    /// directory URL then names a port nothing listens on; resolving through <paramref name="pebbleDns"/>
+    /// when given, else the dnsmasq) and the edge.
     /// </summary>
     public static async Task<AcmeTestBed> StartAsync(string[] dnsRecords, Action<AcmeOptions> configureAcme, Action<EdgeOptions>? configureEdge = null,
-        bool pebbleDown = false, int? validitySeconds = null)
+        bool pebbleDown = false, int? validitySeconds = null, IPEndPoint? pebbleDns = null)
     {
         var httpPort = PebbleProcess.FreePort();
         var httpsPort = PebbleProcess.FreePort();
         var dns = await Dnsmasq.StartAsync(ttl: 1, dnsRecords);
-        var pebble = pebbleDown ? null : await PebbleProcess.StartAsync(httpPort, httpsPort, dns.EndPoint, validitySeconds);
+        var pebble = pebbleDown ? null : await PebbleProcess.StartAsync(httpPort, httpsPort, pebbleDns ?? dns.EndPoint, validitySeconds);
         var storage = Directory.CreateTempSubdirectory("tunnel-acme-").FullName;
         var bed = new AcmeTestBed(dns, pebble, storage);
         bed.Harness = await TunnelHarness.StartAsync(o =>

@@ -118,6 +118,12 @@ public sealed class AcmeOptions
     /// <remarks>Defaults to 2 minutes.</remarks>
     public TimeSpan OrderTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// The DNS-01 publisher when none is registered as a service (<see cref="IDnsChallengeRecords"/>): set by
+    /// the edge's own wiring or by a test; not a configuration value.
+    /// </summary>
+    internal IDnsChallengeRecords? DnsChallengeRecords { get; set; }
+
     /// <summary>Whether ACME is on.</summary>
     internal bool IsEnabled => !string.IsNullOrWhiteSpace(DirectoryUrl);
 }

@@ -92,7 +92,7 @@ internal static class AcmeServices
         services.AddSingleton<AcmeMetrics>();
         services.AddSingleton(_ => new AcmeStore(acme.StoragePath!));
         services.AddSingleton<ICertificateOrders>(sp => new AcmeIssuer(acme, sp.GetRequiredService<AcmeStore>(), sp.GetRequiredService<AcmeChallengeAnswers>(),
-            sp.GetService<IDnsChallengeRecords>(), sp.GetRequiredService<TimeProvider>(), Logger(sp)));
+            sp.GetService<IDnsChallengeRecords>() ?? acme.DnsChallengeRecords, sp.GetRequiredService<TimeProvider>(), Logger(sp)));
         services.AddSingleton(sp =>
         {
             var visitor = sp.GetRequiredService<VisitorCertificates>();
