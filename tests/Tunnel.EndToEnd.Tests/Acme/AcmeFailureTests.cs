@@ -15,7 +15,13 @@ public class AcmeFailureTests
         const string Name = "down.example.test";
         using var sites = new TestPki();
         var fallback = IssueSite(sites, "fallback", "*.example.test");
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name], edge => edge.Certificates = [fallback], pebbleDown: true);
+        var token = "acme-token-" + Guid.NewGuid().ToString("N");
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name], edge =>
+        {
+            edge.Certificates = [fallback];
+            edge.AdminTokenPath = Path.Combine(sites.Directory, "admin.token");
+            TestPki.WriteSecret(edge.AdminTokenPath, token + "\n");
+        }, pebbleDown: true);
         await bed.Harness.StartOriginAsync(hostnames: [Name]);
 
         await Wait.UntilAsync(() => bed.Measurements().Any(m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "failed" && m.Tags["reason"] == "connection_refused"),
@@ -31,6 +37,20 @@ public class AcmeFailureTests
         var result = await bed.CurlAsync(Name, sites.CaPath);
         Assert.True(result.ExitCode == 0, Cli.Describe(result));
         Assert.Contains("Hello from HelloOrigin", result.Stdout, StringComparison.Ordinal);
+
+        // The operator sees it on the status page and in the admin API.
+        var admin = $"http://127.0.0.1:{bed.Harness.Edge.AdminEndPoint!.Port}";
+        var page = await Cli.RunAsync("curl", ["-sS", "--fail", admin + "/"], TimeSpan.FromSeconds(10));
+        Assert.Contains("ACME certificates", page.Stdout, StringComparison.Ordinal);
+        Assert.Contains(Name, page.Stdout, StringComparison.Ordinal);
+        Assert.Contains("connection_refused", page.Stdout, StringComparison.Ordinal);
+        var api = await Cli.RunAsync("curl", ["-sS", "--fail", "-H", "Authorization: Bearer " + token, admin + "/api/v1/certificates"], TimeSpan.FromSeconds(10));
+        Assert.True(api.ExitCode == 0, Cli.Describe(api));
+        using var json = System.Text.Json.JsonDocument.Parse(api.Stdout);
+        var certificate = Assert.Single(json.RootElement.GetProperty("certificates").EnumerateArray());
+        Assert.Equal(Name, certificate.GetProperty("names")[0].GetString());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, certificate.GetProperty("issuer").ValueKind);
+        Assert.Contains("connection_refused", certificate.GetProperty("lastError").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]

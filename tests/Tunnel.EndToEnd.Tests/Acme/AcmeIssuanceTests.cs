@@ -30,5 +30,10 @@ public class AcmeIssuanceTests
         Assert.True(result.ExitCode == 0, Cli.Describe(result));
         Assert.Contains("Hello from HelloOrigin", result.Stdout, StringComparison.Ordinal);
         Assert.Contains(bed.Measurements(), m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "issued");
+
+        // The status page shows the certificate and its issuer.
+        var page = await Cli.RunAsync("curl", ["-sS", "--fail", $"http://127.0.0.1:{bed.Harness.Edge.AdminEndPoint!.Port}/"], TimeSpan.FromSeconds(10));
+        Assert.Contains(Name, page.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Pebble Intermediate CA", page.Stdout, StringComparison.Ordinal);
     }
 }
