@@ -145,6 +145,9 @@ internal sealed class VisitorCertificates : IDisposable
     public void SetIssued(IReadOnlyDictionary<string, SslStreamCertificateContext> byName, SslStreamCertificateContext? fallback) =>
         Volatile.Write(ref _issued, new Snapshot(byName, fallback, byName.Values.Distinct().Count()));
 
+    /// <summary>Whether a certificate file names <paramref name="name"/> in its SANs (exactly or by wildcard); the default alone does not count.</summary>
+    public bool FileCovers(string name) => Find(Volatile.Read(ref _snapshot), name) is not null;
+
     private static SslStreamCertificateContext? Find(Snapshot snapshot, string name) =>
         snapshot.ByName.TryGetValue(name, out var exact) ? exact
         : HostnameRules.WildcardFor(name) is { } wildcard && snapshot.ByName.TryGetValue(wildcard, out var covering) ? covering

@@ -87,6 +87,39 @@ public class AcmeCertificatesTests
         Assert.Equal(start + TimeSpan.FromHours(12), bed.Certificates.Status()[0].NextAttempt);
     }
 
+    [Fact]
+    public async Task On_demand_orders_only_for_routed_allowed_names_not_covered_by_a_file_and_within_the_hourly_rate()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ca = new FakeCa(time);
+        var options = new AcmeOptions
+        {
+            DirectoryUrl = "https://ca.example/dir",
+            OnDemand = true,
+            OnDemandAllowedNames = ["*.apps.example.com"],
+            OnDemandOrdersPerHour = 1,
+            OnDemandHandshakeWait = TimeSpan.Zero,
+        };
+        string[] routed = ["a.apps.example.com", "b.apps.example.com", "other.example.com", "file.apps.example.com"];
+        using var certificates = new AcmeCertificates(options, ca, store: null, _ => { }, routed.Contains, time, NullLogger.Instance, metrics: null,
+            coveredByFile: name => name == "file.apps.example.com");
+        await certificates.StartAsync(CancellationToken.None);
+
+        foreach (var name in (string[])["unrouted.apps.example.com", "other.example.com", "file.apps.example.com", "a.apps.example.com", "b.apps.example.com"])
+        {
+            await certificates.BeforeHandshakeAsync(name);
+        }
+
+        await Poll.UntilAsync(() => ca.Orders == 1, LoopWait, "one order is placed");
+        Assert.Equal(["a.apps.example.com"], certificates.Status().SelectMany(s => s.Names));
+
+        // An hour later the rate has room again.
+        time.Advance(TimeSpan.FromHours(1));
+        await certificates.BeforeHandshakeAsync("b.apps.example.com");
+        await Poll.UntilAsync(() => ca.Orders == 2, LoopWait, "the second name is ordered");
+        await certificates.StopAsync(CancellationToken.None);
+    }
+
     [Theory]
     [InlineData(1, 0.0, 60)]
     [InlineData(2, 0.0, 120)]

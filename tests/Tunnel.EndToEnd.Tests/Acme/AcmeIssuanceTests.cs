@@ -30,6 +30,11 @@ public class AcmeIssuanceTests
         Assert.True(result.ExitCode == 0, Cli.Describe(result));
         Assert.Contains("Hello from HelloOrigin", result.Stdout, StringComparison.Ordinal);
         Assert.Contains(bed.Measurements(), m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "issued");
+        bed.ObserveGauges();
+        var expiry = Assert.Single(bed.Measurements(), m => m.Instrument == "tunnel.edge.acme.certificate.expiry");
+        Assert.Equal(Name, expiry.Tags["tunnel.certificate.names"]);
+        var days = double.Parse(expiry.Tags["value"]!, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(days, (status.NotAfter!.Value - DateTimeOffset.UtcNow).TotalDays - 1, (status.NotAfter.Value - DateTimeOffset.UtcNow).TotalDays + 1);
 
         // The status page shows the certificate and its issuer.
         var page = await Cli.RunAsync("curl", ["-sS", "--fail", $"http://127.0.0.1:{bed.Harness.Edge.AdminEndPoint!.Port}/"], TimeSpan.FromSeconds(10));

@@ -44,8 +44,24 @@ internal sealed class AcmeTestBed : IAsyncDisposable
                 _measurements.Add((instrument.Meter, instrument.Name, copy));
             }
         });
+        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) =>
+        {
+            var copy = new Dictionary<string, string?>(StringComparer.Ordinal) { ["value"] = value.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+            foreach (var tag in tags)
+            {
+                copy[tag.Key] = tag.Value?.ToString();
+            }
+
+            lock (_measurements)
+            {
+                _measurements.Add((instrument.Meter, instrument.Name, copy));
+            }
+        });
         _listener.Start();
     }
+
+    /// <summary>Reads the observable gauges now (days to expiry), so <see cref="Measurements"/> holds their values.</summary>
+    public void ObserveGauges() => _listener.RecordObservableInstruments();
 
     public TunnelHarness Harness { get; private set; } = null!;
 

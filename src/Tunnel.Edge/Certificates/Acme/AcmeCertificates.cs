@@ -32,6 +32,7 @@ internal sealed class AcmeCertificates : BackgroundService
     private readonly AcmeStore? _store;
     private readonly Action<IReadOnlyDictionary<string, SslStreamCertificateContext>> _publish;
     private readonly Func<string, bool> _routeCovers;
+    private readonly Func<string, bool> _coveredByFile;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly AcmeMetrics? _metrics;
@@ -45,8 +46,9 @@ internal sealed class AcmeCertificates : BackgroundService
 
     public AcmeCertificates(AcmeOptions options, ICertificateOrders orders, AcmeStore? store,
         Action<IReadOnlyDictionary<string, SslStreamCertificateContext>> publish, Func<string, bool> routeCovers,
-        TimeProvider time, ILogger logger, AcmeMetrics? metrics, Func<double>? random = null)
+        TimeProvider time, ILogger logger, AcmeMetrics? metrics, Func<double>? random = null, Func<string, bool>? coveredByFile = null)
     {
+        _coveredByFile = coveredByFile ?? (_ => false);
         _options = options;
         _orders = orders;
         _store = store;
@@ -89,7 +91,8 @@ internal sealed class AcmeCertificates : BackgroundService
             return;
         }
 
-        if (Covers(Volatile.Read(ref _served), name) || OnDemandAttempt(name) is not { } attempt)
+        // A name the operator's own certificate files cover is theirs: no order.
+        if (Covers(Volatile.Read(ref _served), name) || _coveredByFile(name) || OnDemandAttempt(name) is not { } attempt)
         {
             return;
         }

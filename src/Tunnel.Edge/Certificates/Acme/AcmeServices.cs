@@ -99,7 +99,8 @@ internal static class AcmeServices
             var fallback = visitor.IsEmpty ? CreateFallback(sp.GetRequiredService<TimeProvider>()) : null;
             var routes = sp.GetRequiredService<RouteTable>();
             return new AcmeCertificates(acme, sp.GetRequiredService<ICertificateOrders>(), sp.GetRequiredService<AcmeStore>(),
-                byName => visitor.SetIssued(byName, fallback), name => routes.HasRoute(name), sp.GetRequiredService<TimeProvider>(), Logger(sp), sp.GetRequiredService<AcmeMetrics>());
+                byName => visitor.SetIssued(byName, fallback), name => routes.HasRoute(name), sp.GetRequiredService<TimeProvider>(), Logger(sp), sp.GetRequiredService<AcmeMetrics>(),
+                coveredByFile: visitor.FileCovers);
         });
         services.AddHostedService(sp => sp.GetRequiredService<AcmeCertificates>());
     }
