@@ -17,7 +17,6 @@ public class AcmeOnDemandTests
         {
             acme.OnDemand = true;
             acme.OnDemandAllowedNames = ["*.ondemand.example.test"];
-            acme.OnDemandHandshakeWait = TimeSpan.FromSeconds(20);
         });
         await bed.Harness.StartOriginAsync(hostnames: [Routed, NotAllowed]);
         var root = await bed.Pebble!.WriteRootAsync();

@@ -94,10 +94,11 @@ public sealed class AcmeOptions
     /// <summary>
     /// How long the visitor handshake that started an on-demand order waits for the certificate before it
     /// gets the fallback certificate (as Caddy does, the first visitor waits rather than sees a certificate
-    /// error). Zero never waits.
+    /// error). Zero never waits. It must stay below <c>Edge:Limits:TlsHandshakeTimeout</c> (10 s), which would
+    /// end the handshake first.
     /// </summary>
-    /// <remarks>Defaults to 10 seconds.</remarks>
-    public TimeSpan OnDemandHandshakeWait { get; set; } = TimeSpan.FromSeconds(10);
+    /// <remarks>Defaults to 8 seconds (Let's Encrypt usually issues in 2 to 5).</remarks>
+    public TimeSpan OnDemandHandshakeWait { get; set; } = TimeSpan.FromSeconds(8);
 
     /// <summary>
     /// The fraction of a certificate's lifetime after which it is renewed, when the CA offers no renewal

@@ -73,6 +73,11 @@ internal static class AcmeServices
             problems.Add("Edge:Acme:RenewAfterLifetimeFraction must be between 0.1 and 1 (2/3 by default).");
         }
 
+        if (acme.OnDemand && acme.OnDemandHandshakeWait >= options.Limits.TlsHandshakeTimeout)
+        {
+            problems.Add($"Edge:Acme:OnDemandHandshakeWait ({acme.OnDemandHandshakeWait.TotalSeconds:0.#} s) must be below Edge:Limits:TlsHandshakeTimeout ({options.Limits.TlsHandshakeTimeout.TotalSeconds:0.#} s), which would end the waiting handshake first.");
+        }
+
         if (acme.RetryDelay <= TimeSpan.Zero || acme.MaxRetryDelay < acme.RetryDelay || acme.OrderTimeout <= TimeSpan.Zero || acme.OnDemandHandshakeWait < TimeSpan.Zero)
         {
             problems.Add("Edge:Acme: RetryDelay and OrderTimeout must be positive, MaxRetryDelay at least RetryDelay, OnDemandHandshakeWait not negative.");
