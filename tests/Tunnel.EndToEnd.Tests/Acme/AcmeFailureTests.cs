@@ -75,6 +75,21 @@ public class AcmeFailureTests
         Assert.Contains("127.0.0.2", Assert.Single(bed.Certificates.Status()).LastError, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task An_account_the_CA_no_longer_knows_is_made_again_on_the_next_attempt()
+    {
+        const string Name = "forgotten.example.test";
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name],
+            seedStorage: (storage, directory) => File.WriteAllText(Path.Combine(storage, "account.json"),
+                $$"""{"directory":"{{directory}}","account":"{{directory.Replace("/dir", "/my-account/404", StringComparison.Ordinal)}}"}"""));
+
+        await Wait.UntilAsync(() => bed.Certificates.Status().Single().NotAfter is not null, FailureWait,
+            "a certificate is issued; edge log: " + string.Join("\n", bed.Harness.EdgeLogs.Entries.Where(e => e.Category.Contains("Acme", StringComparison.Ordinal)).Select(e => e.Message)));
+        var failure = Assert.Single(bed.Measurements(), m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "failed");
+        Assert.Equal("accountDoesNotExist", failure.Tags["reason"]);
+        Assert.Contains(bed.Harness.EdgeLogs.Entries, e => e.EventId.Name == "AcmeAccountReady");
+    }
+
     internal static VisitorCertificateFile IssueSite(TestPki pki, string file, params string[] hostnames)
     {
         using var certificate = CertificateIssuer.IssueSiteCertificate(pki.Ca, hostnames, TimeSpan.FromDays(1));

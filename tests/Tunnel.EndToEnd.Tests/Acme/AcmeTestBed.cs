@@ -78,13 +78,18 @@ internal sealed class AcmeTestBed : IAsyncDisposable
     /// when given, else the dnsmasq) and the edge.
     /// </summary>
     public static async Task<AcmeTestBed> StartAsync(string[] dnsRecords, Action<AcmeOptions> configureAcme, Action<EdgeOptions>? configureEdge = null,
-        bool pebbleDown = false, int? validitySeconds = null, IPEndPoint? pebbleDns = null)
+        bool pebbleDown = false, int? validitySeconds = null, IPEndPoint? pebbleDns = null, Action<string, string>? seedStorage = null)
     {
         var httpPort = PebbleProcess.FreePort();
         var httpsPort = PebbleProcess.FreePort();
         var dns = await Dnsmasq.StartAsync(ttl: 1, dnsRecords);
         var pebble = pebbleDown ? null : await PebbleProcess.StartAsync(httpPort, httpsPort, pebbleDns ?? dns.EndPoint, validitySeconds);
         var storage = Directory.CreateTempSubdirectory("tunnel-acme-").FullName;
+        if (pebble is not null)
+        {
+            seedStorage?.Invoke(storage, pebble.DirectoryUrl);
+        }
+
         var bed = new AcmeTestBed(dns, pebble, storage);
         bed.Harness = await TunnelHarness.StartAsync(o =>
         {

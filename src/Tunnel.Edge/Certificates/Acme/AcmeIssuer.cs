@@ -78,6 +78,12 @@ internal sealed class AcmeIssuer : ICertificateOrders, IDisposable
         {
             throw new AcmeException("timeout", $"The order did not finish within {_options.OrderTimeout.TotalSeconds:0} s (Edge:Acme:OrderTimeout).");
         }
+        catch (AcmeException ex) when (ex.Reason == "accountDoesNotExist")
+        {
+            // The CA forgot the stored account (a test CA restarted, a deactivated account): the next attempt makes one.
+            _client.AccountUrl = null;
+            throw;
+        }
     }
 
     /// <inheritdoc />
