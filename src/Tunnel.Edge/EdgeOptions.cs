@@ -269,6 +269,10 @@ public sealed class EdgeOptions
     /// <remarks>Section <c>Edge:Dns</c>. Defaults to no zone: the edge writes nothing to DNS.</remarks>
     public Dns.EdgeDnsOptions Dns { get; set; } = new();
 
+    /// <summary>Certificates for the visitor HTTPS port from an ACME CA (Let's Encrypt): section <c>Edge:Acme</c>.</summary>
+    /// <remarks>Defaults to off (no directory URL).</remarks>
+    public Certificates.Acme.AcmeOptions Acme { get; set; } = new();
+
     // ---- OpenTelemetry export ----
 
     /// <summary>

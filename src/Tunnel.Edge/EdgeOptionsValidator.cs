@@ -45,6 +45,7 @@ internal sealed class EdgeOptionsValidator : IValidateOptions<EdgeOptions>
         Access.SignIn.SignInValidation.Validate(options, problems);
         HttpsRedirect.Validate(options, problems);
         Visitors.Passthrough.PassthroughServices.Validate(options, problems);
+        Certificates.Acme.AcmeServices.Validate(options, problems);
         if (options.AdminPort >= 0)
         {
             AdminApi.ValidateNetworks(options, problems);

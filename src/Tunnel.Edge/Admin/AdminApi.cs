@@ -101,8 +101,11 @@ internal sealed class AdminApi
             case ["api", "v1", "access", "service-tokens", var clientId, "revoke"] when HttpMethods.IsPost(request.Method):
                 await Access.SignIn.ServiceTokenAdmin.RevokeAsync(context, Uri.UnescapeDataString(clientId), _logger).ConfigureAwait(false);
                 return;
+            case ["api", "v1", "certificates"] when HttpMethods.IsGet(request.Method):
+                await Certificates.Acme.AcmeStatus.WriteAsync(context).ConfigureAwait(false);
+                return;
             default:
-                await WriteErrorAsync(context, StatusCodes.Status404NotFound, "Unknown API call. GET /api/v1/routes, GET /api/v1/connectors, POST /api/v1/connectors/{id}/drain, GET /api/v1/credentials/revoked, POST /api/v1/credentials/{id}/revoke, GET /api/v1/access/service-tokens, POST /api/v1/access/service-tokens/{clientId}/revoke.").ConfigureAwait(false);
+                await WriteErrorAsync(context, StatusCodes.Status404NotFound, "Unknown API call. GET /api/v1/routes, GET /api/v1/connectors, POST /api/v1/connectors/{id}/drain, GET /api/v1/credentials/revoked, POST /api/v1/credentials/{id}/revoke, GET /api/v1/certificates, GET /api/v1/dns, GET /api/v1/access/service-tokens, POST /api/v1/access/service-tokens/{clientId}/revoke.").ConfigureAwait(false);
                 return;
         }
     }

@@ -14,7 +14,7 @@ namespace Tunnel.Edge.Admin;
 /// the recent connection events. Everything shown is HTML-encoded: hostnames, connector ids and
 /// refusal messages come from origins.
 /// </summary>
-internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null, RegistrationPolicy? policy = null, Telemetry.ConnectionRouteMetrics? connectionRoutes = null, Dns.DnsPublisher? dns = null)
+internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeConnectionEvents events, RecentRequests requests, TimeProvider time, Cluster.PeerSet? peers = null, RegistrationPolicy? policy = null, Telemetry.ConnectionRouteMetrics? connectionRoutes = null, Dns.DnsPublisher? dns = null, Certificates.Acme.AcmeCertificates? acme = null)
 {
     // Often enough to watch a redeploy roll over, rare enough to cost the edge nothing.
     private const int RefreshSeconds = 5;
@@ -53,6 +53,11 @@ internal sealed class StatusPage(EdgeOptions options, RouteTable routes, EdgeCon
         }
 
         Dns.DnsServices.AppendStatus(html, dns);
+        if (acme is not null)
+        {
+            Certificates.Acme.AcmeStatus.Append(html, acme, now);
+        }
+
         AppendConnectors(html, connections, now);
         AppendConnectionRoutes(html);
         AppendRequests(html);

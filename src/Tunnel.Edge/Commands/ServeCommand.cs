@@ -98,6 +98,7 @@ internal sealed class ServeCommand
         files[section + nameof(EdgeOptions.CaCertificatePath)] = directory.TrustedCasPath;
         files[section + nameof(EdgeOptions.ServerCertificatePath)] = directory.File(EdgeDirectory.ServerCertificateFile);
         files[section + nameof(EdgeOptions.ServerKeyPath)] = directory.File(EdgeDirectory.ServerKeyFile);
+        files[section + nameof(EdgeOptions.Acme) + ":" + nameof(Certificates.Acme.AcmeOptions.StoragePath)] = directory.File(EdgeDirectory.AcmeFolder);
         files[section + nameof(EdgeOptions.RevocationListPath)] = directory.File(EdgeDirectory.RevocationsFile);
         files[section + nameof(EdgeOptions.CredentialRegistryPath)] = directory.File(EdgeDirectory.RegistryFile);
         if (File.Exists(directory.File(EdgeDirectory.AdminTokenFile)))

@@ -16,7 +16,7 @@ namespace Tunnel.Edge.Dns;
 /// costs retries with a bounded backoff, logged and counted, nothing more. Also writes the TXT records
 /// of ACME DNS-01 challenges (<see cref="SetTxtAsync"/>, <see cref="RemoveTxtAsync"/>).
 /// </summary>
-internal sealed class DnsPublisher : BackgroundService
+internal sealed class DnsPublisher : BackgroundService, Certificates.Acme.IDnsChallengeRecords
 {
     // How often an edge looks again at a name another edge of the cluster writes, in case that edge went.
     private static readonly TimeSpan DefaultPeerRecheck = TimeSpan.FromSeconds(30);

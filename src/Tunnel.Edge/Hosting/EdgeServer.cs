@@ -127,6 +127,7 @@ public sealed class EdgeServer : IAsyncDisposable
         services.AddSingleton<RegistrationPolicy>();
         PassthroughServices.Add(services, options);
         Dns.DnsServices.Add(services, options);
+        Certificates.Acme.AcmeServices.Add(services, options);
         services.AddSingleton<TunnelListener>();
         services.AddHostedService(sp => sp.GetRequiredService<TunnelListener>());
         services.AddSingleton<IConnectionListenerFactory>(handoff);
@@ -158,7 +159,7 @@ public sealed class EdgeServer : IAsyncDisposable
         kestrel.Listen(new H2cHandoffEndPoint(), listen => listen.Protocols = HttpProtocols.Http2);
 
         var certificates = kestrel.ApplicationServices.GetRequiredService<VisitorCertificates>();
-        if (options.VisitorHttpsPort < 0 || (certificates.IsEmpty && !options.Connections.TlsPassthrough))
+        if (options.VisitorHttpsPort < 0 || (certificates.IsEmpty && !options.Connections.TlsPassthrough && !Certificates.Acme.AcmeServices.NeedsHttpsPort(options)))
         {
             return;
         }
@@ -170,14 +171,19 @@ public sealed class EdgeServer : IAsyncDisposable
             // Counted before the handshake: a visitor holds the socket from its first byte.
             listen.Use(connectionLimits.Middleware);
             listen.Use(kestrel.ApplicationServices.GetRequiredService<PassthroughRouter>().Tls);
+            Certificates.Acme.AcmeServices.UseTlsAlpnChallenge(listen);
             listen.UseHttps(new TlsHandshakeCallbackOptions
             {
                 HandshakeTimeout = options.Limits.TlsHandshakeTimeout,
-                OnConnection = context => ValueTask.FromResult(new SslServerAuthenticationOptions
+                OnConnection = async context =>
                 {
-                    ServerCertificateContext = certificates.Select(context.ClientHelloInfo.ServerName),
-                    ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
-                }),
+                    await Certificates.Acme.AcmeServices.BeforeHandshakeAsync(kestrel.ApplicationServices, context.ClientHelloInfo.ServerName).ConfigureAwait(false);
+                    return new SslServerAuthenticationOptions
+                    {
+                        ServerCertificateContext = certificates.Select(context.ClientHelloInfo.ServerName),
+                        ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+                    };
+                },
             });
             if (options.ReleaseIdleTlsBuffers)
             {
@@ -194,6 +200,7 @@ public sealed class EdgeServer : IAsyncDisposable
         var forwarder = app.Services.GetRequiredService<RequestForwarder>();
         EdgeAdmin.Map(app, options.AdminPort >= 0);
         Cluster.ClusterServices.Use(app, options);
+        Certificates.Acme.AcmeServices.UseHttpChallenge(app);
         app.UseMiddleware<EdgeRequestMetrics>();
         app.UseMiddleware<EdgeTracing>();
         app.UseMiddleware<EdgeAccessMiddleware>();

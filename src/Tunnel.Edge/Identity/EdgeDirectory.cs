@@ -40,6 +40,9 @@ internal sealed class EdgeDirectory
     /// <summary>The admin API's bearer token (0600).</summary>
     public const string AdminTokenFile = "admin.token";
 
+    /// <summary>The ACME account key, account URL and issued certificates (<c>Edge:Acme:StoragePath</c>).</summary>
+    public const string AcmeFolder = "acme";
+
     /// <summary>Opens a directory; nothing is read until asked.</summary>
     public EdgeDirectory(string path)
     {

@@ -40,6 +40,7 @@ internal sealed class VisitorCertificates : IDisposable
     private readonly Timer _debounce;
     private readonly Timer _periodic;
     private Snapshot _snapshot = Snapshot.Empty;
+    private Snapshot _issued = Snapshot.Empty;
     private bool _disposed;
 
     private VisitorCertificates(EdgeOptions options, ILogger logger, Telemetry.EdgeMetrics? metrics)
@@ -117,26 +118,40 @@ internal sealed class VisitorCertificates : IDisposable
         _periodic.Change(_options.CertificateCheckInterval, _options.CertificateCheckInterval);
     }
 
-    /// <summary>The certificate for a handshake: by SNI, else the default (the first configured).</summary>
+    /// <summary>
+    /// The certificate for a handshake: by SNI among the certificates obtained over ACME, then among the
+    /// files; else the default (the first configured file, or the ACME fallback when there is no file).
+    /// </summary>
     public SslStreamCertificateContext Select(string? serverName)
     {
         var snapshot = Volatile.Read(ref _snapshot);
+        var issued = Volatile.Read(ref _issued);
         if (!string.IsNullOrEmpty(serverName))
         {
             var name = serverName.TrimEnd('.').ToLowerInvariant();
-            if (snapshot.ByName.TryGetValue(name, out var exact))
+            if ((Find(issued, name) ?? Find(snapshot, name)) is { } found)
             {
-                return exact;
-            }
-
-            if (HostnameRules.WildcardFor(name) is { } wildcard && snapshot.ByName.TryGetValue(wildcard, out var covering))
-            {
-                return covering;
+                return found;
             }
         }
 
-        return snapshot.Default ?? throw new InvalidOperationException("No visitor certificate is configured.");
+        return snapshot.Default ?? issued.Default ?? throw new InvalidOperationException("No visitor certificate is configured.");
     }
+
+    /// <summary>
+    /// Publishes the certificates obtained over ACME (they win over files for their names) and the
+    /// certificate served when nothing matches and no file is configured.
+    /// </summary>
+    public void SetIssued(IReadOnlyDictionary<string, SslStreamCertificateContext> byName, SslStreamCertificateContext? fallback) =>
+        Volatile.Write(ref _issued, new Snapshot(byName, fallback, byName.Values.Distinct().Count()));
+
+    /// <summary>Whether a certificate file names <paramref name="name"/> in its SANs (exactly or by wildcard); the default alone does not count.</summary>
+    public bool FileCovers(string name) => Find(Volatile.Read(ref _snapshot), name) is not null;
+
+    private static SslStreamCertificateContext? Find(Snapshot snapshot, string name) =>
+        snapshot.ByName.TryGetValue(name, out var exact) ? exact
+        : HostnameRules.WildcardFor(name) is { } wildcard && snapshot.ByName.TryGetValue(wildcard, out var covering) ? covering
+        : null;
 
     /// <summary>Checks every file now; used by the watchers and the periodic timer.</summary>
     public void Reload()

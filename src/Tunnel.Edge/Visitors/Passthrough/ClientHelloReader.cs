@@ -210,7 +210,7 @@ internal static class ClientHelloReader
     }
 
     /// <summary>A bounds-checked reader of TLS's length-prefixed fields.</summary>
-    private ref struct SpanReader(ReadOnlySpan<byte> span)
+    internal ref struct SpanReader(ReadOnlySpan<byte> span)
     {
         private ReadOnlySpan<byte> _rest = span;
 

@@ -1,0 +1,100 @@
+using System.Net;
+using Tunnel.Edge.Identity;
+using Tunnel.Edge.Visitors;
+
+namespace Tunnel.EndToEnd.Tests.Acme;
+
+/// <summary>What a CA that is down, or refuses a challenge, leaves working, and how the edge says why.</summary>
+public class AcmeFailureTests
+{
+    private static readonly TimeSpan FailureWait = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task With_the_CA_down_the_fallback_certificate_keeps_serving_and_the_edge_says_why()
+    {
+        const string Name = "down.example.test";
+        using var sites = new TestPki();
+        var fallback = IssueSite(sites, "fallback", "*.example.test");
+        var token = "acme-token-" + Guid.NewGuid().ToString("N");
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name], edge =>
+        {
+            edge.Certificates = [fallback];
+            edge.AdminTokenPath = Path.Combine(sites.Directory, "admin.token");
+            TestPki.WriteSecret(edge.AdminTokenPath, token + "\n");
+        }, pebbleDown: true);
+        await bed.Harness.StartOriginAsync(hostnames: [Name]);
+
+        await Wait.UntilAsync(() => bed.Measurements().Any(m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "failed" && m.Tags["reason"] == "connection_refused"),
+            FailureWait, "the failed order is counted with reason connection_refused");
+        var status = Assert.Single(bed.Certificates.Status());
+        Assert.Null(status.NotAfter);
+        Assert.Contains("connection_refused", status.LastError, StringComparison.Ordinal);
+        await Wait.UntilAsync(() => bed.Harness.EdgeLogs.Entries.Any(e => e.EventId.Id == 424), FailureWait, "the failure is logged");
+        var logged = bed.Harness.EdgeLogs.Entries.First(e => e.EventId.Id == 424);
+        Assert.Contains("Cannot reach the CA", logged.Message, StringComparison.Ordinal);
+        Assert.Contains("fallback certificate serves", logged.Message, StringComparison.Ordinal);
+
+        var result = await bed.CurlAsync(Name, sites.CaPath);
+        Assert.True(result.ExitCode == 0, Cli.Describe(result));
+        Assert.Contains("Hello from HelloOrigin", result.Stdout, StringComparison.Ordinal);
+
+        // The operator sees it on the status page and in the admin API.
+        var admin = $"http://127.0.0.1:{bed.Harness.Edge.AdminEndPoint!.Port}";
+        var page = await Cli.RunAsync("curl", ["-sS", "--fail", admin + "/"], TimeSpan.FromSeconds(10));
+        Assert.Contains("ACME certificates", page.Stdout, StringComparison.Ordinal);
+        Assert.Contains(Name, page.Stdout, StringComparison.Ordinal);
+        Assert.Contains("connection_refused", page.Stdout, StringComparison.Ordinal);
+        var api = await Cli.RunAsync("curl", ["-sS", "--fail", "-H", "Authorization: Bearer " + token, admin + "/api/v1/certificates"], TimeSpan.FromSeconds(10));
+        Assert.True(api.ExitCode == 0, Cli.Describe(api));
+        using var json = System.Text.Json.JsonDocument.Parse(api.Stdout);
+        var certificate = Assert.Single(json.RootElement.GetProperty("certificates").EnumerateArray());
+        Assert.Equal(Name, certificate.GetProperty("names")[0].GetString());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, certificate.GetProperty("issuer").ValueKind);
+        Assert.Contains("connection_refused", certificate.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_challenge_the_CA_cannot_validate_is_logged_with_its_problem_detail_and_counted()
+    {
+        // The name resolves to an address the edge does not listen on: pebble's HTTP-01 connection is refused.
+        const string Name = "elsewhere.example.test";
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name, "127.0.0.2")], acme =>
+        {
+            acme.Names = [Name];
+            acme.Challenges = ["http-01"];
+        });
+
+        await Wait.UntilAsync(() => bed.Measurements().Any(m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "failed"),
+            FailureWait, "the failed order is counted");
+        var failure = bed.Measurements().First(m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "failed");
+        Assert.Equal("connection", failure.Tags["reason"]);
+        await Wait.UntilAsync(() => bed.Harness.EdgeLogs.Entries.Any(e => e.EventId.Id == 424), FailureWait, "the failure is logged");
+        var logged = bed.Harness.EdgeLogs.Entries.First(e => e.EventId.Id == 424);
+        Assert.Contains("urn:ietf:params:acme:error:connection", logged.Message, StringComparison.Ordinal);
+        Assert.Contains("127.0.0.2", logged.Message, StringComparison.Ordinal);
+        Assert.Contains("127.0.0.2", Assert.Single(bed.Certificates.Status()).LastError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_account_the_CA_no_longer_knows_is_made_again_on_the_next_attempt()
+    {
+        const string Name = "forgotten.example.test";
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name],
+            seedStorage: (storage, directory) => File.WriteAllText(Path.Combine(storage, "account.json"),
+                $$"""{"directory":"{{directory}}","account":"{{directory.Replace("/dir", "/my-account/404", StringComparison.Ordinal)}}"}"""));
+
+        await Wait.UntilAsync(() => bed.Certificates.Status().Single().NotAfter is not null, FailureWait,
+            "a certificate is issued; edge log: " + string.Join("\n", bed.Harness.EdgeLogs.Entries.Where(e => e.Category.Contains("Acme", StringComparison.Ordinal)).Select(e => e.Message)));
+        var failure = Assert.Single(bed.Measurements(), m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "failed");
+        Assert.Equal("accountDoesNotExist", failure.Tags["reason"]);
+        Assert.Contains(bed.Harness.EdgeLogs.Entries, e => e.EventId.Name == "AcmeAccountReady");
+    }
+
+    internal static VisitorCertificateFile IssueSite(TestPki pki, string file, params string[] hostnames)
+    {
+        using var certificate = CertificateIssuer.IssueSiteCertificate(pki.Ca, hostnames, TimeSpan.FromDays(1));
+        var prefix = Path.Combine(pki.Directory, file);
+        CertificateIssuer.WritePem(certificate, prefix + ".pem", prefix + ".key");
+        return new VisitorCertificateFile { CertificatePath = prefix + ".pem", KeyPath = prefix + ".key" };
+    }
+}
