@@ -102,9 +102,9 @@ internal static class ConnectionWorkloads
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
                 try
                 {
-                    var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                    await using var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true));
+                    using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                     await socket.ConnectAsync(IPAddress.Loopback, setup.Http1Port, timeout.Token).ConfigureAwait(false);
+                    await using var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true));
                     await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
                     {
                         TargetHost = Setups.TlsHostname,
@@ -135,6 +135,9 @@ internal static class ConnectionWorkloads
                 {
                     Interlocked.Increment(ref failed);
                     Interlocked.CompareExchange(ref firstFailure, ex.Message, null);
+
+                    // A setup that refuses at once must not turn the loop into a busy spin.
+                    await Task.Delay(10).ConfigureAwait(false);
                 }
             }
         }

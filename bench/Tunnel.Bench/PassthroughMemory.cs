@@ -82,9 +82,9 @@ internal sealed class PassthroughMemory(BenchProcesses processes, Pki pki)
         for (var i = 0; i < count; i++)
         {
             var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            await ConnectAsync(socket, edge.VisitorPort).ConfigureAwait(false);
             var stream = new NetworkStream(socket, ownsSocket: true);
             held.Add(stream);
-            await socket.ConnectAsync(IPAddress.Loopback, edge.VisitorPort).ConfigureAwait(false);
             await ExchangeAsync(stream, HttpRequest).ConfigureAwait(false);
         }
     }
@@ -94,9 +94,9 @@ internal sealed class PassthroughMemory(BenchProcesses processes, Pki pki)
         for (var i = 0; i < count; i++)
         {
             var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            await ConnectAsync(socket, edge.VisitorHttpsPort).ConfigureAwait(false);
             var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true));
             held.Add(ssl);
-            await socket.ConnectAsync(IPAddress.Loopback, edge.VisitorHttpsPort).ConfigureAwait(false);
             await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
             {
                 TargetHost = Setups.TlsHostname,
@@ -105,6 +105,20 @@ internal sealed class PassthroughMemory(BenchProcesses processes, Pki pki)
                 RemoteCertificateValidationCallback = (_, _, _, _) => true,
             }).ConfigureAwait(false);
             await ExchangeAsync(ssl, TlsRequest).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Connects (a NetworkStream needs a connected socket); the socket is disposed when that fails.</summary>
+    private static async Task ConnectAsync(Socket socket, int port)
+    {
+        try
+        {
+            await socket.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
+        }
+        catch (SocketException)
+        {
+            socket.Dispose();
+            throw;
         }
     }
 
