@@ -164,6 +164,9 @@ internal sealed class PassthroughMemory(BenchProcesses processes, Pki pki)
         });
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            // Every passthrough connection is a stream on a tunnel connection: room for both batches
+            // beyond Kestrel's default of 100 streams per HTTP/2 connection.
+            kestrel.Limits.Http2.MaxStreamsPerConnection = 1000;
             kestrel.ListenTunnel(Setups.PassthroughHostname, TunnelMode.HttpPassthrough);
             kestrel.ListenTunnel(Setups.TlsHostname, TunnelMode.TlsPassthrough, listen => listen.UseHttps(certificate));
         });
