@@ -29,11 +29,15 @@ internal static partial class CpuMeter
         public double All => LoadGenerator + Relay + App;
     }
 
-    public static Reading Read(IReadOnlyList<int> relayRoots, int appPid)
+    /// <param name="relayRoots">The relay's processes.</param>
+    /// <param name="appPid">The app's process.</param>
+    /// <param name="driverIsLoadGenerator">The load comes from this driver itself (TCP transfers, new TLS connections): its own CPU time counts as the load generator's.</param>
+    public static Reading Read(IReadOnlyList<int> relayRoots, int appPid, bool driverIsLoadGenerator = false)
     {
         var (busy, all) = MachineTicks();
         var relay = Tree(relayRoots);
-        return new Reading(ChildrenSeconds(), relay.Sum(ProcessSeconds), ProcessSeconds(appPid), busy, all, relay.Sum(ProportionalBytes));
+        var loadGenerator = ChildrenSeconds() + (driverIsLoadGenerator ? Environment.CpuUsage.TotalTime.TotalSeconds : 0);
+        return new Reading(loadGenerator, relay.Sum(ProcessSeconds), ProcessSeconds(appPid), busy, all, relay.Sum(ProportionalBytes));
     }
 
     public static Spent Between(Reading before, Reading after)

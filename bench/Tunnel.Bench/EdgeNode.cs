@@ -21,18 +21,43 @@ internal sealed partial class EdgeNode
 
     public int AdminPort { get; private set; }
 
-    public static async Task<EdgeNode> StartAsync(BenchProcesses processes, Pki pki, string name)
+    /// <summary>The visitor HTTPS port (TLS passthrough), or 0 when the edge has none.</summary>
+    public int VisitorHttpsPort { get; private set; }
+
+    /// <summary>
+    /// Starts an edge. With <paramref name="passthrough"/>, its HTTPS port opens for TLS passthrough
+    /// routes (the edge holds no certificate for them) and <paramref name="tcpRoutes"/> (edge port,
+    /// hostname) are its TCP routes.
+    /// </summary>
+    public static async Task<EdgeNode> StartAsync(BenchProcesses processes, Pki pki, string name, bool passthrough = false, IReadOnlyList<(int Port, string Hostname)>? tcpRoutes = null)
     {
         // The benchmarks open a thousand tunnels with the one origin credential of their PKI: lift the
         // cap per credential, which guards tenants from each other, not an edge from its benchmark.
+        // Likewise every visitor is the driver on 127.0.0.1: lift the cap on one address's connections.
+        var settings = new Dictionary<string, string>
+        {
+            ["TUNNEL_EDGE_Edge__MaxTunnelConnectionsPerCredential"] = "1000000",
+            ["TUNNEL_EDGE_Edge__Limits__MaxConnectionsPerVisitor"] = "1000000",
+        };
+        if (passthrough)
+        {
+            settings["TUNNEL_EDGE_Edge__Connections__TlsPassthrough"] = "true";
+        }
+
+        foreach (var (route, index) in (tcpRoutes ?? []).Select((r, i) => (r, i)))
+        {
+            settings[$"TUNNEL_EDGE_Edge__Connections__TcpRoutes__{index}__Port"] = route.Port.ToString(CultureInfo.InvariantCulture);
+            settings[$"TUNNEL_EDGE_Edge__Connections__TcpRoutes__{index}__Hostname"] = route.Hostname;
+        }
+
         var process = processes.StartDotnet(name, "tunnel-edge.dll", ["serve", "--dir", pki.Directory, "--listen", "127.0.0.1", "--name", name,
-            "--tunnel-port", "0", "--http-port", "0", "--https-port", "-1", "--admin-port", "0"],
-            new Dictionary<string, string> { ["TUNNEL_EDGE_Edge__MaxTunnelConnectionsPerCredential"] = "1000000" });
+            "--tunnel-port", "0", "--http-port", "0", "--https-port", passthrough ? "0" : "-1", "--admin-port", "0"], settings);
         var ready = await process.WaitForLineAsync(ReadyLine(), TimeSpan.FromSeconds(60)).ConfigureAwait(false);
         return new EdgeNode(process)
         {
             TunnelPort = int.Parse(ready.Groups["tunnel"].Value, CultureInfo.InvariantCulture),
             VisitorPort = int.Parse(ready.Groups["visitor"].Value, CultureInfo.InvariantCulture),
+            VisitorHttpsPort = ready.Groups["https"].Success ? int.Parse(ready.Groups["https"].Value, CultureInfo.InvariantCulture) : 0,
             AdminPort = int.Parse(ready.Groups["admin"].Value, CultureInfo.InvariantCulture),
         };
     }
@@ -88,6 +113,6 @@ internal sealed partial class EdgeNode
         }
     }
 
-    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+).*metrics[^:]* on http://[^\s]+:(?<admin>\d+)/")]
+    [GeneratedRegex(@"tunnels on [^\s]+:(?<tunnel>\d+), visitors on http://[^\s]+:(?<visitor>\d+)(?: and https://[^\s]+:(?<https>\d+))?.*metrics[^:]* on http://[^\s]+:(?<admin>\d+)/")]
     private static partial Regex ReadyLine();
 }

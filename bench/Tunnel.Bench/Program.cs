@@ -8,24 +8,39 @@ if (args is [TlsFloor.ServerFlag, var floorCertificate, var floorKey, var floorR
     return await TlsFloor.ServeAsync(floorCertificate, floorKey, floorRelease == "release");
 }
 
+if (args is [SocketFloor.ServerFlag])
+{
+    return await SocketFloor.ServeAsync();
+}
+
 var options = BenchOptions.Parse(args);
 _ = Report.LoadAtStart;
 var work = Directory.CreateTempSubdirectory("tunnel-bench-").FullName;
-var setupNames = new List<string> { Setups.Direct, Setups.Tunnel, Setups.TunnelPassthrough, Setups.Nginx, Setups.Ssh, Setups.PageKite };
+var setupNames = new List<string> { Setups.Direct, Setups.Tunnel, Setups.TunnelPassthrough, Setups.Nginx, Setups.NginxStream, Setups.Ssh, Setups.PageKite, Setups.DirectHttps, Setups.TunnelTlsPassthrough };
+var tcpSetupNames = new List<string> { Setups.Direct, Setups.TunnelTcpRoute, Setups.NginxStream, Setups.Ssh };
 var h1 = new Row("Small GET, HTTP/1.1 (wrk, 32 connections)", Report.RequestRate);
 var h2 = new Row("Small GET, HTTP/2 (h2load, 8 connections x 32 streams)", Report.RequestRate);
 var download = new Row("1 MiB downloads (wrk, 4 connections)", Report.ByteRate);
 var upload = new Row("256 MiB upload (curl)", Report.ByteRate);
 var p50 = new Row($"Latency p50 at {options.LatencyRate} req/s (h2load --h1, 4 connections)", Report.Milliseconds, lowerIsBetter: true);
 var p99 = new Row($"Latency p99 at {options.LatencyRate} req/s", Report.Milliseconds, lowerIsBetter: true);
-var rows = new List<Row> { h1, h2, download, upload, p50, p99 };
+const int TlsParallel = 16;
+var tlsConnections = new Row($"New TLS connections per second (driver, {TlsParallel} at a time, full TLS 1.3 handshake and one GET each)", Report.ConnectionRate);
+var rows = new List<Row> { h1, h2, download, upload, p50, p99, tlsConnections };
+var tcpDownload = new Row("256 MiB TCP transfer, app to visitor (one connection)", Report.ByteRate);
+var tcpUpload = new Row("256 MiB TCP transfer, visitor to app (one connection)", Report.ByteRate);
+var tcpRows = new List<Row> { tcpDownload, tcpUpload };
 var h1Cpu = new CpuRow("Small GET, HTTP/1.1");
 var h2Cpu = new CpuRow("Small GET, HTTP/2");
 var downloadCpu = new CpuRow("1 MiB downloads (per MiB)");
-var cpuRows = new List<CpuRow> { h1Cpu, h2Cpu, downloadCpu };
+var tlsCpu = new CpuRow("New TLS connections (per connection)");
+var tcpCpu = new CpuRow("256 MiB TCP transfer, app to visitor (per MiB)");
+var cpuRows = new List<CpuRow> { h1Cpu, h2Cpu, downloadCpu, tlsCpu, tcpCpu };
 var edgeRows = new List<(string, string, string)>();
 List<UnavailableSetup> unavailable = [];
 double? memoryPerTunnel = null;
+double? httpPassthroughMemory = null;
+double? tlsPassthroughMemory = null;
 double? worstRestore = null;
 var duration = TimeSpan.FromSeconds(options.Seconds);
 
@@ -45,6 +60,11 @@ try
             foreach (var setup in available)
             {
                 Console.WriteLine($"{setup.Name}: {setup.Http1Url("/")} HTTP/2 {(setup.Http2Port is null ? "none" : setup.Http2Url("/"))} Host {setup.Host ?? "(any)"}");
+            }
+
+            foreach (var tcp in setups.Tcp)
+            {
+                Console.WriteLine($"{tcp.Name}, TCP service (ByteService): 127.0.0.1:{tcp.Port}");
             }
 
             var stop = new TaskCompletionSource();
@@ -78,6 +98,29 @@ try
         await MeasureAsync(h1, available, options.Repeats, s => Workloads.SmallGetHttp1Async(s, duration), (h1Cpu, setups.AppPid, rate => rate * duration.TotalSeconds));
         await MeasureAsync(h2, available, options.Repeats, s => Workloads.SmallGetHttp2Async(s, duration), (h2Cpu, setups.AppPid, rate => rate * duration.TotalSeconds));
         await MeasureAsync(download, available, options.Repeats, s => Workloads.DownloadAsync(s, duration), (downloadCpu, setups.AppPid, rate => rate * duration.TotalSeconds / Workloads.Mib));
+
+        // Full TLS handshakes, against the two TLS setups only; the client is this driver, whose CPU
+        // time is the load generator's in the CPU table.
+        var tlsSetups = available.Where(s => s.Https).ToList();
+        foreach (var setup in tlsSetups)
+        {
+            await ConnectionWorkloads.NewTlsConnectionsAsync(setup, TimeSpan.FromSeconds(2), TlsParallel);
+        }
+
+        await MeasureAsync(tlsConnections, tlsSetups, options.Repeats, s => ConnectionWorkloads.NewTlsConnectionsAsync(s, duration, TlsParallel),
+            (tlsCpu, setups.AppPid, rate => rate * duration.TotalSeconds), driverIsLoadGenerator: true);
+
+        // TCP: one connection each way to the app's plain TCP service, after a 32 MiB warm-up transfer.
+        const long TcpLength = 256L * Workloads.Mib;
+        var tcpSetups = setups.Tcp.OrderBy(s => tcpSetupNames.IndexOf(s.Name)).ToList();
+        foreach (var setup in tcpSetups)
+        {
+            await ConnectionWorkloads.TcpTransferAsync(setup, download: true, 32L * Workloads.Mib);
+        }
+
+        await MeasureAsync(tcpDownload, tcpSetups, options.Repeats, s => ConnectionWorkloads.TcpTransferAsync(s, download: true, TcpLength),
+            (tcpCpu, setups.AppPid, _ => TcpLength / (double)Workloads.Mib), driverIsLoadGenerator: true);
+        await MeasureAsync(tcpUpload, tcpSetups, options.Repeats, s => ConnectionWorkloads.TcpTransferAsync(s, download: false, TcpLength));
 
         var uploadFile = Path.Combine(work, "upload.bin");
         const long UploadLength = 256L * Workloads.Mib;
@@ -176,6 +219,34 @@ try
             }
         }
 
+        Log($"edge memory: {options.PassthroughConnections} idle passthrough visitor connections of each mode");
+        double? socketFloor = null;
+        try
+        {
+            var (perSocket, detail) = await SocketFloor.MeasureAsync(processes, options.PassthroughConnections);
+            socketFloor = perSocket;
+            edgeRows.Add(("Baseline: memory per idle accepted TCP connection alone", Kib(perSocket), detail));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException or System.Net.Sockets.SocketException)
+        {
+            edgeRows.Add(("Baseline: memory per idle accepted TCP connection alone", "n/a", ex.Message.Split('\n')[0]));
+        }
+
+        try
+        {
+            var ((http, httpDetail), (tls, tlsDetail)) = await new PassthroughMemory(processes, pki).MeasureAsync(options.PassthroughConnections);
+            var floor = socketFloor ?? 0;
+            httpPassthroughMemory = socketFloor is null ? null : http - floor;
+            tlsPassthroughMemory = socketFloor is null ? null : tls - floor;
+            edgeRows.Add(("Memory per idle HTTP passthrough visitor connection", Kib(http), $"{Kib(http - floor)} beyond the baseline socket's; {httpDetail}"));
+            edgeRows.Add(("Memory per idle TLS passthrough visitor connection", Kib(tls), $"{Kib(tls - floor)} beyond the baseline socket's; {tlsDetail}"));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException or HttpRequestException or TaskCanceledException
+            or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException)
+        {
+            edgeRows.Add(("Memory per idle passthrough visitor connection", "n/a", ex.Message.Split('\n')[0]));
+        }
+
         Log("registrations per second");
         try
         {
@@ -216,6 +287,8 @@ finally
 
 double? TunnelOver(Row row, string peer) => Report.Ratio(row, Setups.Tunnel, peer);
 double? PassthroughOver(Row row, string peer) => Report.Ratio(row, Setups.TunnelPassthrough, peer);
+double? TlsOver(Row row) => Report.Ratio(row, Setups.TunnelTlsPassthrough, Setups.DirectHttps);
+double? EdgeCpu(CpuRow row, string setup) => row.Median(setup)?.Relay;
 var targets = new List<TargetCheck>
 {
     new("Small GET HTTP/1.1: tunnel ÷ direct Kestrel", TunnelOver(h1, Setups.Direct), 0.5, false, Report.Ratio),
@@ -232,13 +305,23 @@ var targets = new List<TargetCheck>
     new("Small GET HTTP/1.1, HTTP passthrough ÷ direct Kestrel", PassthroughOver(h1, Setups.Direct), 0.6, false, Report.Ratio),
     new("Small GET HTTP/1.1, HTTP passthrough ÷ ssh -R", PassthroughOver(h1, Setups.Ssh), 1.5, false, Report.Ratio),
     new("1 MiB downloads, HTTP passthrough ÷ direct Kestrel", PassthroughOver(download, Setups.Direct), 0.5, false, Report.Ratio),
+    new("1 MiB downloads, HTTP passthrough ÷ nginx stream", PassthroughOver(download, Setups.NginxStream), 1.0, false, Report.Ratio),
+    new("Small GET HTTP/2, TLS passthrough ÷ direct Kestrel HTTPS", TlsOver(h2), 0.5, false, Report.Ratio),
+    new("Small GET HTTP/1.1, TLS passthrough ÷ direct Kestrel HTTPS", TlsOver(h1), 0.6, false, Report.Ratio),
+    new("1 MiB downloads, TLS passthrough ÷ direct Kestrel HTTPS", TlsOver(download), 0.5, false, Report.Ratio),
+    new("Edge CPU per small GET, HTTP passthrough, HTTP/1.1", EdgeCpu(h1Cpu, Setups.TunnelPassthrough), 5e-6, true, Report.Microseconds),
+    new("Edge CPU per small GET, HTTP passthrough, HTTP/2", EdgeCpu(h2Cpu, Setups.TunnelPassthrough), 5e-6, true, Report.Microseconds),
+    new("Edge CPU per small GET, TLS passthrough, HTTP/1.1", EdgeCpu(h1Cpu, Setups.TunnelTlsPassthrough), 5e-6, true, Report.Microseconds),
+    new("Edge CPU per small GET, TLS passthrough, HTTP/2", EdgeCpu(h2Cpu, Setups.TunnelTlsPassthrough), 5e-6, true, Report.Microseconds),
+    new("Edge memory per idle HTTP passthrough connection, beyond a bare socket's", httpPassthroughMemory, 16 * 1024, true, Kib),
+    new("Edge memory per idle TLS passthrough connection, beyond a bare socket's", tlsPassthroughMemory, 16 * 1024, true, Kib),
     new("Edge memory per idle tunnel connection", memoryPerTunnel, 64 * 1024, true, Kib),
     new("Restore after an edge kill (worst round)", worstRestore, 1.0, true, Report.Milliseconds),
 };
 
 var method = $"Throughput: median of {options.Repeats} runs of {options.Seconds} s per setup, the setups taking turns within each workload. "
     + "The same HelloOrigin (Release) serves every setup; the tunnel is tunnel-edge plus the UseTunnelTransport plugin with 4 connections. All on loopback.";
-var rendered = Report.Render(setupNames, rows, cpuRows, edgeRows, targets, unavailable, method);
+var rendered = Report.Render(new(setupNames, rows, tcpSetupNames, tcpRows, cpuRows, edgeRows, targets, unavailable), method);
 Console.WriteLine();
 Console.WriteLine(rendered);
 if (options.Output is { } output)
@@ -278,7 +361,8 @@ static async Task WarmUpAsync(Setup setup, string what, Func<Setup, Task<Figure>
 }
 
 // With cpu given, each run's CPU time is read around it (CpuMeter), and divided by the work it did.
-async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup, Task<Figure>> measure, (CpuRow Row, int AppPid, Func<double, double> Units)? cpu = null)
+async Task MeasureAsync<T>(Row row, List<T> available, int repeats, Func<T, Task<Figure>> measure, (CpuRow Row, int AppPid, Func<double, double> Units)? cpu = null, bool driverIsLoadGenerator = false)
+    where T : IRelaySetup
 {
     var samples = available.ToDictionary(s => s.Name, _ => new List<Figure>());
     for (var repeat = 0; repeat < repeats; repeat++)
@@ -293,12 +377,12 @@ async Task MeasureAsync(Row row, List<Setup> available, int repeats, Func<Setup,
             }
 
             Log($"{row.Name}: {setup.Name} ({repeat + 1}/{repeats})");
-            var before = cpu is { } meter ? CpuMeter.Read(setup.RelayPids, meter.AppPid) : default;
+            var before = cpu is { } meter ? CpuMeter.Read(setup.RelayPids, meter.AppPid, driverIsLoadGenerator) : default;
             var figure = await measure(setup);
             samples[setup.Name].Add(figure);
             if (cpu is { } used && figure.Value is { } rate && !figure.Partial)
             {
-                used.Row.Add(setup.Name, CpuMeter.Between(before, CpuMeter.Read(setup.RelayPids, used.AppPid)), used.Units(rate));
+                used.Row.Add(setup.Name, CpuMeter.Between(before, CpuMeter.Read(setup.RelayPids, used.AppPid, driverIsLoadGenerator)), used.Units(rate));
             }
         }
     }
@@ -340,6 +424,9 @@ internal sealed record BenchOptions
     public int MemoryConnectionsPerOrigin { get; init; } = 50;
 
     public int Registrations { get; init; } = 500;
+
+    /// <summary>Idle passthrough connections of each mode; both batches together stay under 4 x 100, Kestrel's default streams on the origin's 4 tunnel connections.</summary>
+    public int PassthroughConnections { get; init; } = 150;
 
     public int RestoreRounds { get; init; } = 3;
 

@@ -58,6 +58,19 @@ internal sealed record TargetCheck(string Target, double? Measured, double Bound
     public string Verdict => Measured is not { } value ? "not measured" : (AtMost ? value <= Bound : value >= Bound) ? "met" : "NOT met";
 }
 
+/// <summary>Everything one run measured, for <see cref="Report.Render"/>.</summary>
+/// <param name="Setups">The main table's columns (HTTP setups).</param>
+/// <param name="Rows">The main table's rows.</param>
+/// <param name="TcpSetups">The TCP table's columns.</param>
+/// <param name="TcpRows">The TCP table's rows.</param>
+/// <param name="CpuRows">Where the CPU goes, per workload.</param>
+/// <param name="EdgeRows">The edge's own rows.</param>
+/// <param name="Targets">The issue's targets against the measured figures.</param>
+/// <param name="Unavailable">Setups that could not start.</param>
+internal sealed record ReportData(IReadOnlyList<string> Setups, IReadOnlyList<Row> Rows, IReadOnlyList<string> TcpSetups, IReadOnlyList<Row> TcpRows,
+    IReadOnlyList<CpuRow> CpuRows, IReadOnlyList<(string Name, string Value, string Detail)> EdgeRows, IReadOnlyList<TargetCheck> Targets,
+    IReadOnlyList<UnavailableSetup> Unavailable);
+
 /// <summary>Renders the table as Markdown, for the terminal and docs/benchmarks.md.</summary>
 internal static class Report
 {
@@ -67,9 +80,10 @@ internal static class Report
     /// <summary>The 1, 5 and 15 minute load averages when the run began: other work on the machine skews absolute figures.</summary>
     public static string LoadAtStart { get; } = File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
 
-    public static string Render(IReadOnlyList<string> setups, IReadOnlyList<Row> rows, IReadOnlyList<CpuRow> cpuRows, IReadOnlyList<(string Name, string Value, string Detail)> edgeRows,
-        IReadOnlyList<TargetCheck> targets, IReadOnlyList<UnavailableSetup> unavailable, string method)
+    public static string Render(ReportData data, string method)
     {
+        ArgumentNullException.ThrowIfNull(data);
+        var (setups, rows, cpuRows, edgeRows, targets) = (data.Setups, data.Rows, data.CpuRows, data.EdgeRows, data.Targets);
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, commit {Environment.GetEnvironmentVariable("BENCH_COMMIT") ?? "unknown"}.");
         text.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Machine()}.");
@@ -77,37 +91,33 @@ internal static class Report
         text.AppendLine(method);
         text.AppendLine();
 
-        text.Append("| Workload |");
-        foreach (var setup in setups)
-        {
-            text.Append(CultureInfo.InvariantCulture, $" {setup} |");
-        }
-
-        text.AppendLine();
-        text.AppendLine("|---|" + string.Concat(setups.Select(_ => "---:|")));
-        foreach (var row in rows)
-        {
-            text.Append(CultureInfo.InvariantCulture, $"| {row.Name} |");
-            foreach (var setup in setups)
-            {
-                text.Append(CultureInfo.InvariantCulture, $" {Cell(row, setup)} |");
-            }
-
-            text.AppendLine();
-        }
-
-        foreach (var missing in unavailable)
+        RenderTable(text, setups, rows);
+        foreach (var missing in data.Unavailable)
         {
             text.AppendLine();
             text.AppendLine(CultureInfo.InvariantCulture, $"{missing.Name}: not available ({missing.Reason}).");
         }
 
-        RenderRatios(text, setups, rows, Setups.Tunnel, "Tunnel");
-        RenderRatios(text, setups, rows, Setups.TunnelPassthrough, "HTTP passthrough");
+        // The cleartext setups side by side; TLS passthrough against Kestrel's own HTTPS only.
+        string[] tls = [Setups.DirectHttps, Setups.TunnelTlsPassthrough];
+        var cleartext = setups.Where(s => !tls.Contains(s)).ToList();
+        RenderRatios(text, cleartext, rows, Setups.Tunnel, "Tunnel");
+        RenderRatios(text, cleartext, rows, Setups.TunnelPassthrough, "HTTP passthrough");
+        RenderRatios(text, tls, rows, Setups.TunnelTlsPassthrough, "TLS passthrough");
+
+        if (data.TcpRows.Any(r => r.Figures.Count > 0))
+        {
+            text.AppendLine();
+            text.AppendLine("TCP: HelloOrigin's plain TCP service (a Kestrel connection handler) reached directly, through a TCP route (the edge's route port, "
+                + "the tunnel, then the app's UseTcpRelay to the service), through nginx's stream module and through ssh -R; the driver is the client.");
+            text.AppendLine();
+            RenderTable(text, data.TcpSetups, data.TcpRows);
+            RenderRatios(text, data.TcpSetups, data.TcpRows, Setups.TunnelTcpRoute, "TCP route");
+        }
 
         if (cpuRows.Any(r => r.Runs.Count > 0))
         {
-            RenderCpu(text, setups, cpuRows);
+            RenderCpu(text, [.. setups, .. data.TcpSetups.Where(s => !setups.Contains(s))], cpuRows);
         }
 
         text.AppendLine();
@@ -130,6 +140,28 @@ internal static class Report
         return text.ToString();
     }
 
+    private static void RenderTable(StringBuilder text, IReadOnlyList<string> setups, IReadOnlyList<Row> rows)
+    {
+        text.Append("| Workload |");
+        foreach (var setup in setups)
+        {
+            text.Append(CultureInfo.InvariantCulture, $" {setup} |");
+        }
+
+        text.AppendLine();
+        text.AppendLine("|---|" + string.Concat(setups.Select(_ => "---:|")));
+        foreach (var row in rows)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"| {row.Name} |");
+            foreach (var setup in setups)
+            {
+                text.Append(CultureInfo.InvariantCulture, $" {Cell(row, setup)} |");
+            }
+
+            text.AppendLine();
+        }
+    }
+
     /// <summary>One setup's figures divided by each other setup's, same run.</summary>
     private static void RenderRatios(StringBuilder text, IReadOnlyList<string> setups, IReadOnlyList<Row> rows, string subject, string label)
     {
@@ -139,7 +171,7 @@ internal static class Report
         text.AppendLine();
         text.AppendLine("| Workload |" + string.Concat(peers.Select(p => $" ÷ {p} |")));
         text.AppendLine("|---|" + string.Concat(peers.Select(_ => "---:|")));
-        foreach (var row in rows)
+        foreach (var row in rows.Where(r => r.Figures.ContainsKey(subject)))
         {
             text.Append(CultureInfo.InvariantCulture, $"| {row.Name} |");
             foreach (var peer in peers)
@@ -154,17 +186,20 @@ internal static class Report
     private static void RenderCpu(StringBuilder text, IReadOnlyList<string> setups, IReadOnlyList<CpuRow> cpuRows)
     {
         text.AppendLine();
-        text.AppendLine("Where the CPU goes: CPU time per request (per MiB for downloads) of the load generator, of the processes between it and the app "
+        text.AppendLine("Where the CPU goes: CPU time per request (per MiB for downloads and TCP transfers, per connection for new TLS connections) of the load generator "
+            + "(wrk, h2load, or this driver for the TLS connections and TCP transfers), of the processes between it and the app "
             + "(the relay: tunnel-edge; nginx's processes; sshd's and the ssh client's; PageKite's two ends) and of the app, from the run with the median total; "
+            + "the TLS setups' totals are divided by direct Kestrel HTTPS's; "
             + "cores busy is the machine's mean over that run (2.00: both cores all the time). With both cores busy, a setup's rate is about "
             + "2 s ÷ its total, so the tunnel's throughput ratios in the table above follow from its totals here. "
             + "Relay memory is the relay's processes' proportional set size (PSS: shared pages counted once) at the end of that run, in steady service.");
         text.AppendLine();
-        text.AppendLine("| Workload | Setup | Load generator | Relay | App | Total | Total ÷ direct Kestrel's | Cores busy | Relay memory |");
+        text.AppendLine("| Workload | Setup | Load generator | Relay | App | Total | Total ÷ direct Kestrel's (HTTPS's for TLS) | Cores busy | Relay memory |");
         text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var row in cpuRows)
         {
             var direct = row.Median(Setups.Direct);
+            var directHttps = row.Median(Setups.DirectHttps);
             var first = true;
             foreach (var setup in setups)
             {
@@ -175,15 +210,19 @@ internal static class Report
 
                 var name = first ? row.Name : "";
                 first = false;
-                var relay = setup == Setups.Direct ? "–" : Micro(cpu.Relay);
-                var ratio = direct is { All: > 0 } d ? string.Create(CultureInfo.InvariantCulture, $"{cpu.All / d.All:0.00}x") : "–";
-                var memory = setup == Setups.Direct ? "–" : (cpu.RelayMemory / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) + " MiB";
+                var isDirect = setup is Setups.Direct or Setups.DirectHttps;
+                var relay = isDirect ? "–" : Micro(cpu.Relay);
+                var reference = setup is Setups.DirectHttps or Setups.TunnelTlsPassthrough ? directHttps : direct;
+                var ratio = reference is { All: > 0 } d ? string.Create(CultureInfo.InvariantCulture, $"{cpu.All / d.All:0.00}x") : "–";
+                var memory = isDirect ? "–" : (cpu.RelayMemory / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) + " MiB";
                 text.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {setup} | {Micro(cpu.LoadGenerator)} | {relay} | {Micro(cpu.App)} | {Micro(cpu.All)} | {ratio} | {cpu.CoresBusy:0.00} | {memory} |");
             }
         }
-
-        static string Micro(double seconds) => (seconds * 1e6).ToString(seconds < 1e-4 ? "0.0" : "#,0", CultureInfo.InvariantCulture) + " µs";
     }
+
+    public static string Microseconds(double seconds) => Micro(seconds);
+
+    private static string Micro(double seconds) => (seconds * 1e6).ToString(seconds < 1e-4 ? "0.0" : "#,0", CultureInfo.InvariantCulture) + " µs";
 
     public static double? Ratio(Row row, string setup, string peer) =>
         row.Value(setup) is { } mine && row.Value(peer) is { } theirs && theirs > 0 ? mine / theirs : null;
@@ -209,6 +248,8 @@ internal static class Report
     public static string ByteRate(double value) => value >= 1e9
         ? (value / 1e9).ToString("0.00", CultureInfo.InvariantCulture) + " GB/s"
         : (value / 1e6).ToString("0", CultureInfo.InvariantCulture) + " MB/s";
+
+    public static string ConnectionRate(double value) => value.ToString("#,0", CultureInfo.InvariantCulture) + " conn/s";
 
     public static string Milliseconds(double seconds) => (seconds * 1000).ToString(seconds < 0.01 ? "0.00" : "0.0", CultureInfo.InvariantCulture) + " ms";
 

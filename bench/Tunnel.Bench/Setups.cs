@@ -9,14 +9,38 @@ namespace Tunnel.Bench;
 /// <param name="Http2Port">Cleartext HTTP/2 (prior knowledge) port, or <c>null</c> when the setup has none.</param>
 /// <param name="Host">The Host / :authority to send, or <c>null</c> for the default.</param>
 /// <param name="NoHttp2Reason">Why there is no HTTP/2 port.</param>
-internal sealed record Setup(string Name, int Http1Port, int? Http2Port, string? Host, string? NoHttp2Reason = null)
+internal sealed record Setup(string Name, int Http1Port, int? Http2Port, string? Host, string? NoHttp2Reason = null) : IRelaySetup
 {
     /// <summary>The processes between the load generator and the app (their descendants included when measured); none for direct Kestrel.</summary>
     public IReadOnlyList<int> RelayPids { get; init; } = [];
 
-    public string Http1Url(string path) => $"http://127.0.0.1:{Http1Port.ToString(CultureInfo.InvariantCulture)}{path}";
+    /// <summary>
+    /// TLS to the setup: https URLs to <see cref="Setups.TlsHostname"/> (so that the ClientHello names it),
+    /// HTTP/2 by ALPN on the same port, the app's self-signed certificate not checked.
+    /// </summary>
+    public bool Https { get; init; }
 
-    public string Http2Url(string path) => $"http://127.0.0.1:{Http2Port!.Value.ToString(CultureInfo.InvariantCulture)}{path}";
+    public string Http1Url(string path) => Url(Http1Port, path);
+
+    public string Http2Url(string path) => Url(Http2Port!.Value, path);
+
+    private string Url(int port, string path) => Https
+        ? $"https://{Setups.TlsHostname}:{port.ToString(CultureInfo.InvariantCulture)}{path}"
+        : $"http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}{path}";
+}
+
+/// <summary>One way of reaching the app's plain TCP service (HelloOrigin's ByteService), for the TCP rows.</summary>
+/// <param name="Name">Column name.</param>
+/// <param name="Port">Where the client connects.</param>
+/// <param name="RelayPids">The processes between the client and the service (their descendants included).</param>
+internal sealed record TcpSetup(string Name, int Port, IReadOnlyList<int> RelayPids) : IRelaySetup;
+
+/// <summary>What the driver needs of any setup to measure it: its column and the processes whose CPU is the relay's.</summary>
+internal interface IRelaySetup
+{
+    string Name { get; }
+
+    IReadOnlyList<int> RelayPids { get; }
 }
 
 /// <summary>A setup that could not start: its row says why.</summary>
@@ -30,10 +54,20 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
     /// <summary>The hostname the app declares for HTTP passthrough: the edge carries its connections whole.</summary>
     public const string PassthroughHostname = "pass.bench.local";
 
+    /// <summary>The hostname the app declares for TLS passthrough. "localhost", so that wrk, which names the URL's host in its ClientHello, reaches the edge on loopback with it.</summary>
+    public const string TlsHostname = "localhost";
+
+    /// <summary>The hostname of the TCP route, whose edge port relays to the app's plain TCP service.</summary>
+    public const string TcpHostname = "tcp.bench.local";
+
     public const string Direct = "direct Kestrel";
     public const string Tunnel = "tunnel (edge + plugin)";
     public const string TunnelPassthrough = "tunnel, HTTP passthrough";
+    public const string TunnelTcpRoute = "tunnel, TCP route";
+    public const string DirectHttps = "direct Kestrel HTTPS";
+    public const string TunnelTlsPassthrough = "tunnel, TLS passthrough";
     public const string Nginx = "nginx proxy";
+    public const string NginxStream = "nginx stream";
     public const string Ssh = "ssh -R";
     public const string PageKite = "PageKite";
 
@@ -41,12 +75,18 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
 
     public List<UnavailableSetup> Unavailable { get; } = [];
 
+    /// <summary>The ways to the app's plain TCP service: directly, the TCP route, nginx stream, ssh -R.</summary>
+    public List<TcpSetup> Tcp { get; } = [];
+
     public Pki Pki { get; private set; } = null!;
 
     /// <summary>The origin's direct Kestrel ports, that nginx, ssh and PageKite forward to.</summary>
     public int OriginHttp1Port { get; private set; }
 
     public int OriginHttp2Port { get; private set; }
+
+    /// <summary>The app's plain TCP service (ByteService), that the TCP route, nginx stream and ssh relay to.</summary>
+    public int ServicePort { get; private set; }
 
     /// <summary>The app's process, which serves every setup.</summary>
     public int AppPid { get; private set; }
@@ -56,9 +96,12 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         Pki = await Pki.CreateAsync(Path.Combine(workDirectory, "pki")).ConfigureAwait(false);
 
         // The edge first: the app dials it at start-up.
-        var edge = await EdgeNode.StartAsync(processes, Pki, "bench-edge").ConfigureAwait(false);
+        var tcpRoutePort = BenchProcesses.FreePort();
+        var edge = await EdgeNode.StartAsync(processes, Pki, "bench-edge", passthrough: true, tcpRoutes: [(tcpRoutePort, TcpHostname)]).ConfigureAwait(false);
         OriginHttp1Port = BenchProcesses.FreePort();
         OriginHttp2Port = BenchProcesses.FreePort();
+        var originHttpsPort = BenchProcesses.FreePort();
+        ServicePort = BenchProcesses.FreePort();
         var origin = processes.StartDotnet("HelloOrigin", "HelloOrigin.dll", [], new Dictionary<string, string>
         {
             ["Kestrel__Endpoints__h1__Url"] = $"http://127.0.0.1:{OriginHttp1Port}",
@@ -67,7 +110,16 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
             ["Kestrel__Endpoints__h2__Protocols"] = "Http2",
             ["Tunnel__Edges__0"] = $"127.0.0.1:{edge.TunnelPort}",
             ["Tunnel__Hostnames__0"] = Hostname,
+            ["Kestrel__Endpoints__tls__Url"] = $"https://127.0.0.1:{originHttpsPort}",
+            ["Kestrel__Endpoints__tls__Protocols"] = "Http1AndHttp2",
+            ["Kestrel__Endpoints__tls__Certificate__Path"] = Pki.SiteCertificate,
+            ["Kestrel__Endpoints__tls__Certificate__KeyPath"] = Pki.SiteKey,
             ["Hello__HttpPassthroughHost"] = PassthroughHostname,
+            ["Hello__TlsPassthroughHost"] = TlsHostname,
+            ["Hello__TlsCertificatePath"] = Pki.SiteCertificate,
+            ["Hello__TlsKeyPath"] = Pki.SiteKey,
+            ["Hello__TcpServicePort"] = ServicePort.ToString(CultureInfo.InvariantCulture),
+            ["Hello__TcpRouteHost"] = TcpHostname,
             ["Tunnel__CertificatePath"] = Pki.OriginCertificate,
             ["Tunnel__CertificateKeyPath"] = Pki.OriginKey,
             ["Tunnel__EdgeCaPath"] = Pki.CaCertificate,
@@ -79,7 +131,12 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         AppPid = origin.Id;
         await BenchProcesses.WaitForPortAsync(OriginHttp1Port, TimeSpan.FromSeconds(60), origin).ConfigureAwait(false);
         await BenchProcesses.WaitForPortAsync(OriginHttp2Port, TimeSpan.FromSeconds(10), origin).ConfigureAwait(false);
+        await BenchProcesses.WaitForPortAsync(ServicePort, TimeSpan.FromSeconds(10), origin).ConfigureAwait(false);
         Available.Add(new Setup(Direct, OriginHttp1Port, OriginHttp2Port, null));
+        Tcp.Add(new TcpSetup(Direct, ServicePort, []));
+        var directHttps = new Setup(DirectHttps, originHttpsPort, originHttpsPort, null) { Https = true };
+        await ExpectOkAsync(directHttps).ConfigureAwait(false);
+        Available.Add(directHttps);
 
         await edge.WaitForTunnelsAsync(4, TimeSpan.FromSeconds(60)).ConfigureAwait(false);
         var tunnel = new Setup(Tunnel, edge.VisitorPort, edge.VisitorPort, Hostname) { RelayPids = [edge.Process.Id] };
@@ -88,8 +145,13 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         var passthrough = new Setup(TunnelPassthrough, edge.VisitorPort, edge.VisitorPort, PassthroughHostname) { RelayPids = [edge.Process.Id] };
         await ExpectOkAsync(passthrough).ConfigureAwait(false);
         Available.Add(passthrough);
+        var tls = new Setup(TunnelTlsPassthrough, edge.VisitorHttpsPort, edge.VisitorHttpsPort, null) { Https = true, RelayPids = [edge.Process.Id] };
+        await ExpectOkAsync(tls).ConfigureAwait(false);
+        Available.Add(tls);
+        Tcp.Add(new TcpSetup(TunnelTcpRoute, tcpRoutePort, [edge.Process.Id]));
 
         await TryAsync(Nginx, StartNginxAsync).ConfigureAwait(false);
+        await TryAsync(NginxStream, StartNginxStreamAsync).ConfigureAwait(false);
         await TryAsync(Ssh, StartSshAsync).ConfigureAwait(false);
         await TryAsync(PageKite, StartPageKiteAsync).ConfigureAwait(false);
     }
@@ -112,7 +174,7 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
     /// <summary>One GET / through the setup must answer 200 before it is measured.</summary>
     private static async Task ExpectOkAsync(Setup setup)
     {
-        string[] arguments = ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", .. HostArguments(setup), setup.Http1Url("/")];
+        string[] arguments = ["-sS", "-k", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", .. HostArguments(setup), setup.Http1Url("/")];
         var deadline = DateTime.UtcNow.AddSeconds(30);
         string status;
         do
@@ -181,6 +243,45 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         return new Setup(Nginx, http1, http2, null) { RelayPids = [nginx.Id] };
     }
 
+    /// <summary>
+    /// nginx's <c>stream</c> module (Debian's libnginx-mod-stream), the L4 anchor: one proxy_pass port to each
+    /// of the app's HTTP ports (HTTP passthrough's peer) and one to its plain TCP service (the TCP route's).
+    /// </summary>
+    private async Task<Setup> StartNginxStreamAsync()
+    {
+        const string Module = "/usr/lib/nginx/modules/ngx_stream_module.so";
+        if (!File.Exists(Module))
+        {
+            throw new InvalidOperationException($"{Module} is missing (apt-get install libnginx-mod-stream)");
+        }
+
+        var directory = Directory.CreateDirectory(Path.Combine(workDirectory, "nginx-stream")).FullName;
+        var http1 = BenchProcesses.FreePort();
+        var http2 = BenchProcesses.FreePort();
+        var tcp = BenchProcesses.FreePort();
+        var user = Environment.UserName == "root" ? "user root;" : "";
+        await File.WriteAllTextAsync(Path.Combine(directory, "nginx.conf"), $$"""
+            load_module {{Module}};
+            {{user}}
+            worker_processes auto;
+            pid {{directory}}/nginx.pid;
+            error_log {{directory}}/error.log warn;
+            events { worker_connections 4096; }
+            stream {
+              proxy_connect_timeout 5s;
+              proxy_timeout 10m;
+              server { listen 127.0.0.1:{{http1}}; proxy_pass 127.0.0.1:{{OriginHttp1Port}}; }
+              server { listen 127.0.0.1:{{http2}}; proxy_pass 127.0.0.1:{{OriginHttp2Port}}; }
+              server { listen 127.0.0.1:{{tcp}}; proxy_pass 127.0.0.1:{{ServicePort}}; }
+            }
+            """).ConfigureAwait(false);
+        var nginx = processes.Start("nginx stream", "nginx", ["-p", directory, "-c", Path.Combine(directory, "nginx.conf"), "-g", "daemon off;"]);
+        await BenchProcesses.WaitForPortAsync(http1, TimeSpan.FromSeconds(10), nginx).ConfigureAwait(false);
+        await BenchProcesses.WaitForPortAsync(tcp, TimeSpan.FromSeconds(10), nginx).ConfigureAwait(false);
+        Tcp.Add(new TcpSetup(NginxStream, tcp, [nginx.Id]));
+        return new Setup(NginxStream, http1, http2, null) { RelayPids = [nginx.Id] };
+    }
+
     private async Task<Setup> StartSshAsync()
     {
         var directory = Directory.CreateDirectory(Path.Combine(workDirectory, "ssh")).FullName;
@@ -215,10 +316,12 @@ internal sealed partial class Setups(BenchProcesses processes, string workDirect
         // Port 0: sshd picks the remote ports and the client prints them.
         var client = processes.Start("ssh -R", "ssh", ["-N", "-i", userKey, "-p", port.ToString(CultureInfo.InvariantCulture),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
-            "-R", $"127.0.0.1:0:127.0.0.1:{OriginHttp1Port}", "-R", $"127.0.0.1:0:127.0.0.1:{OriginHttp2Port}",
+            "-R", $"127.0.0.1:0:127.0.0.1:{OriginHttp1Port}", "-R", $"127.0.0.1:0:127.0.0.1:{OriginHttp2Port}", "-R", $"127.0.0.1:0:127.0.0.1:{ServicePort}",
             $"{Environment.UserName}@127.0.0.1"]);
         var http1 = await client.WaitForLineAsync(AllocatedPort(OriginHttp1Port), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
         var http2 = await client.WaitForLineAsync(AllocatedPort(OriginHttp2Port), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
+        var service = await client.WaitForLineAsync(AllocatedPort(ServicePort), TimeSpan.FromSeconds(20)).ConfigureAwait(false);
+        Tcp.Add(new TcpSetup(Ssh, int.Parse(service.Groups[1].Value, CultureInfo.InvariantCulture), [sshd.Id, client.Id]));
         return new Setup(Ssh, int.Parse(http1.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(http2.Groups[1].Value, CultureInfo.InvariantCulture), null)
         {
             RelayPids = [sshd.Id, client.Id],

@@ -61,7 +61,7 @@ internal static partial class Workloads
     {
         var response = Path.Combine(Path.GetDirectoryName(file)!, "upload-response.json");
         string[] arguments = ["-sS", "-X", "POST", "-T", file, "-H", "Expect:", "-H", "Content-Type: application/octet-stream", "-o", response,
-            "-w", "%{http_code} %{time_total} %{size_upload}", "--max-time", "60", .. Host(setup), setup.Http1Url("/upload")];
+            "-w", "%{http_code} %{time_total} %{size_upload}", "--max-time", "60", "-k", .. Host(setup), setup.Http1Url("/upload")];
         var result = await Tool.RunAsync("curl", arguments, TimeSpan.FromSeconds(70)).ConfigureAwait(false);
         var parts = result.Output.Trim().Split(' ');
         const int TimedOut = 28;
