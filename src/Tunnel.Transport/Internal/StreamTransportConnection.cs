@@ -42,6 +42,10 @@ internal sealed class StreamTransportConnection : ConnectionContext,
     private int _streamClosed;
     private int _disposeStarted;
 
+    /// <param name="stream">The stream carrying the connection: a tunnel's TLS stream, or a tunnel stream carrying a visitor's connection.</param>
+    /// <param name="connectionId">Kestrel's id for the connection.</param>
+    /// <param name="localEndPoint">What Kestrel sees as the local end.</param>
+    /// <param name="remoteEndPoint">What Kestrel sees as the remote end (for a visitor connection, the visitor).</param>
     /// <param name="endOfSend">
     /// What ends the sending side when Kestrel completes its output, if not closing the stream: a visitor
     /// connection carried on a tunnel stream ends its response (END_STREAM) and keeps reading, so a
