@@ -104,7 +104,7 @@ public sealed partial class HeadlessBrowser : IAsyncDisposable
         public async Task WaitUntilAsync(string expression, TimeSpan timeout, string what)
         {
             var deadline = DateTime.UtcNow + timeout;
-            while ((await EvaluateAsync(expression))?.GetValue<bool>() != true)
+            while (await TryEvaluateAsync(expression) is not true)
             {
                 if (DateTime.UtcNow > deadline)
                 {
@@ -113,6 +113,22 @@ public sealed partial class HeadlessBrowser : IAsyncDisposable
                 }
 
                 await Task.Delay(100);
+            }
+        }
+
+        /// <summary>
+        /// The expression's value as a boolean, or <c>null</c> while the page is between documents (a
+        /// navigation or a redirect in progress has no execution context to evaluate in yet).
+        /// </summary>
+        private async Task<bool?> TryEvaluateAsync(string expression)
+        {
+            try
+            {
+                return (await EvaluateAsync(expression))?.GetValue<bool>();
+            }
+            catch (InvalidOperationException ex) when (ex.Message.Contains("execution context", StringComparison.OrdinalIgnoreCase))
+            {
+                return null;
             }
         }
 
