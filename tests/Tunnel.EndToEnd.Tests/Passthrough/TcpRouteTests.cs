@@ -144,6 +144,54 @@ public class TcpRouteTests
     }
 
     [Fact]
+    public async Task Carried_connections_beyond_the_origins_http2_stream_limit_wait_and_are_then_closed_with_a_reason()
+    {
+        // Each carried connection is one HTTP/2 stream on a tunnel connection: the origin's Kestrel
+        // (Limits.Http2.MaxStreamsPerConnection, 100 by default) bounds how many one tunnel connection carries.
+        using var sink = new HashingSink();
+        await using var harness = await TunnelHarness.StartAsync(o =>
+        {
+            o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }];
+            o.Limits.StreamWaitTimeout = TimeSpan.FromSeconds(2);
+        });
+        await harness.StartOriginAsync(
+            certificateDomains: [TunnelHarness.Hostname, SinkHost],
+            configureTunnel: t => t.HaConnections = 1,
+            configureBuilder: builder => builder.WebHost.ConfigureKestrel(k =>
+            {
+                k.Limits.Http2.MaxStreamsPerConnection = 5;
+                k.ListenTunnel(SinkHost, TunnelMode.Tcp, listen => listen.UseTcpRelay($"127.0.0.1:{sink.Port}"));
+            }));
+        var port = harness.Edge.TcpRouteEndPoint(SinkHost)!.Port;
+        var sockets = new List<Socket>();
+        try
+        {
+            var opened = Stopwatch.StartNew();
+            for (var i = 0; i < 8; i++)
+            {
+                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+                await socket.ConnectAsync(IPAddress.Loopback, port);
+                await socket.SendAsync(new byte[] { 1 }, SocketFlags.None);
+                sockets.Add(socket);
+            }
+
+            // The tunnel's own long-lived streams (its anchor) take some of the 5; of 8 visitors, at
+            // least 4 find no stream within Limits:StreamWaitTimeout (2 s) and are closed, each logged.
+            await Wait.UntilAsync(() => sockets.Count(SocketState.IsClosedByPeer) >= 4, TimeSpan.FromSeconds(20), "the edge closes the connections beyond the origin's stream limit");
+            Assert.True(opened.Elapsed >= TimeSpan.FromSeconds(2), "the edge waited the stream-wait timeout for a stream to come free");
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            var closed = sockets.Count(SocketState.IsClosedByPeer);
+            Assert.InRange(8 - closed, 1, 4);
+            Assert.Equal(closed, harness.EdgeLogs.Entries.Count(e => e.EventId.Name == "ConnectionNoTunnel" && e.Message.Contains(SinkHost, StringComparison.Ordinal)));
+            Assert.Contains(harness.EdgeLogs.Entries, e => e.EventId.Name == "ConnectionStreamFailed" && e.Message.Contains("No stream came free", StringComparison.Ordinal));
+        }
+        finally
+        {
+            sockets.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task A_tcp_route_without_a_tunnel_closes_the_connection_and_counts_it()
     {
         await using var harness = await TunnelHarness.StartAsync(o => o.Connections.TcpRoutes = [new TcpRouteOptions { Port = 0, Hostname = SinkHost }]);
