@@ -149,7 +149,7 @@ public sealed class HostileOrigin : IAsyncDisposable
         {
             while (!_stop.IsCancellationRequested)
             {
-                await WriteFrameAsync(Data, 0, 1, [0x01], _stop.Token);
+                await WriteFrameAsync(Data, 0, 1, [Tunnel.Protocol.AnchorBeat.Ready], _stop.Token);
                 await Task.Delay(HeartbeatInterval, _stop.Token);
             }
         }
