@@ -165,8 +165,8 @@ public sealed class TunnelOptions
     /// edge follows the app within this interval plus one round trip. <see cref="TimeSpan.Zero"/> or
     /// <see cref="Timeout.InfiniteTimeSpan"/> turns readiness following off.
     /// </summary>
-    /// <remarks>Defaults to 1 second.</remarks>
-    public TimeSpan ReadinessCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+    /// <remarks>Defaults to 500 milliseconds, so the edge stops choosing a replica within a second of a failing check.</remarks>
+    public TimeSpan ReadinessCheckInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>The redial schedule: exponential backoff with full jitter, capped, reset after a stable period.</summary>
     /// <remarks>Defaults to 1 s base, 30 s cap, 5 s stable period.</remarks>
