@@ -101,34 +101,12 @@ public class TunnelFaultTests(ITestOutputHelper output)
         Assert.Contains(origin.Logs.Entries, e => e.EventId.Name == "DialFailed" && e.Message.Contains(port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
 
         // Every socket the origin opened to the silent edge, it closed again: none is left waiting.
-        await Wait.UntilAsync(() => tried.All(IsClosedByPeer), TimeSpan.FromSeconds(20), "the origin closes its sockets to the silent edge");
+        await Wait.UntilAsync(() => tried.All(SocketState.IsClosedByPeer), TimeSpan.FromSeconds(20), "the origin closes its sockets to the silent edge");
         await stopAccepting.CancelAsync();
         await acceptLoop;
         foreach (var socket in accepted)
         {
             socket.Dispose();
-        }
-
-        static bool IsClosedByPeer(Socket socket)
-        {
-            // The origin's ClientHello is waiting to be read; a closed socket reads as 0 after it.
-            var buffer = new byte[4096];
-            try
-            {
-                while (socket.Poll(0, SelectMode.SelectRead))
-                {
-                    if (socket.Receive(buffer) == 0)
-                    {
-                        return true;
-                    }
-                }
-
-                return false;
-            }
-            catch (SocketException)
-            {
-                return true;
-            }
         }
     }
 

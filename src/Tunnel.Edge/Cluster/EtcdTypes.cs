@@ -1,11 +1,4 @@
-using System.Buffers;
-using System.Globalization;
-using System.Net;
-using System.Net.Security;
-using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
-using System.Text;
-using System.Text.Json;
 
 namespace Tunnel.Edge.Cluster;
 

@@ -106,16 +106,5 @@ public static class RawHttp2
         return (responses, resets, goAway, closedByEdge);
     }
 
-    private static byte[] Frame(byte type, byte flags, uint streamId, byte[] payload)
-    {
-        var frame = new byte[9 + payload.Length];
-        frame[0] = (byte)(payload.Length >> 16);
-        frame[1] = (byte)(payload.Length >> 8);
-        frame[2] = (byte)payload.Length;
-        frame[3] = type;
-        frame[4] = flags;
-        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(5), streamId & 0x7FFFFFFF);
-        payload.CopyTo(frame, 9);
-        return frame;
-    }
+    private static byte[] Frame(byte type, byte flags, uint streamId, byte[] payload) => HostileOrigin.Encode(type, flags, (int)streamId, payload);
 }
