@@ -57,8 +57,10 @@ public sealed partial class EdgeProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
-        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", directory, "--listen", "127.0.0.1",
-            "--tunnel-port", tunnelPort.ToString(CultureInfo.InvariantCulture), "--http-port", "0", "--admin-port", "0", "--name", name, "--region", region, .. extraArguments])
+        // The defaults below give way to the same flag among the extra arguments (another loopback address, a fixed port).
+        string[] defaults = ["--listen", "127.0.0.1", "--tunnel-port", tunnelPort.ToString(CultureInfo.InvariantCulture), "--http-port", "0", "--admin-port", "0"];
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "tunnel-edge.dll"), "serve", "--dir", directory,
+            .. defaults.Chunk(2).Where(d => !extraArguments.Contains(d[0])).SelectMany(d => d), "--name", name, "--region", region, .. extraArguments])
         {
             start.ArgumentList.Add(argument);
         }

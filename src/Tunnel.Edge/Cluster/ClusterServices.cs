@@ -30,6 +30,10 @@ internal static class ClusterServices
         services.AddSingleton<IRouteStore>(sp => sp.GetRequiredService<EtcdRouteStore>());
         services.AddSingleton<PeerSet>();
         services.AddSingleton<ClusterMetrics>();
+        if (options.Acme.IsEnabled)
+        {
+            services.AddSingleton<Certificates.Acme.IAcmeShare, EtcdAcmeShare>();
+        }
 
         // Registered before the tunnel listener, so they stop after its drain: peers keep forwarding
         // here while origins move, and the lease is revoked last.

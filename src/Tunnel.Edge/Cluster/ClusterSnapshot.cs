@@ -20,16 +20,28 @@ internal sealed class ClusterSnapshot
     private const string RoutesFolder = "routes/";
     private const string RevokedFolder = "revoked/";
 
-    private ClusterSnapshot(long revision, ImmutableDictionary<string, EdgeRecord> edges, ImmutableDictionary<string, ImmutableArray<string>> routes, ImmutableArray<RevokedCredential> revocations)
+    /// <summary>The folder of the ACME state the edges share (challenge answers, certificates, order locks).</summary>
+    public const string AcmeFolder = "acme/";
+
+    private ClusterSnapshot(long revision, ImmutableDictionary<string, EdgeRecord> edges, ImmutableDictionary<string, ImmutableArray<string>> routes, ImmutableArray<RevokedCredential> revocations,
+        ImmutableDictionary<string, string> acme)
     {
         Revision = revision;
         Edges = edges;
         Routes = routes;
         Revocations = revocations;
+        Acme = acme;
     }
 
     /// <summary>No edges, no routes.</summary>
-    public static ClusterSnapshot Empty { get; } = new(0, ImmutableDictionary<string, EdgeRecord>.Empty, ImmutableDictionary<string, ImmutableArray<string>>.Empty, []);
+    public static ClusterSnapshot Empty { get; } = new(0, ImmutableDictionary<string, EdgeRecord>.Empty, ImmutableDictionary<string, ImmutableArray<string>>.Empty, [],
+        ImmutableDictionary<string, string>.Empty);
+
+    /// <summary>
+    /// The keys under <c>PREFIX acme/</c> (without that part) and their values, as the store holds them: read by
+    /// <see cref="EtcdAcmeShare"/>, which knows what they mean.
+    /// </summary>
+    public ImmutableDictionary<string, string> Acme { get; }
 
     /// <summary>
     /// The credentials revoked at any edge of the cluster (published without a lease: a revocation
@@ -114,6 +126,7 @@ internal sealed class ClusterSnapshot
         var edges = ImmutableDictionary.CreateBuilder<string, EdgeRecord>(StringComparer.Ordinal);
         var holders = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         var revocations = ImmutableArray.CreateBuilder<RevokedCredential>();
+        var acme = ImmutableDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in pairs)
         {
             if (!key.StartsWith(prefix, StringComparison.Ordinal))
@@ -149,6 +162,10 @@ internal sealed class ClusterSnapshot
             {
                 revocations.Add(revoked);
             }
+            else if (rest.StartsWith(AcmeFolder, StringComparison.Ordinal))
+            {
+                acme[rest[AcmeFolder.Length..]] = value;
+            }
         }
 
         // A route counts only with its edge's record: both live under the same lease, and without the
@@ -163,7 +180,7 @@ internal sealed class ClusterSnapshot
             }
         }
 
-        return new ClusterSnapshot(revision, edges.ToImmutable(), routes.ToImmutable(), revocations.ToImmutable());
+        return new ClusterSnapshot(revision, edges.ToImmutable(), routes.ToImmutable(), revocations.ToImmutable(), acme.ToImmutable());
     }
 
     private static bool TryReadRevocation(string id, string value, out RevokedCredential revoked)

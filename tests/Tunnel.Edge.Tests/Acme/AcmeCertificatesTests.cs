@@ -128,6 +128,107 @@ public class AcmeCertificatesTests
     public void Backoff_doubles_from_the_base_delay_up_to_the_cap_with_up_to_a_quarter_of_jitter(int failures, double random, int expectedSeconds) =>
         Assert.Equal(TimeSpan.FromSeconds(expectedSeconds), RenewalSchedule.Backoff(failures, TimeSpan.FromMinutes(1), TimeSpan.FromHours(1), null, random));
 
+    [Fact]
+    public async Task In_a_cluster_a_name_another_edge_is_ordering_is_not_ordered_here_and_the_certificate_it_shares_serves()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ca = new FakeCa(time);
+        var share = new FakeShare { Holder = "edge-b" };
+        await using var bed = await Bed.StartAsync(time, ca, random: 0, share);
+        await Poll.UntilAsync(() => bed.Certificates.Status()[0].Source == "being ordered by edge edge-b", LoopWait, "the status names the edge ordering");
+        Assert.Equal(0, ca.Orders);
+        Assert.Null(bed.Served());
+
+        var issuedElsewhere = await new FakeCa(time).OrderAsync([Name], null, CancellationToken.None);
+        share.Raise(new Dictionary<string, IssuedPem> { [Name] = issuedElsewhere });
+        await Poll.UntilAsync(() => bed.Served() is not null, LoopWait, "the shared certificate serves");
+        var status = bed.Certificates.Status()[0];
+        Assert.Equal("shared by the cluster", status.Source);
+        Assert.NotNull(status.NextAttempt);
+        Assert.Equal(0, ca.Orders);
+        Assert.Empty(share.Published);
+    }
+
+    [Fact]
+    public async Task In_a_cluster_the_edge_holding_the_lock_orders_shares_the_certificate_and_gives_the_lock_back()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ca = new FakeCa(time);
+        var share = new FakeShare();
+        await using var bed = await Bed.StartAsync(time, ca, random: 0, share);
+        await bed.WaitForOrdersAsync(1);
+        await Poll.UntilAsync(() => share.Unlocked.Contains(Name), LoopWait, "the lock is given back");
+
+        var published = Assert.Single(share.Published);
+        Assert.Equal(Name, published.Id);
+        Assert.Equal(bed.Served()!.TargetCertificate.Thumbprint, ca.Issued[0].Certificate.Thumbprint);
+        Assert.Equal("ordered by this edge", bed.Certificates.Status()[0].Source);
+    }
+
+    [Fact]
+    public async Task A_shared_certificate_filed_under_a_name_it_does_not_cover_is_not_served()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var share = new FakeShare { Holder = "edge-b" };
+        await using var bed = await Bed.StartAsync(time, new FakeCa(time), random: 0, share);
+        await Poll.UntilAsync(() => bed.Certificates.Status()[0].Source is not null, LoopWait, "the loop looked at the lock");
+
+        var forAnotherName = await new FakeCa(time).OrderAsync(["evil.example.com"], null, CancellationToken.None);
+        share.Raise(new Dictionary<string, IssuedPem> { [Name] = forAnotherName, ["../escape"] = forAnotherName });
+        Assert.Null(bed.Served());
+        Assert.DoesNotContain(bed.Certificates.Status(), s => s.Names.Contains("evil.example.com"));
+    }
+
+    /// <summary>A fake cluster share: a lock held by <see cref="Holder"/> (or free), and what was published.</summary>
+    private sealed class FakeShare : IAcmeShare
+    {
+        private AcmeShared _current = AcmeShared.Empty;
+
+        public event Action<AcmeShared>? Changed;
+
+        public string? Holder { get; set; }
+
+        public List<(string Id, IssuedPem Pem)> Published { get; } = [];
+
+        public List<string> Unlocked { get; } = [];
+
+        public string EdgeName => "edge-a";
+
+        public TimeSpan AnswerPropagation => TimeSpan.Zero;
+
+        public AcmeShared Current => _current;
+
+        public void Raise(Dictionary<string, IssuedPem> certificates)
+        {
+            _current = AcmeShared.Empty with { Certificates = certificates };
+            Changed?.Invoke(_current);
+        }
+
+        public Task PublishAnswerAsync(AcmeSharedAnswer answer, CancellationToken ct) => Task.CompletedTask;
+
+        public Task WithdrawAnswerAsync(AcmeSharedAnswer answer, CancellationToken ct) => Task.CompletedTask;
+
+        public Task<string?> TryLockOrderAsync(string id, CancellationToken ct) => Task.FromResult(Holder);
+
+        public Task UnlockOrderAsync(string id, CancellationToken ct)
+        {
+            lock (Unlocked)
+            {
+                Unlocked.Add(id);
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public Task PublishCertificateAsync(string id, IssuedPem pem, CancellationToken ct)
+        {
+            Published.Add((id, pem));
+            return Task.CompletedTask;
+        }
+
+        public Task<IssuedPem?> ReadCertificateAsync(string id, CancellationToken ct) => Task.FromResult<IssuedPem?>(null);
+    }
+
     /// <summary>A fake CA: self-signed certificates for the asked names, dated by the fake clock; fails while <see cref="FailWith"/> is set.</summary>
     private sealed class FakeCa(TimeProvider time) : ICertificateOrders
     {
@@ -184,12 +285,12 @@ public class AcmeCertificatesTests
 
         public AcmeCertificates Certificates { get; }
 
-        public static async Task<Bed> StartAsync(FakeTimeProvider time, FakeCa ca, double random)
+        public static async Task<Bed> StartAsync(FakeTimeProvider time, FakeCa ca, double random, IAcmeShare? share = null)
         {
             Bed? bed = null;
             var options = new AcmeOptions { DirectoryUrl = "https://ca.example/dir", Names = [Name] };
             var certificates = new AcmeCertificates(options, ca, store: null, served => bed!._served = served, _ => true, time,
-                NullLogger.Instance, metrics: null, random: () => random);
+                NullLogger.Instance, metrics: null, random: () => random, share: share);
             bed = new Bed(ca, certificates);
             await certificates.StartAsync(CancellationToken.None);
             return bed;

@@ -36,6 +36,25 @@ public class AcmeOptionsValidationTests
     }
 
     [Fact]
+    public void ACME_in_a_cluster_needs_the_cluster_key_that_seals_the_shared_certificate_keys()
+    {
+        var options = new EdgeOptions
+        {
+            Cluster = { StoreEndpoints = ["http://127.0.0.1:2379"] },
+            Acme = new AcmeOptions { DirectoryUrl = "https://ca.example/dir", StoragePath = "/tmp/acme" },
+        };
+        var problems = new List<string>();
+
+        AcmeServices.Validate(options, problems);
+        Assert.Contains("ClusterKeyPath is not set", Assert.Single(problems), StringComparison.Ordinal);
+
+        options.Acme.ClusterKeyPath = "/nonexistent/acme-cluster.key";
+        problems.Clear();
+        AcmeServices.Validate(options, problems);
+        Assert.Contains("does not exist", Assert.Single(problems), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ACME_off_is_never_a_problem()
     {
         var problems = new List<string>();

@@ -67,8 +67,9 @@ public sealed partial class EdgeCluster : IAsyncDisposable
     /// <param name="storePassword">With an etcd that has authentication on: the password this edge logs in with, instead of the right one.</param>
     /// <param name="directory">The edge's own directory (<c>serve --dir</c>) instead of the PKI's, which every edge shares.</param>
     /// <param name="peerCertificate">Whether the edge shows <see cref="PeerCertificatePath"/> to peers; otherwise its directory's <c>edge.pem</c>.</param>
+    /// <param name="extraArguments">More <c>serve</c> flags; <c>--listen</c> or <c>--http-port</c> among them replace the defaults.</param>
     public async Task<EdgeProcess> StartEdgeAsync(string name, string region, double leaseTtlSeconds = 3, string? advertise = null, string? configPath = null, bool storeCertificate = true, string? storePassword = null,
-        string? directory = null, bool peerCertificate = true)
+        string? directory = null, bool peerCertificate = true, params string[] extraArguments)
     {
 
         string[] store = _tlsStore
@@ -82,7 +83,7 @@ public sealed partial class EdgeCluster : IAsyncDisposable
         }
         string[] arguments = [.. store, "--peer-port", "0", .. peerCertificate ? (string[])["--peer-cert", $"{PeerCertificatePath}:{PeerKeyPath}"] : [],
             "--lease-ttl", leaseTtlSeconds.ToString(CultureInfo.InvariantCulture), .. advertise is null ? [] : (string[])["--peer-advertise", advertise],
-            .. configPath is null ? [] : (string[])["--config", configPath]];
+            .. configPath is null ? [] : (string[])["--config", configPath], .. extraArguments];
         var edge = await EdgeProcess.StartAsync(directory ?? Pki.Directory, name, region, arguments);
         _edges.Add(edge);
         return edge;

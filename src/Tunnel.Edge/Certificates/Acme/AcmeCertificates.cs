@@ -24,6 +24,9 @@ internal sealed class AcmeCertificates : BackgroundService
     // An on-demand name no route covers any more is looked at again this often, and served until it expires.
     private static readonly TimeSpan UncoveredRecheck = TimeSpan.FromHours(1);
 
+    // How the status shows a certificate this edge ordered.
+    private const string ThisEdge = "ordered by this edge";
+
     // Names refused on demand are logged once each; past this many remembered, refusals are only counted.
     private const int MaxRefusalsLogged = 1000;
 
@@ -37,6 +40,7 @@ internal sealed class AcmeCertificates : BackgroundService
     private readonly ILogger _logger;
     private readonly AcmeMetrics? _metrics;
     private readonly Func<double> _random;
+    private readonly IAcmeShare? _share;
     private readonly object _lock = new();
     private readonly Dictionary<string, Managed> _managed = new(StringComparer.Ordinal);
     private readonly Queue<DateTimeOffset> _onDemandOrders = new();
@@ -46,8 +50,9 @@ internal sealed class AcmeCertificates : BackgroundService
 
     public AcmeCertificates(AcmeOptions options, ICertificateOrders orders, AcmeStore? store,
         Action<IReadOnlyDictionary<string, SslStreamCertificateContext>> publish, Func<string, bool> routeCovers,
-        TimeProvider time, ILogger logger, AcmeMetrics? metrics, Func<double>? random = null, Func<string, bool>? coveredByFile = null)
+        TimeProvider time, ILogger logger, AcmeMetrics? metrics, Func<double>? random = null, Func<string, bool>? coveredByFile = null, IAcmeShare? share = null)
     {
+        _share = share;
         _coveredByFile = coveredByFile ?? (_ => false);
         _options = options;
         _orders = orders;
@@ -75,7 +80,7 @@ internal sealed class AcmeCertificates : BackgroundService
             return [.. _managed.Values.OrderBy(m => m.Id, StringComparer.Ordinal).Select(m => new AcmeCertificateStatus(
                 m.Current is { } c ? CertificateNames(c.Certificate) : m.Names, m.OnDemand, m.Current?.Certificate.Issuer,
                 m.Current is { } n ? new DateTimeOffset(n.Certificate.NotAfter.ToUniversalTime()) : null,
-                m.NextAttempt == DateTimeOffset.MinValue ? null : m.NextAttempt, m.LastRenewal, m.LastError))];
+                m.NextAttempt == DateTimeOffset.MinValue || m.NextAttempt == DateTimeOffset.MaxValue ? null : m.NextAttempt, m.LastRenewal, m.LastError, m.Source))];
         }
     }
 
@@ -176,6 +181,12 @@ internal sealed class AcmeCertificates : BackgroundService
     {
         LoadStored();
         Publish();
+        if (_share is not null)
+        {
+            _share.Changed += AdoptShared;
+            AdoptShared(_share.Current);
+        }
+
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -265,6 +276,11 @@ internal sealed class AcmeCertificates : BackgroundService
             managed.Attempt ??= new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         }
 
+        if (!await TakeOrderAsync(managed, ct).ConfigureAwait(false))
+        {
+            return;
+        }
+
         var names = string.Join(", ", managed.Names);
         AcmeLog.Ordering(_logger, names, current is null ? "no certificate yet" : "renewal due");
         try
@@ -272,6 +288,7 @@ internal sealed class AcmeCertificates : BackgroundService
             var issued = await _orders.OrderAsync(managed.Names, current?.Certificate, ct).ConfigureAwait(false);
             var (certificate, chain) = AcmeStore.Load(issued.ChainPem, issued.KeyPem);
             _store?.SaveCertificate(managed.Id, issued.ChainPem, issued.KeyPem);
+            await ShareAsync(managed, issued, ct).ConfigureAwait(false);
             var window = await RenewalWindowAsync(certificate, names, ct).ConfigureAwait(false);
             var served = new ServedCertificate(certificate, SslStreamCertificateContext.Create(certificate, chain, offline: true));
             DateTimeOffset renewAt;
@@ -281,6 +298,7 @@ internal sealed class AcmeCertificates : BackgroundService
                 managed.Failures = 0;
                 managed.LastError = null;
                 managed.LastRenewal = _time.GetUtcNow();
+                managed.Source = ThisEdge;
                 managed.NextAttempt = renewAt = RenewAt(certificate, window);
             }
 
@@ -293,6 +311,158 @@ internal sealed class AcmeCertificates : BackgroundService
         {
             Failed(managed, ex as AcmeException ?? new AcmeException(ex is CryptographicException or InvalidOperationException ? "bad_certificate" : "internal", ex.Message, inner: ex));
         }
+        finally
+        {
+            if (_share is not null)
+            {
+                await _share.UnlockOrderAsync(managed.Id, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// In a cluster, takes the order lock of <paramref name="managed"/>: <c>false</c> (and a later look) when another
+    /// edge holds it or the store cannot be asked, or when the certificate that edge shared meanwhile makes an order
+    /// needless. Alone, always <c>true</c>.
+    /// </summary>
+    private async Task<bool> TakeOrderAsync(Managed managed, CancellationToken ct)
+    {
+        if (_share is null)
+        {
+            return true;
+        }
+
+        var names = string.Join(", ", managed.Names);
+        string? holder;
+        IssuedPem? shared = null;
+        try
+        {
+            holder = await _share.TryLockOrderAsync(managed.Id, ct).ConfigureAwait(false);
+            if (holder is null)
+            {
+                // Another edge may have finished an order just before this one took the lock.
+                shared = await _share.ReadCertificateAsync(managed.Id, ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is Cluster.EtcdException or HttpRequestException or OperationCanceledException && !ct.IsCancellationRequested)
+        {
+            lock (_lock)
+            {
+                managed.NextAttempt = _time.GetUtcNow() + _options.RetryDelay;
+            }
+
+            AcmeLog.OrderLockUnavailable(_logger, names, ex.Message, _options.RetryDelay.TotalSeconds);
+            Complete(managed, false);
+            return false;
+        }
+
+        if (holder is not null)
+        {
+            bool first;
+            lock (_lock)
+            {
+                var source = "being ordered by edge " + holder;
+                first = managed.Source != source;
+                managed.Source = source;
+                managed.NextAttempt = _time.GetUtcNow() + _options.RetryDelay;
+            }
+
+            if (first)
+            {
+                AcmeLog.OrderedByPeer(_logger, names, holder, _options.RetryDelay.TotalSeconds);
+            }
+
+            return false;
+        }
+
+        if (shared is not null && Adopt(managed.Id, shared) && managed.NextAttempt > _time.GetUtcNow())
+        {
+            await _share.UnlockOrderAsync(managed.Id, ct).ConfigureAwait(false);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Shares an issued certificate with the cluster; a failure is logged, the certificate serves here anyway.</summary>
+    private async Task ShareAsync(Managed managed, IssuedPem issued, CancellationToken ct)
+    {
+        if (_share is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await _share.PublishCertificateAsync(managed.Id, issued, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is Cluster.EtcdException or HttpRequestException or OperationCanceledException && !ct.IsCancellationRequested)
+        {
+            AcmeLog.SharePublishFailed(_logger, string.Join(", ", managed.Names), ex.Message);
+        }
+    }
+
+    /// <summary>Serves the certificates the cluster shares that are newer than what this edge has.</summary>
+    private void AdoptShared(AcmeShared shared)
+    {
+        foreach (var (id, pem) in shared.Certificates)
+        {
+            Adopt(id, pem);
+        }
+    }
+
+    /// <summary>
+    /// Serves a certificate the cluster shares under <paramref name="id"/> when it loads, covers the name its id
+    /// is made from, and outlives the one served; returns whether it was taken.
+    /// </summary>
+    private bool Adopt(string id, IssuedPem pem)
+    {
+        X509Certificate2 certificate;
+        X509Certificate2Collection chain;
+        try
+        {
+            (certificate, chain) = AcmeStore.Load(pem.ChainPem, pem.KeyPem);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or CryptographicException or ArgumentException)
+        {
+            AcmeLog.SharedCertificateUnreadable(_logger, id, ex.Message);
+            return false;
+        }
+
+        var names = CertificateNames(certificate);
+        if (!AcmeStore.IsValidId(id) || !names.Contains(id.Replace("_wildcard", "*", StringComparison.Ordinal), StringComparer.Ordinal))
+        {
+            AcmeLog.SharedCertificateUnreadable(_logger, id, $"its names ({string.Join(", ", names)}) do not include the one its key is named for");
+            certificate.Dispose();
+            return false;
+        }
+
+        Managed managed;
+        lock (_lock)
+        {
+            if (!_managed.TryGetValue(id, out managed!))
+            {
+                managed = _managed[id] = new Managed(id, names, onDemand: false) { PeerOnly = true };
+            }
+
+            if (managed.Current is { } current && current.Certificate.NotAfter >= certificate.NotAfter)
+            {
+                certificate.Dispose();
+                return false;
+            }
+
+            managed.Current = new ServedCertificate(certificate, SslStreamCertificateContext.Create(certificate, chain, offline: true));
+            managed.Source = "shared by the cluster";
+            managed.Failures = 0;
+            managed.LastError = null;
+            managed.NextAttempt = managed.PeerOnly ? DateTimeOffset.MaxValue : RenewAt(certificate, null);
+        }
+
+        _store?.SaveCertificate(id, pem.ChainPem, pem.KeyPem);
+        Publish();
+        AcmeLog.SharedCertificateAdopted(_logger, string.Join(", ", names), certificate.NotAfter.ToUniversalTime(), managed.NextAttempt);
+        Complete(managed, true);
+        return true;
     }
 
     private void Failed(Managed managed, AcmeException error)
@@ -426,8 +596,15 @@ internal sealed class AcmeCertificates : BackgroundService
         public DateTimeOffset? LastRenewal { get; set; }
 
         public TaskCompletionSource<bool>? Attempt { get; set; }
+
+        /// <summary>Where the certificate comes from, for people: this edge's order, the cluster, or the edge ordering it now.</summary>
+        public string? Source { get; set; }
+
+        /// <summary>A certificate another edge of the cluster ordered for names not configured here: served, renewed by the others.</summary>
+        public bool PeerOnly { get; init; }
     }
 }
 
 /// <summary>One ACME certificate as the status page and the admin API show it.</summary>
-internal sealed record AcmeCertificateStatus(IReadOnlyList<string> Names, bool OnDemand, string? Issuer, DateTimeOffset? NotAfter, DateTimeOffset? NextAttempt, DateTimeOffset? LastRenewal, string? LastError);
+internal sealed record AcmeCertificateStatus(IReadOnlyList<string> Names, bool OnDemand, string? Issuer, DateTimeOffset? NotAfter, DateTimeOffset? NextAttempt, DateTimeOffset? LastRenewal, string? LastError,
+    string? Source = null);

@@ -28,8 +28,33 @@ internal sealed class AcmeChallengeAnswers
     private readonly ConcurrentDictionary<string, string> _http = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, SslStreamCertificateContext> _tlsAlpn = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>How many TLS-ALPN-01 challenges are being answered: while none, the HTTPS port reads nothing.</summary>
-    public bool AnyTlsAlpn => !_tlsAlpn.IsEmpty;
+    // Answers published by the cluster's edges (this one's too), swapped whole on each change.
+    private IReadOnlyDictionary<string, string> _sharedHttp = new Dictionary<string, string>();
+    private IReadOnlyDictionary<string, (string KeyAuthorization, SslStreamCertificateContext Context)> _sharedTlsAlpn =
+        new Dictionary<string, (string, SslStreamCertificateContext)>();
+
+    /// <summary>Whether any TLS-ALPN-01 challenge is being answered: while none, the HTTPS port reads nothing.</summary>
+    public bool AnyTlsAlpn => !_tlsAlpn.IsEmpty || Volatile.Read(ref _sharedTlsAlpn).Count > 0;
+
+    /// <summary>
+    /// Takes the answers the cluster's edges publish (<see cref="IAcmeShare"/>), so this edge answers a
+    /// validator whichever edge ordered; a TLS-ALPN-01 certificate is made once per name and key authorization.
+    /// </summary>
+    public void UseShared(AcmeShared shared, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(shared);
+        var previous = Volatile.Read(ref _sharedTlsAlpn);
+        var tlsAlpn = new Dictionary<string, (string, SslStreamCertificateContext)>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, keyAuthorization) in shared.TlsAlpnAnswers)
+        {
+            tlsAlpn[name] = previous.TryGetValue(name, out var known) && known.KeyAuthorization == keyAuthorization
+                ? known
+                : (keyAuthorization, SslStreamCertificateContext.Create(CreateTlsAlpnCertificate(name, keyAuthorization, time), additionalCertificates: null, offline: true));
+        }
+
+        Volatile.Write(ref _sharedHttp, shared.HttpAnswers);
+        Volatile.Write(ref _sharedTlsAlpn, tlsAlpn);
+    }
 
     /// <summary>Answers HTTP-01 for <paramref name="token"/> until <see cref="RemoveHttp"/>.</summary>
     public void AddHttp(string token, string keyAuthorization) => _http[token] = keyAuthorization;
@@ -51,7 +76,8 @@ internal sealed class AcmeChallengeAnswers
             return next(context);
         }
 
-        if (!_http.TryGetValue(path[HttpPathPrefix.Length..], out var answer))
+        var token = path[HttpPathPrefix.Length..];
+        if (!_http.TryGetValue(token, out var answer) && !Volatile.Read(ref _sharedHttp).TryGetValue(token, out answer))
         {
             // A token the edge is not answering may still be the origin's own (certbot behind the tunnel).
             return next(context);
@@ -69,7 +95,7 @@ internal sealed class AcmeChallengeAnswers
     public ConnectionDelegate TlsAlpnMiddleware(ConnectionDelegate next) => async connection =>
     {
         if (!AnyTlsAlpn || await AcmeClientHello.ReadAsync(connection).ConfigureAwait(false) is not { } hello
-            || !hello.Protocols.Contains("acme-tls/1") || hello.ServerName is not { } name || !_tlsAlpn.TryGetValue(name, out var certificate))
+            || !hello.Protocols.Contains("acme-tls/1") || hello.ServerName is not { } name || TlsAlpnCertificate(name) is not { } certificate)
         {
             await next(connection).ConfigureAwait(false);
             return;
@@ -94,6 +120,9 @@ internal sealed class AcmeChallengeAnswers
             }
         }
     };
+
+    private SslStreamCertificateContext? TlsAlpnCertificate(string name) =>
+        _tlsAlpn.TryGetValue(name, out var local) ? local : Volatile.Read(ref _sharedTlsAlpn).TryGetValue(name, out var shared) ? shared.Context : null;
 
     /// <summary>
     /// RFC 8737 section 3: a self-signed certificate for <paramref name="name"/> alone, with the critical

@@ -19,14 +19,16 @@ internal sealed class AcmeIssuer : ICertificateOrders, IDisposable
     private readonly AcmeStore _store;
     private readonly AcmeChallengeAnswers _answers;
     private readonly IDnsChallengeRecords? _dns;
+    private readonly IAcmeShare? _share;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly HttpClient _http;
     private readonly ECDsa _accountKey;
     private readonly AcmeClient _client;
 
-    public AcmeIssuer(AcmeOptions options, AcmeStore store, AcmeChallengeAnswers answers, IDnsChallengeRecords? dns, TimeProvider time, ILogger logger)
+    public AcmeIssuer(AcmeOptions options, AcmeStore store, AcmeChallengeAnswers answers, IDnsChallengeRecords? dns, TimeProvider time, ILogger logger, IAcmeShare? share = null)
     {
+        _share = share;
         _options = options;
         _store = store;
         _answers = answers;
@@ -172,25 +174,17 @@ internal sealed class AcmeIssuer : ICertificateOrders, IDisposable
         throw new AcmeException("no_usable_challenge", $"The CA offers {string.Join(", ", authorization.Challenges.Select(c => c.Type))} for {authorization.Name}; the edge is set to use {string.Join(", ", preference)}.");
     }
 
-    /// <summary>Puts the answer in place; returns what withdraws it.</summary>
+    /// <summary>Puts the answer in place (in a cluster, on every edge); returns what withdraws it.</summary>
     private async Task<Func<Task>> PrepareAsync(string name, AcmeChallenge challenge, string keyAuthorization, CancellationToken ct)
     {
         switch (challenge.Type)
         {
             case "http-01":
                 _answers.AddHttp(challenge.Token!, keyAuthorization);
-                return () =>
-                {
-                    _answers.RemoveHttp(challenge.Token!);
-                    return Task.CompletedTask;
-                };
+                return await ShareAsync(new AcmeSharedAnswer(AcmeSharedAnswer.Http, challenge.Token!, keyAuthorization), () => _answers.RemoveHttp(challenge.Token!), ct).ConfigureAwait(false);
             case "tls-alpn-01":
                 _answers.AddTlsAlpn(name, keyAuthorization, _time);
-                return () =>
-                {
-                    _answers.RemoveTlsAlpn(name);
-                    return Task.CompletedTask;
-                };
+                return await ShareAsync(new AcmeSharedAnswer(AcmeSharedAnswer.TlsAlpn, name, keyAuthorization), () => _answers.RemoveTlsAlpn(name), ct).ConfigureAwait(false);
             default:
                 var record = "_acme-challenge." + name;
                 var value = AcmeJws.Base64Url(SHA256.HashData(Encoding.ASCII.GetBytes(keyAuthorization)));
@@ -208,6 +202,39 @@ internal sealed class AcmeIssuer : ICertificateOrders, IDisposable
                     }
                 };
         }
+    }
+
+    /// <summary>
+    /// In a cluster, publishes <paramref name="answer"/> for the other edges and gives them
+    /// <see cref="IAcmeShare.AnswerPropagation"/> to learn it, since the name's DNS may send the validator to any of them.
+    /// </summary>
+    private async Task<Func<Task>> ShareAsync(AcmeSharedAnswer answer, Action removeLocal, CancellationToken ct)
+    {
+        if (_share is null)
+        {
+            return () =>
+            {
+                removeLocal();
+                return Task.CompletedTask;
+            };
+        }
+
+        try
+        {
+            await _share.PublishAnswerAsync(answer, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is Cluster.EtcdException or HttpRequestException or OperationCanceledException && !ct.IsCancellationRequested)
+        {
+            removeLocal();
+            throw new AcmeException("cluster_store", $"The challenge answer could not be shared with the cluster's edges ({ex.Message}), so a validator sent to another edge would fail.", inner: ex);
+        }
+
+        await Task.Delay(_share.AnswerPropagation, _time, ct).ConfigureAwait(false);
+        return async () =>
+        {
+            removeLocal();
+            await _share.WithdrawAnswerAsync(answer, CancellationToken.None).ConfigureAwait(false);
+        };
     }
 
     private static byte[] CreateCsr(IReadOnlyList<string> names, ECDsa key)

@@ -40,4 +40,18 @@ internal static partial class AcmeLog
 
     [LoggerMessage(431, LogLevel.Information, "ACME: the handshake for {Name} gets the fallback certificate while its order runs ({Reason}).", EventName = "AcmeHandshakeFallback")]
     public static partial void HandshakeFallback(ILogger logger, string name, string reason);
+    [LoggerMessage(440, LogLevel.Warning, "ACME: the certificate {Id} in the cluster store cannot be opened and is not served from there: {Reason}.", EventName = "AcmeSharedCertificateUnreadable")]
+    public static partial void SharedCertificateUnreadable(ILogger logger, string id, string reason);
+
+    [LoggerMessage(441, LogLevel.Information, "ACME: {Names} is being ordered by edge {Holder}; this edge serves the certificate once it is shared (looks again in {RetrySeconds:0} s).", EventName = "AcmeOrderedByPeer")]
+    public static partial void OrderedByPeer(ILogger logger, string names, string holder, double retrySeconds);
+
+    [LoggerMessage(442, LogLevel.Information, "ACME: serving the certificate for {Names} shared by the cluster, valid until {NotAfter:u}; renewal due {RenewAt:u}.", EventName = "AcmeSharedCertificateAdopted")]
+    public static partial void SharedCertificateAdopted(ILogger logger, string names, DateTimeOffset notAfter, DateTimeOffset renewAt);
+
+    [LoggerMessage(443, LogLevel.Warning, "ACME: could not share the certificate for {Names} with the cluster ({Reason}); this edge serves it, and the other edges order their own when theirs is due.", EventName = "AcmeSharePublishFailed")]
+    public static partial void SharePublishFailed(ILogger logger, string names, string reason);
+
+    [LoggerMessage(444, LogLevel.Warning, "ACME: the cluster's order lock for {Names} could not be taken ({Reason}); no order until it can, next attempt in {RetrySeconds:0} s.", EventName = "AcmeOrderLockUnavailable")]
+    public static partial void OrderLockUnavailable(ILogger logger, string names, string reason, double retrySeconds);
 }

@@ -120,6 +120,23 @@ public sealed class AcmeOptions
     public TimeSpan OrderTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>
+    /// In a cluster (<c>Edge:Cluster</c>): a secret file, the same on every edge (mode 0600, at least 32 bytes,
+    /// e.g. <c>openssl rand -base64 48</c>), whose content seals the private keys of the certificates the edges
+    /// share through etcd (AES-256-GCM with a key derived by HKDF-SHA256). Anyone who can read etcd but not
+    /// this file learns the certificates, never their keys. Required when ACME runs in a cluster.
+    /// </summary>
+    /// <remarks>Defaults to <c>null</c>.</remarks>
+    public string? ClusterKeyPath { get; set; }
+
+    /// <summary>
+    /// In a cluster: how long the edge that answers a challenge waits after publishing the answer through etcd
+    /// before it asks the CA to validate, so that every edge (which learns it from its watch, usually within
+    /// milliseconds) answers the validator too, whichever edge the name's DNS sends it to.
+    /// </summary>
+    /// <remarks>Defaults to 1 second.</remarks>
+    public TimeSpan ClusterAnswerPropagation { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
     /// The DNS-01 publisher when none is registered as a service (<see cref="IDnsChallengeRecords"/>): set by
     /// the edge's own wiring or by a test; not a configuration value.
     /// </summary>

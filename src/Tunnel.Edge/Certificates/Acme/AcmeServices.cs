@@ -73,6 +73,23 @@ internal static class AcmeServices
             problems.Add("Edge:Acme:RenewAfterLifetimeFraction must be between 0.1 and 1 (2/3 by default).");
         }
 
+        if (options.Cluster.IsEnabled)
+        {
+            if (acme.ClusterKeyPath is not { Length: > 0 } clusterKey)
+            {
+                problems.Add("Edge:Acme:ClusterKeyPath is not set: in a cluster the edges share their ACME certificates through etcd, their keys sealed with a secret file every edge has (create it once, e.g. 'openssl rand -base64 48 > acme-cluster.key; chmod 600 acme-cluster.key', and copy it to each edge).");
+            }
+            else if (Cluster.AcmeKeySeal.KeyFileProblem(clusterKey) is { } problem)
+            {
+                problems.Add(problem);
+            }
+
+            if (acme.ClusterAnswerPropagation < TimeSpan.Zero || acme.ClusterAnswerPropagation > TimeSpan.FromSeconds(30))
+            {
+                problems.Add("Edge:Acme:ClusterAnswerPropagation must be between 0 and 30 s.");
+            }
+        }
+
         if (acme.OnDemand && acme.OnDemandHandshakeWait >= options.Limits.TlsHandshakeTimeout)
         {
             problems.Add($"Edge:Acme:OnDemandHandshakeWait ({acme.OnDemandHandshakeWait.TotalSeconds:0.#} s) must be below Edge:Limits:TlsHandshakeTimeout ({options.Limits.TlsHandshakeTimeout.TotalSeconds:0.#} s), which would end the waiting handshake first.");
@@ -93,19 +110,32 @@ internal static class AcmeServices
         }
 
         var acme = options.Acme;
-        services.AddSingleton<AcmeChallengeAnswers>();
+        services.AddSingleton(sp =>
+        {
+            // In a cluster every edge answers every edge's challenges.
+            var answers = new AcmeChallengeAnswers();
+            if (Share(sp) is { } share)
+            {
+                var time = sp.GetRequiredService<TimeProvider>();
+                share.Changed += shared => answers.UseShared(shared, time);
+                answers.UseShared(share.Current, time);
+            }
+
+            return answers;
+        });
         services.AddSingleton<AcmeMetrics>();
         services.AddSingleton(_ => new AcmeStore(acme.StoragePath!));
         services.AddSingleton<ICertificateOrders>(sp => new AcmeIssuer(acme, sp.GetRequiredService<AcmeStore>(), sp.GetRequiredService<AcmeChallengeAnswers>(),
-            sp.GetService<IDnsChallengeRecords>() ?? acme.DnsChallengeRecords, sp.GetRequiredService<TimeProvider>(), Logger(sp)));
+            sp.GetService<IDnsChallengeRecords>() ?? acme.DnsChallengeRecords, sp.GetRequiredService<TimeProvider>(), Logger(sp), Share(sp)));
         services.AddSingleton(sp =>
         {
             var visitor = sp.GetRequiredService<VisitorCertificates>();
             var fallback = visitor.IsEmpty ? CreateFallback(sp.GetRequiredService<TimeProvider>()) : null;
             var routes = sp.GetRequiredService<RouteTable>();
+            var cluster = sp.GetRequiredService<Cluster.IRouteStore>();
             return new AcmeCertificates(acme, sp.GetRequiredService<ICertificateOrders>(), sp.GetRequiredService<AcmeStore>(),
-                byName => visitor.SetIssued(byName, fallback), name => routes.HasRoute(name), sp.GetRequiredService<TimeProvider>(), Logger(sp), sp.GetRequiredService<AcmeMetrics>(),
-                coveredByFile: visitor.FileCovers);
+                byName => visitor.SetIssued(byName, fallback), name => routes.HasRoute(name) || !cluster.Current.EdgesFor(name).IsEmpty, sp.GetRequiredService<TimeProvider>(), Logger(sp),
+                sp.GetRequiredService<AcmeMetrics>(), coveredByFile: visitor.FileCovers, share: Share(sp));
         });
         services.AddHostedService(sp => sp.GetRequiredService<AcmeCertificates>());
     }
@@ -134,6 +164,9 @@ internal static class AcmeServices
     /// <summary>The on-demand hook, or a completed task when ACME is off.</summary>
     public static ValueTask BeforeHandshakeAsync(IServiceProvider services, string? serverName) =>
         services.GetService<AcmeCertificates>() is { } acme ? acme.BeforeHandshakeAsync(serverName) : ValueTask.CompletedTask;
+
+    /// <summary>In a cluster, the shared state; else <c>null</c>.</summary>
+    private static IAcmeShare? Share(IServiceProvider sp) => sp.GetService<IAcmeShare>();
 
     private static ILogger Logger(IServiceProvider sp) => sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tunnel.Edge.Acme");
 

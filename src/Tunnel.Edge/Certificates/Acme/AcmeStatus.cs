@@ -22,7 +22,7 @@ internal static class AcmeStatus
             return;
         }
 
-        html.Append("<table><tr><th>names</th><th>issuer</th><th>expires (UTC)</th><th>next order (UTC)</th><th>last renewal (UTC)</th><th>last error</th></tr>");
+        html.Append("<table><tr><th>names</th><th>issuer</th><th>expires (UTC)</th><th>next order (UTC)</th><th>last renewal (UTC)</th><th>last error</th><th>source</th></tr>");
         foreach (var c in certificates)
         {
             html.Append("<tr><td>").Append(string.Join(", ", c.Names.Select(n => "<code>" + E(n) + "</code>"))).Append(c.OnDemand ? " <span class=\"muted\">on demand</span>" : "")
@@ -30,7 +30,8 @@ internal static class AcmeStatus
                 .Append("</td><td").Append(c.NotAfter is { } notAfter && notAfter - now < TimeSpan.FromDays(7) ? " class=\"bad\">" : ">").Append(Time(c.NotAfter))
                 .Append("</td><td>").Append(Time(c.NextAttempt))
                 .Append("</td><td>").Append(Time(c.LastRenewal))
-                .Append("</td><td").Append(c.LastError is null ? ">" : " class=\"bad\">").Append(E(c.LastError ?? "")).Append("</td></tr>");
+                .Append("</td><td").Append(c.LastError is null ? ">" : " class=\"bad\">").Append(E(c.LastError ?? ""))
+                .Append("</td><td>").Append(E(c.Source ?? "")).Append("</td></tr>");
         }
 
         html.Append("</table>");

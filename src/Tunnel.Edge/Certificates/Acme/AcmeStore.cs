@@ -134,6 +134,10 @@ internal sealed class AcmeStore
     /// <summary>The file name for a certificate's first name: <c>*.example.com</c> becomes <c>_wildcard.example.com</c>.</summary>
     public static string IdFor(string firstName) => firstName.Replace("*", "_wildcard", StringComparison.Ordinal);
 
+    /// <summary>Whether <paramref name="id"/> could have come from <see cref="IdFor"/>: a file name with no path in it.</summary>
+    public static bool IsValidId(string id) =>
+        id.Length is > 0 and <= 260 && id[0] != '.' && id.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '-' or '_');
+
     private string ChainPath(string id) => System.IO.Path.Combine(Path, CertificatesFolder, id + ".pem");
 
     private string KeyPath(string id) => System.IO.Path.Combine(Path, CertificatesFolder, id + ".key");
