@@ -18,6 +18,7 @@ public class AcmeOptionsValidationTests
                 OnDemand = true,
                 OnDemandHandshakeWait = TimeSpan.FromSeconds(30),
                 OnDemandOrdersPerHour = 0,
+                DnsPropagationDelay = TimeSpan.FromMinutes(5),
             },
         };
         var problems = new List<string>();
@@ -32,7 +33,8 @@ public class AcmeOptionsValidationTests
         Assert.Contains(problems, p => p.Contains("go together", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("OnDemandOrdersPerHour", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("must be below Edge:Limits:TlsHandshakeTimeout", StringComparison.Ordinal));
-        Assert.Equal(8, problems.Count);
+        Assert.Contains(problems, p => p.Contains("DnsPropagationDelay (300 s) must be at least 0 and below OrderTimeout", StringComparison.Ordinal));
+        Assert.Equal(9, problems.Count);
     }
 
     [Fact]

@@ -74,6 +74,29 @@ public class AcmeClusterTests(ITestOutputHelper output)
         Assert.Single(bed.Pebble.Output.Split('\n'), line => line.Contains("Issued certificate serial", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task On_demand_an_edge_without_the_route_orders_for_a_name_another_edge_of_the_cluster_routes()
+    {
+        const string Name = "elsewhere.example.test";
+        await using var bed = await ClusterBed.StartAsync(output, "elsewhere 60 IN A 127.0.0.2", "nowhere 60 IN A 127.0.0.2");
+        var a = await bed.StartEdgeAsync("edge-a", "127.0.0.1", names: [], challenge: "http-01");
+        var b = await bed.StartEdgeAsync("edge-b", "127.0.0.2", names: [], challenge: "http-01", onDemand: true);
+        await bed.Cluster.StartOriginAsync(Name, [a]);
+
+        // The origin is connected to A only; B learns the route from etcd, so its first visitor gets a certificate.
+        var root = await bed.Pebble.WriteRootAsync();
+        Cli.Result curl = default!;
+        await EdgeCluster.UntilAsync(async () => (curl = await Cli.RunAsync("curl", ["-sS", "--fail", "--resolve", $"{Name}:{bed.HttpsPort}:127.0.0.2", "--cacert", root,
+            $"https://{Name}:{bed.HttpsPort}/"], TimeSpan.FromSeconds(30))).ExitCode == 0, IssueTimeout, "curl through B verifies an on-demand certificate");
+        Assert.Contains("Hello from HelloOrigin", curl.Stdout, StringComparison.Ordinal);
+        await UntilLoggedAsync(b, Issued);
+
+        // A name no edge of the cluster routes gets nothing.
+        var refused = await Cli.RunAsync("curl", ["-sS", "--resolve", $"nowhere.example.test:{bed.HttpsPort}:127.0.0.2", "--cacert", root, $"https://nowhere.example.test:{bed.HttpsPort}/"], TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, refused.ExitCode);
+        await UntilLoggedAsync(b, "no certificate on demand for nowhere.example.test: no registered route covers it");
+    }
+
     private static Task UntilLoggedAsync(EdgeProcess edge, string line) =>
         EdgeCluster.UntilAsync(() => Task.FromResult(edge.Output.Contains(line, StringComparison.Ordinal)), TimeSpan.FromSeconds(10), $"the edge logs '{line}'");
 
@@ -116,7 +139,7 @@ public class AcmeClusterTests(ITestOutputHelper output)
         }
 
         /// <summary>An edge on <paramref name="address"/> with the ports pebble validates against, its own ACME storage and the cluster key.</summary>
-        public Task<EdgeProcess> StartEdgeAsync(string name, string address, string[] names, string challenge)
+        public Task<EdgeProcess> StartEdgeAsync(string name, string address, string[] names, string challenge, bool onDemand = false)
         {
             var storage = Directory.CreateTempSubdirectory("tunnel-acme-" + name + "-").FullName;
             var config = Path.Combine(Cluster.Pki.Directory, name + "-acme.json");
@@ -124,7 +147,7 @@ public class AcmeClusterTests(ITestOutputHelper output)
                 { "Edge": { "Acme": {
                     "DirectoryUrl": "{{Pebble.DirectoryUrl}}", "DirectoryCertificateAuthority": "{{Pebble.DirectoryCaPath}}",
                     "StoragePath": "{{storage}}", "AcceptTermsOfService": true, "Challenges": [ "{{challenge}}" ],
-                    "Names": [ {{string.Join(", ", names.Select(n => "\"" + n + "\""))}} ],
+                    "Names": [ {{string.Join(", ", names.Select(n => "\"" + n + "\""))}} ], "OnDemand": {{(onDemand ? "true" : "false")}},
                     "RetryDelay": "00:00:01", "MaxRetryDelay": "00:00:05", "OrderTimeout": "00:00:30",
                     "ClusterKeyPath": "{{_clusterKey}}", "ClusterAnswerPropagation": "00:00:00.5" } } }
                 """);

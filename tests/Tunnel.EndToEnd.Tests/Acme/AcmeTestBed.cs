@@ -107,6 +107,9 @@ internal sealed class AcmeTestBed : IAsyncDisposable
                 RetryDelay = TimeSpan.FromSeconds(1),
                 MaxRetryDelay = TimeSpan.FromSeconds(5),
                 OrderTimeout = TimeSpan.FromSeconds(30),
+
+                // named (or the test's DNS server) is the zone's only server: nothing to propagate to.
+                DnsPropagationDelay = TimeSpan.Zero,
             };
             configureAcme(o.Acme);
             configureEdge?.Invoke(o);

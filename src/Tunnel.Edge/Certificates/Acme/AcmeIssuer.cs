@@ -189,6 +189,10 @@ internal sealed class AcmeIssuer : ICertificateOrders, IDisposable
                 var record = "_acme-challenge." + name;
                 var value = AcmeJws.Base64Url(SHA256.HashData(Encoding.ASCII.GetBytes(keyAuthorization)));
                 await _dns!.SetTxtAsync(record, value, ct).ConfigureAwait(false);
+                if (_options.DnsPropagationDelay > TimeSpan.Zero)
+                {
+                    await Task.Delay(_options.DnsPropagationDelay, _time, ct).ConfigureAwait(false);
+                }
                 return async () =>
                 {
                     try

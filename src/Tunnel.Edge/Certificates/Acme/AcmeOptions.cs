@@ -120,6 +120,14 @@ public sealed class AcmeOptions
     public TimeSpan OrderTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>
+    /// How long to wait after a DNS-01 TXT record is written (RFC 2136, to the zone's primary) before asking the
+    /// CA to look it up, so the zone's secondaries have it too: the CA asks any of the zone's authoritative
+    /// servers. Zero when the primary is the only one (or secondaries get NOTIFY and transfer at once).
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds (certbot's RFC 2136 plugin waits 60).</remarks>
+    public TimeSpan DnsPropagationDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// In a cluster (<c>Edge:Cluster</c>): a secret file, the same on every edge (mode 0600, at least 32 bytes,
     /// e.g. <c>openssl rand -base64 48</c>), whose content seals the private keys of the certificates the edges
     /// share through etcd (AES-256-GCM with a key derived by HKDF-SHA256). Anyone who can read etcd but not

@@ -95,6 +95,11 @@ internal static class AcmeServices
             problems.Add($"Edge:Acme:OnDemandHandshakeWait ({acme.OnDemandHandshakeWait.TotalSeconds:0.#} s) must be below Edge:Limits:TlsHandshakeTimeout ({options.Limits.TlsHandshakeTimeout.TotalSeconds:0.#} s), which would end the waiting handshake first.");
         }
 
+        if (acme.DnsPropagationDelay < TimeSpan.Zero || acme.DnsPropagationDelay >= acme.OrderTimeout)
+        {
+            problems.Add($"Edge:Acme:DnsPropagationDelay ({acme.DnsPropagationDelay.TotalSeconds:0.#} s) must be at least 0 and below OrderTimeout ({acme.OrderTimeout.TotalSeconds:0.#} s), which includes it.");
+        }
+
         if (acme.RetryDelay <= TimeSpan.Zero || acme.MaxRetryDelay < acme.RetryDelay || acme.OrderTimeout <= TimeSpan.Zero || acme.OnDemandHandshakeWait < TimeSpan.Zero)
         {
             problems.Add("Edge:Acme: RetryDelay and OrderTimeout must be positive, MaxRetryDelay at least RetryDelay, OnDemandHandshakeWait not negative.");
