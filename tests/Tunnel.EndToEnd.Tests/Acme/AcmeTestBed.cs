@@ -109,37 +109,47 @@ internal sealed class AcmeTestBed : IAsyncDisposable
         }
 
         var bed = new AcmeTestBed(named, pebble, storage);
-        bed.Harness = await TunnelHarness.StartAsync(o =>
+        try
         {
-            o.VisitorHttpPort = httpPort;
-            o.VisitorHttpsPort = httpsPort;
-            o.Acme = new AcmeOptions
+            bed.Harness = await TunnelHarness.StartAsync(o =>
             {
-                DirectoryUrl = pebble?.DirectoryUrl ?? $"https://127.0.0.1:{PebbleProcess.FreePort()}/dir",
-                DirectoryCertificateAuthority = pebble?.DirectoryCaPath,
-                StoragePath = storage,
-                AcceptTermsOfService = true,
-                Contacts = ["mailto:ops@example.test"],
-
-                // Quick retries: a test sees a second attempt in seconds, not minutes.
-                RetryDelay = TimeSpan.FromSeconds(1),
-                MaxRetryDelay = TimeSpan.FromSeconds(5),
-                OrderTimeout = TimeSpan.FromSeconds(30),
-            };
-            configureAcme(o.Acme);
-            if (dnsZone is not null)
-            {
-                DnsRecordTests.UseZone(o, named, zone =>
+                o.VisitorHttpPort = httpPort;
+                o.VisitorHttpsPort = httpsPort;
+                o.Acme = new AcmeOptions
                 {
-                    zone.Target = null;
-                    zone.Addresses = [];
-                    zone.Patterns = [];
-                    dnsZone(zone);
-                });
-            }
+                    DirectoryUrl = pebble?.DirectoryUrl ?? $"https://127.0.0.1:{PebbleProcess.FreePort()}/dir",
+                    DirectoryCertificateAuthority = pebble?.DirectoryCaPath,
+                    StoragePath = storage,
+                    AcceptTermsOfService = true,
+                    Contacts = ["mailto:ops@example.test"],
 
-            configureEdge?.Invoke(o);
-        });
+                    // Quick retries: a test sees a second attempt in seconds, not minutes.
+                    RetryDelay = TimeSpan.FromSeconds(1),
+                    MaxRetryDelay = TimeSpan.FromSeconds(5),
+                    OrderTimeout = TimeSpan.FromSeconds(30),
+                };
+                configureAcme(o.Acme);
+                if (dnsZone is not null)
+                {
+                    DnsRecordTests.UseZone(o, named, zone =>
+                    {
+                        zone.Target = null;
+                        zone.Addresses = [];
+                        zone.Patterns = [];
+                        dnsZone(zone);
+                    });
+                }
+
+                configureEdge?.Invoke(o);
+            });
+        }
+        catch
+        {
+            // named, pebble and the storage go with the bed when the edge cannot start.
+            await bed.DisposeAsync();
+            throw;
+        }
+
         return bed;
     }
 
