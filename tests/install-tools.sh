@@ -18,10 +18,10 @@ have node || need+=(nodejs)             # the gRPC tests run @grpc/grpc-js
 have npm || need+=(npm)
 have sshd || need+=(openssh-server)   # a real ssh login through a TCP route
 have ssh || need+=(openssh-client)
-have named || need+=(bind9)            # the operator's DNS for the DNS record tests (a dynamic zone, TSIG)
+have named || need+=(bind9)            # the operator's DNS for the DNS record and ACME tests (a dynamic zone, TSIG)
 have dig || need+=(bind9-dnsutils)      # dig and nsupdate read and write that zone as real clients
 have openssl || need+=(openssl)      # the TLS passthrough test reads the certificate served with s_client
-have pebble || need+=(pebble)        # the ACME tests' CA (pebble and pebble-challtestsrv)
+have pebble || need+=(pebble)        # the ACME tests' CA (resolving through the tests' named)
 have dig || need+=(bind9-dnsutils)   # the DNS-01 test reads the zone's TXT records
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -186,6 +186,7 @@ internal static class PrometheusText
             "ns" => "nanoseconds",
             "min" => "minutes",
             "h" => "hours",
+            "d" => "days",
             "By" => "bytes",
             "KiBy" => "kibibytes",
             "MiBy" => "mebibytes",

@@ -38,8 +38,9 @@ internal static class DnsServices
         services.AddSingleton<DnsPublisher>();
         services.AddHostedService(sp => sp.GetRequiredService<DnsPublisher>());
 
-        // ACME's DNS-01 challenges (a wildcard certificate) write their TXT records through the same signed path.
-        services.AddSingleton<Certificates.Acme.IDnsChallengeRecords>(sp => sp.GetRequiredService<DnsPublisher>());
+        // ACME's DNS-01 challenges (a wildcard certificate) write their TXT records through the same signed
+        // path; a failed update fails the order with reason dns_<cause>, naming the server.
+        services.AddSingleton<Certificates.Acme.IDnsChallengeRecords>(sp => new DnsChallengeRecords(sp.GetRequiredService<DnsPublisher>()));
     }
 
     /// <summary>Adds every problem of <c>Edge:Dns</c> to <paramref name="errors"/> (reads the secret files, so a bad path stops the edge at start).</summary>

@@ -13,6 +13,7 @@ public class PrometheusTextTests
     [InlineData("tunnel.edge.tunnels", "{connection}", "Gauge", "tunnel_edge_tunnels")]
     [InlineData("http.server.active-requests", "1", "Gauge", "http_server_active_requests_ratio")]
     [InlineData("2fast..speed", "By/s", "Gauge", "_2fast_speed_bytes_per_second")]
+    [InlineData("tunnel.edge.acme.certificate.expiry", "d", "Gauge", "tunnel_edge_acme_certificate_expiry_days")]
     public void Names_follow_the_OpenTelemetry_Prometheus_conventions(string name, string unit, string type, string expected) =>
         Assert.Equal(expected, PrometheusText.MetricName(name, unit, Enum.Parse<PrometheusMetricType>(type)));
 

@@ -16,7 +16,7 @@ public class AcmeFailureTests
         using var sites = new TestPki();
         var fallback = IssueSite(sites, "fallback", "*.example.test");
         var token = "acme-token-" + Guid.NewGuid().ToString("N");
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name], edge =>
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name)], acme => acme.Names = [Name], edge =>
         {
             edge.Certificates = [fallback];
             edge.AdminTokenPath = Path.Combine(sites.Directory, "admin.token");
@@ -58,7 +58,7 @@ public class AcmeFailureTests
     {
         // The name resolves to an address the edge does not listen on: pebble's HTTP-01 connection is refused.
         const string Name = "elsewhere.example.test";
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name, "127.0.0.2")], acme =>
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name, "127.0.0.2")], acme =>
         {
             acme.Names = [Name];
             acme.Challenges = ["http-01"];
@@ -79,7 +79,7 @@ public class AcmeFailureTests
     public async Task An_account_the_CA_no_longer_knows_is_made_again_on_the_next_attempt()
     {
         const string Name = "forgotten.example.test";
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name],
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name)], acme => acme.Names = [Name],
             seedStorage: (storage, directory) => File.WriteAllText(Path.Combine(storage, "account.json"),
                 $$"""{"directory":"{{directory}}","account":"{{directory.Replace("/dir", "/my-account/404", StringComparison.Ordinal)}}"}"""));
 

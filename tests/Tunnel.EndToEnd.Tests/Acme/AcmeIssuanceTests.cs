@@ -13,7 +13,7 @@ public class AcmeIssuanceTests
     public async Task A_configured_name_gets_a_certificate_that_curl_verifies_against_pebbles_root(string challenge)
     {
         const string Name = "site.example.test";
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme =>
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name)], acme =>
         {
             acme.Names = [Name];
             acme.Challenges = [challenge];

@@ -13,7 +13,7 @@ public class AcmeOnDemandTests
         const string Routed = "app.ondemand.example.test";
         const string NotAllowed = "other.example.test";
         const string Stranger = "stranger.ondemand.example.test";
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Routed), AcmeTestBed.HostRecord(NotAllowed), AcmeTestBed.HostRecord(Stranger)], acme =>
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Routed), AcmeTestBed.AddressRecord(NotAllowed), AcmeTestBed.AddressRecord(Stranger)], acme =>
         {
             acme.OnDemand = true;
             acme.OnDemandAllowedNames = ["*.ondemand.example.test"];

@@ -13,7 +13,7 @@ public class AcmeRenewalTests
     public async Task A_short_lived_certificate_is_renewed_before_it_expires_without_a_failed_visitor_request()
     {
         const string Name = "renew.example.test";
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.HostRecord(Name)], acme => acme.Names = [Name], validitySeconds: ValiditySeconds);
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name)], acme => acme.Names = [Name], validitySeconds: ValiditySeconds);
         await bed.Harness.StartOriginAsync(hostnames: [Name]);
         var first = await bed.WaitForCertificateAsync(Name, TimeSpan.FromSeconds(30));
         var roots = new X509Certificate2Collection();

@@ -3,25 +3,28 @@ using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Tunnel.Edge;
 using Tunnel.Edge.Certificates.Acme;
+using Tunnel.Edge.Dns;
 using Tunnel.Edge.Telemetry;
+using Tunnel.EndToEnd.Tests.Dns;
 using Tunnel.EndToEnd.Tests.Infrastructure;
 
 namespace Tunnel.EndToEnd.Tests.Acme;
 
 /// <summary>
-/// An edge with ACME on, a real pebble as its CA and a real dnsmasq resolving the test names for pebble.
+/// An edge with ACME on, a real pebble as its CA and a real BIND named as the operator's DNS: zone
+/// <c>example.test</c>, which pebble resolves every name through (its <c>-dnsserver</c>), and which the edge
+/// writes to with signed RFC 2136 updates when the test gives it the zone (route records, DNS-01 TXT records).
 /// The edge's visitor ports are picked before pebble starts, so pebble validates against them.
 /// </summary>
 internal sealed class AcmeTestBed : IAsyncDisposable
 {
     private readonly List<(Meter Meter, string Instrument, Dictionary<string, string?> Tags)> _measurements = [];
     private readonly MeterListener _listener = new();
-    private readonly Dnsmasq _dns;
     private readonly string _storage;
 
-    private AcmeTestBed(Dnsmasq dns, PebbleProcess? pebble, string storage)
+    private AcmeTestBed(NamedProcess named, PebbleProcess? pebble, string storage)
     {
-        _dns = dns;
+        Named = named;
         Pebble = pebble;
         _storage = storage;
         _listener.InstrumentPublished = (instrument, l) =>
@@ -65,6 +68,9 @@ internal sealed class AcmeTestBed : IAsyncDisposable
 
     public TunnelHarness Harness { get; private set; } = null!;
 
+    /// <summary>The operator's DNS server: pebble resolves through it; the edge writes to it when given the zone.</summary>
+    public NamedProcess Named { get; }
+
     /// <summary><c>null</c> when the test runs the edge against a CA that is down.</summary>
     public PebbleProcess? Pebble { get; }
 
@@ -73,47 +79,80 @@ internal sealed class AcmeTestBed : IAsyncDisposable
     public AcmeCertificates Certificates => Harness.Edge.Services.GetRequiredService<AcmeCertificates>();
 
     /// <summary>
-    /// Starts dnsmasq with <paramref name="dnsRecords"/>, pebble (unless <paramref name="pebbleDown"/>: the
-    /// directory URL then names a port nothing listens on; resolving through <paramref name="pebbleDns"/>
-    /// when given, else the dnsmasq) and the edge.
+    /// Starts named with zone <c>example.test</c> holding <paramref name="zoneRecords"/> (<see cref="AddressRecord"/>),
+    /// pebble resolving through it (unless <paramref name="pebbleDown"/>: the directory URL then names a port
+    /// nothing listens on) and the edge. With <paramref name="dnsZone"/> the edge publishes in that zone
+    /// (<c>Edge:Dns</c>: the named's address and TSIG key, then <paramref name="dnsZone"/> sets the patterns and
+    /// targets), and so has a DNS-01 publisher.
     /// </summary>
-    public static async Task<AcmeTestBed> StartAsync(string[] dnsRecords, Action<AcmeOptions> configureAcme, Action<EdgeOptions>? configureEdge = null,
-        bool pebbleDown = false, int? validitySeconds = null, IPEndPoint? pebbleDns = null, Action<string, string>? seedStorage = null)
+    public static async Task<AcmeTestBed> StartAsync(string[] zoneRecords, Action<AcmeOptions> configureAcme, Action<EdgeOptions>? configureEdge = null,
+        bool pebbleDown = false, int? validitySeconds = null, Action<string, string>? seedStorage = null, Action<DnsZoneOptions>? dnsZone = null)
     {
         var httpPort = PebbleProcess.FreePort();
         var httpsPort = PebbleProcess.FreePort();
-        var dns = await Dnsmasq.StartAsync(ttl: 1, dnsRecords);
-        var pebble = pebbleDown ? null : await PebbleProcess.StartAsync(httpPort, httpsPort, pebbleDns ?? dns.EndPoint, validitySeconds);
+        var named = await NamedProcess.StartAsync(records: zoneRecords);
+        PebbleProcess? pebble;
+        try
+        {
+            pebble = pebbleDown ? null : await PebbleProcess.StartAsync(httpPort, httpsPort, new IPEndPoint(IPAddress.Loopback, named.Port), validitySeconds);
+        }
+        catch
+        {
+            await named.DisposeAsync();
+            throw;
+        }
+
         var storage = Directory.CreateTempSubdirectory("tunnel-acme-").FullName;
         if (pebble is not null)
         {
             seedStorage?.Invoke(storage, pebble.DirectoryUrl);
         }
 
-        var bed = new AcmeTestBed(dns, pebble, storage);
-        bed.Harness = await TunnelHarness.StartAsync(o =>
+        var bed = new AcmeTestBed(named, pebble, storage);
+        try
         {
-            o.VisitorHttpPort = httpPort;
-            o.VisitorHttpsPort = httpsPort;
-            o.Acme = new AcmeOptions
+            bed.Harness = await TunnelHarness.StartAsync(o =>
             {
-                DirectoryUrl = pebble?.DirectoryUrl ?? $"https://127.0.0.1:{PebbleProcess.FreePort()}/dir",
-                DirectoryCertificateAuthority = pebble?.DirectoryCaPath,
-                StoragePath = storage,
-                AcceptTermsOfService = true,
-                Contacts = ["mailto:ops@example.test"],
+                o.VisitorHttpPort = httpPort;
+                o.VisitorHttpsPort = httpsPort;
+                o.Acme = new AcmeOptions
+                {
+                    DirectoryUrl = pebble?.DirectoryUrl ?? $"https://127.0.0.1:{PebbleProcess.FreePort()}/dir",
+                    DirectoryCertificateAuthority = pebble?.DirectoryCaPath,
+                    StoragePath = storage,
+                    AcceptTermsOfService = true,
+                    Contacts = ["mailto:ops@example.test"],
 
-                // Quick retries: a test sees a second attempt in seconds, not minutes.
-                RetryDelay = TimeSpan.FromSeconds(1),
-                MaxRetryDelay = TimeSpan.FromSeconds(5),
-                OrderTimeout = TimeSpan.FromSeconds(30),
+                    // Quick retries: a test sees a second attempt in seconds, not minutes.
+                    RetryDelay = TimeSpan.FromSeconds(1),
+                    MaxRetryDelay = TimeSpan.FromSeconds(5),
+                    OrderTimeout = TimeSpan.FromSeconds(30),
 
-                // named (or the test's DNS server) is the zone's only server: nothing to propagate to.
-                DnsPropagationDelay = TimeSpan.Zero,
-            };
-            configureAcme(o.Acme);
-            configureEdge?.Invoke(o);
-        });
+                    // named is the zone's only server: nothing to propagate to.
+                    DnsPropagationDelay = TimeSpan.Zero,
+                };
+                configureAcme(o.Acme);
+                if (dnsZone is not null)
+                {
+                    DnsRecordTests.UseZone(o, named, zone =>
+                    {
+                        zone.Target = null;
+                        zone.Addresses = [];
+                        zone.Patterns = [];
+                        dnsZone(zone);
+                    });
+                }
+
+                configureEdge?.Invoke(o);
+            });
+        }
+        catch
+        {
+            // named, pebble and the storage go with the bed when the edge cannot start.
+            await bed.DisposeAsync();
+            throw;
+        }
+
         return bed;
     }
 
@@ -153,7 +192,7 @@ internal sealed class AcmeTestBed : IAsyncDisposable
             await Pebble.DisposeAsync();
         }
 
-        _dns.Dispose();
+        await Named.DisposeAsync();
         try
         {
             Directory.Delete(_storage, recursive: true);
@@ -163,6 +202,6 @@ internal sealed class AcmeTestBed : IAsyncDisposable
         }
     }
 
-    /// <summary>The dnsmasq record that points <paramref name="name"/> at <paramref name="address"/> (127.0.0.1: the edge).</summary>
-    public static string HostRecord(string name, string address = "127.0.0.1") => $"--host-record={name},{IPAddress.Parse(address)}";
+    /// <summary>The zone file line that points <paramref name="name"/> at <paramref name="address"/> (127.0.0.1: the edge).</summary>
+    public static string AddressRecord(string name, string address = "127.0.0.1") => $"{name.TrimEnd('.')}. 60 IN A {IPAddress.Parse(address)}";
 }

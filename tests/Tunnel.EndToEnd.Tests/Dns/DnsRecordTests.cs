@@ -266,7 +266,8 @@ public class DnsRecordTests(ITestOutputHelper output)
         Assert.Contains(named.Server, down.Message, StringComparison.Ordinal);
     }
 
-    private static void UseZone(EdgeOptions options, NamedProcess named, Action<DnsZoneOptions>? configure = null)
+    /// <summary>Gives the edge <paramref name="named"/>'s zone (its address and TSIG key file), quick retries, then <paramref name="configure"/>.</summary>
+    internal static void UseZone(EdgeOptions options, NamedProcess named, Action<DnsZoneOptions>? configure = null)
     {
         var zone = new DnsZoneOptions
         {
