@@ -90,7 +90,15 @@ public sealed partial class EdgeProcess : IAsyncDisposable
         process.ErrorDataReceived += handler;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        // An edge that refuses its configuration exits at once: say why rather than wait out the timeout.
+        await Task.WhenAny(ready.Task, process.WaitForExitAsync()).WaitAsync(TimeSpan.FromSeconds(30));
+        if (!ready.Task.IsCompleted)
+        {
+            process.WaitForExit(1000);
+            throw new InvalidOperationException($"tunnel-edge exited with code {process.ExitCode} before it was ready:\n{edge.Output}");
+        }
+
+        var line = await ready.Task;
         edge.TunnelPort = int.Parse(line.Groups["tunnel"].Value, CultureInfo.InvariantCulture);
         edge.VisitorPort = int.Parse(line.Groups["visitor"].Value, CultureInfo.InvariantCulture);
         edge.AdminPort = line.Groups["admin"].Success ? int.Parse(line.Groups["admin"].Value, CultureInfo.InvariantCulture) : 0;

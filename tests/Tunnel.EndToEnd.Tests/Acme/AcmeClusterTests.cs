@@ -148,7 +148,7 @@ public class AcmeClusterTests(ITestOutputHelper output)
                     "DirectoryUrl": "{{Pebble.DirectoryUrl}}", "DirectoryCertificateAuthority": "{{Pebble.DirectoryCaPath}}",
                     "StoragePath": "{{storage}}", "AcceptTermsOfService": true, "Challenges": [ "{{challenge}}" ],
                     "Names": [ {{string.Join(", ", names.Select(n => "\"" + n + "\""))}} ], "OnDemand": {{(onDemand ? "true" : "false")}},
-                    "RetryDelay": "00:00:01", "MaxRetryDelay": "00:00:05", "OrderTimeout": "00:00:30",
+                    "RetryDelay": "00:00:01", "MaxRetryDelay": "00:00:05", "OrderTimeout": "00:00:30", "DnsPropagationDelay": "00:00:00",
                     "ClusterKeyPath": "{{_clusterKey}}", "ClusterAnswerPropagation": "00:00:00.5" } } }
                 """);
             return Cluster.StartEdgeAsync(name, "r-" + name, configPath: config, extraArguments:
