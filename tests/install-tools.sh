@@ -22,7 +22,6 @@ have named || need+=(bind9)            # the operator's DNS for the DNS record a
 have dig || need+=(bind9-dnsutils)      # dig and nsupdate read and write that zone as real clients
 have openssl || need+=(openssl)      # the TLS passthrough test reads the certificate served with s_client
 have pebble || need+=(pebble)        # the ACME tests' CA (resolving through the tests' named)
-have dig || need+=(bind9-dnsutils)   # the DNS-01 test reads the zone's TXT records
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,6 +1,7 @@
 using System.Net;
 using Tunnel.Edge.Identity;
 using Tunnel.Edge.Visitors;
+using Tunnel.EndToEnd.Tests.Infrastructure;
 
 namespace Tunnel.EndToEnd.Tests.Acme;
 
@@ -51,6 +52,45 @@ public class AcmeFailureTests
         Assert.Equal(Name, certificate.GetProperty("names")[0].GetString());
         Assert.Equal(System.Text.Json.JsonValueKind.Null, certificate.GetProperty("issuer").ValueKind);
         Assert.Contains("connection_refused", certificate.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_rate_limited_renewal_keeps_the_working_certificate_waits_the_CAs_Retry_After_and_then_renews()
+    {
+        const string Name = "limited.example.test";
+        var retryAfter = TimeSpan.FromSeconds(4);
+        RateLimitingCaProxy? ca = null;
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name)], acme => acme.Names = [Name], validitySeconds: 20,
+            directoryInFront: async pebble => (ca = await RateLimitingCaProxy.StartAsync(pebble)).DirectoryUrl);
+        await using var hop = ca!;
+        await bed.Harness.StartOriginAsync(hostnames: [Name]);
+        var first = await bed.WaitForCertificateAsync(Name, FailureWait);
+        var root = await bed.Pebble!.WriteRootAsync();
+
+        // The renewal (at about 12 s of 20) meets the CA's rate limit.
+        hop.RetryAfter = retryAfter;
+        await Wait.UntilAsync(() => bed.Certificates.Status().Single().LastError is not null, FailureWait, "the renewal is refused");
+        var refusedAt = hop.Orders.Last(o => o.Refused).At;
+        var status = bed.Certificates.Status().Single();
+        Assert.Contains("rateLimited: too many certificates already issued", status.LastError, StringComparison.Ordinal);
+        Assert.Equal(first.NotAfter, status.NotAfter);
+        Assert.True(status.NextAttempt >= refusedAt + retryAfter - TimeSpan.FromMilliseconds(500), $"next attempt {status.NextAttempt:O} honours Retry-After after {refusedAt:O}");
+        await Wait.UntilAsync(() => bed.Measurements().Any(m => m.Instrument == "tunnel.edge.acme.orders" && m.Tags["result"] == "failed" && m.Tags["reason"] == "rateLimited"),
+            FailureWait, "the failure is counted with reason rateLimited");
+        await Wait.UntilAsync(() => bed.Harness.EdgeLogs.Entries.Any(e => e.EventId.Id == 424 && e.Message.Contains("rateLimited", StringComparison.Ordinal)), FailureWait, "the failure is logged");
+        Assert.Contains("keeps serving", bed.Harness.EdgeLogs.Entries.First(e => e.EventId.Id == 424).Message, StringComparison.Ordinal);
+
+        // What works keeps working: the certificate in place still verifies.
+        var during = await bed.CurlAsync(Name, root);
+        Assert.True(during.ExitCode == 0, Cli.Describe(during));
+
+        // The limit lifts; the next order comes no sooner than Retry-After and renews.
+        hop.RetryAfter = null;
+        await Wait.UntilAsync(() => bed.Certificates.Status().Single() is { LastError: null } s && s.NotAfter > first.NotAfter, FailureWait, "the certificate is renewed once the limit lifts");
+        var next = hop.Orders.First(o => o.At > refusedAt);
+        Assert.True(next.At - refusedAt >= retryAfter - TimeSpan.FromMilliseconds(500), $"the next order came {(next.At - refusedAt).TotalSeconds:0.0} s after the refusal, Retry-After was {retryAfter.TotalSeconds} s");
+        var after = await bed.CurlAsync(Name, root);
+        Assert.True(after.ExitCode == 0, Cli.Describe(after));
     }
 
     [Fact]

@@ -85,8 +85,10 @@ internal sealed class AcmeTestBed : IAsyncDisposable
     /// (<c>Edge:Dns</c>: the named's address and TSIG key, then <paramref name="dnsZone"/> sets the patterns and
     /// targets), and so has a DNS-01 publisher.
     /// </summary>
+    /// <param name="directoryInFront">Starts a hop in front of pebble (<see cref="RateLimitingCaProxy"/>) and returns the directory URL the edge gets instead of pebble's.</param>
     public static async Task<AcmeTestBed> StartAsync(string[] zoneRecords, Action<AcmeOptions> configureAcme, Action<EdgeOptions>? configureEdge = null,
-        bool pebbleDown = false, int? validitySeconds = null, Action<string, string>? seedStorage = null, Action<DnsZoneOptions>? dnsZone = null)
+        bool pebbleDown = false, int? validitySeconds = null, Action<string, string>? seedStorage = null, Action<DnsZoneOptions>? dnsZone = null,
+        Func<PebbleProcess, Task<string>>? directoryInFront = null)
     {
         var httpPort = PebbleProcess.FreePort();
         var httpsPort = PebbleProcess.FreePort();
@@ -102,6 +104,8 @@ internal sealed class AcmeTestBed : IAsyncDisposable
             throw;
         }
 
+        // A hop in front of pebble (RateLimitingCaProxy) gives the edge its own directory URL.
+        var directoryUrl = pebble is not null && directoryInFront is not null ? await directoryInFront(pebble) : pebble?.DirectoryUrl;
         var storage = Directory.CreateTempSubdirectory("tunnel-acme-").FullName;
         if (pebble is not null)
         {
@@ -117,7 +121,7 @@ internal sealed class AcmeTestBed : IAsyncDisposable
                 o.VisitorHttpsPort = httpsPort;
                 o.Acme = new AcmeOptions
                 {
-                    DirectoryUrl = pebble?.DirectoryUrl ?? $"https://127.0.0.1:{PebbleProcess.FreePort()}/dir",
+                    DirectoryUrl = directoryUrl ?? $"https://127.0.0.1:{PebbleProcess.FreePort()}/dir",
                     DirectoryCertificateAuthority = pebble?.DirectoryCaPath,
                     StoragePath = storage,
                     AcceptTermsOfService = true,

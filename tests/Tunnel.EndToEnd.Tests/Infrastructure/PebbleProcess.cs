@@ -36,6 +36,9 @@ public sealed class PebbleProcess : IAsyncDisposable
     /// <summary>The PEM of the CA that pebble's own HTTPS certificate chains to.</summary>
     public string DirectoryCaPath => Path.Combine(_directory, "listener-ca.pem");
 
+    /// <summary>Pebble's own HTTPS certificate (for <c>localhost</c> and 127.0.0.1, issued by <see cref="DirectoryCaPath"/>) and its key.</summary>
+    public (string CertificatePath, string KeyPath) Listener => (Path.Combine(_directory, "listener.pem"), Path.Combine(_directory, "listener.key"));
+
     public int Port { get; }
 
     public int ManagementPort { get; }
