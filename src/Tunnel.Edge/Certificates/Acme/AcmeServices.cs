@@ -75,19 +75,7 @@ internal static class AcmeServices
 
         if (options.Cluster.IsEnabled)
         {
-            if (acme.ClusterKeyPath is not { Length: > 0 } clusterKey)
-            {
-                problems.Add("Edge:Acme:ClusterKeyPath is not set: in a cluster the edges share their ACME certificates through etcd, their keys sealed with a secret file every edge has (create it once, e.g. 'openssl rand -base64 48 > acme-cluster.key; chmod 600 acme-cluster.key', and copy it to each edge).");
-            }
-            else if (Cluster.AcmeKeySeal.KeyFileProblem(clusterKey) is { } problem)
-            {
-                problems.Add(problem);
-            }
-
-            if (acme.ClusterAnswerPropagation < TimeSpan.Zero || acme.ClusterAnswerPropagation > TimeSpan.FromSeconds(30))
-            {
-                problems.Add("Edge:Acme:ClusterAnswerPropagation must be between 0 and 30 s.");
-            }
+            ValidateCluster(acme, problems);
         }
 
         if (acme.OnDemand && acme.OnDemandHandshakeWait >= options.Limits.TlsHandshakeTimeout)
@@ -103,6 +91,24 @@ internal static class AcmeServices
         if (acme.RetryDelay <= TimeSpan.Zero || acme.MaxRetryDelay < acme.RetryDelay || acme.OrderTimeout <= TimeSpan.Zero || acme.OnDemandHandshakeWait < TimeSpan.Zero)
         {
             problems.Add("Edge:Acme: RetryDelay and OrderTimeout must be positive, MaxRetryDelay at least RetryDelay, OnDemandHandshakeWait not negative.");
+        }
+    }
+
+    /// <summary>In a cluster: the key that seals the shared certificates' keys, and the answers' propagation wait.</summary>
+    private static void ValidateCluster(AcmeOptions acme, List<string> problems)
+    {
+        if (acme.ClusterKeyPath is not { Length: > 0 } clusterKey)
+        {
+            problems.Add("Edge:Acme:ClusterKeyPath is not set: in a cluster the edges share their ACME certificates through etcd, their keys sealed with a secret file every edge has (create it once, e.g. 'openssl rand -base64 48 > acme-cluster.key; chmod 600 acme-cluster.key', and copy it to each edge).");
+        }
+        else if (Cluster.AcmeKeySeal.KeyFileProblem(clusterKey) is { } problem)
+        {
+            problems.Add(problem);
+        }
+
+        if (acme.ClusterAnswerPropagation < TimeSpan.Zero || acme.ClusterAnswerPropagation > TimeSpan.FromSeconds(30))
+        {
+            problems.Add("Edge:Acme:ClusterAnswerPropagation must be between 0 and 30 s.");
         }
     }
 
