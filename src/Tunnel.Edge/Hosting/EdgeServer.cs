@@ -93,6 +93,9 @@ public sealed class EdgeServer : IAsyncDisposable
         });
         configureLogging?.Invoke(builder.Logging);
 
+        // Last, so it wraps every provider, the caller's too.
+        PeerRepeatedLogThrottle.WrapProviders(builder.Services);
+
         var handoff = new H2cHandoff();
         AddServices(builder.Services, options, credentials, policies, handoff);
         ListenOptions? adminListen = null;
