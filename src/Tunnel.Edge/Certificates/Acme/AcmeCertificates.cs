@@ -288,7 +288,6 @@ internal sealed class AcmeCertificates : BackgroundService
             var issued = await _orders.OrderAsync(managed.Names, current?.Certificate, ct).ConfigureAwait(false);
             var (certificate, chain) = AcmeStore.Load(issued.ChainPem, issued.KeyPem);
             _store?.SaveCertificate(managed.Id, issued.ChainPem, issued.KeyPem);
-            await ShareAsync(managed, issued, ct).ConfigureAwait(false);
             var window = await RenewalWindowAsync(certificate, names, ct).ConfigureAwait(false);
             var served = new ServedCertificate(certificate, SslStreamCertificateContext.Create(certificate, chain, offline: true));
             DateTimeOffset renewAt;
@@ -306,6 +305,9 @@ internal sealed class AcmeCertificates : BackgroundService
             _metrics?.OrderIssued();
             AcmeLog.Issued(_logger, names, certificate.Issuer, certificate.NotAfter.ToUniversalTime(), renewAt);
             Complete(managed, true);
+
+            // Shared once it serves here, so its echo from the store's watch is not taken for a newer one.
+            await ShareAsync(managed, issued, ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
         {
