@@ -45,6 +45,8 @@ public class ClusterReadinessForwardingTests(ITestOutputHelper output)
         a.Ready = false;
         await EdgeCluster.UntilAsync(async () => EdgeCluster.Series(await EdgeCluster.MetricsAsync(edgeA), "tunnel_edge_tunnels_not_ready") == 2, TimeSpan.FromSeconds(5), "edge A marks replica A's tunnels not ready");
         await UntilPublishedAsync(edgeB, "edge-a", ready: false, "B's status page shows A's route not ready");
+        Assert.Equal(1, EdgeCluster.Series(await EdgeCluster.MetricsAsync(edgeB), "tunnel_edge_cluster_peer_routes_not_ready", ("tunnel_peer_name", "edge-a")));
+        Assert.Equal(0, EdgeCluster.Series(await EdgeCluster.MetricsAsync(edgeB), "tunnel_edge_cluster_peer_routes_not_ready", ("tunnel_peer_name", "edge-c")));
         var (aBefore, cBefore) = (a.Requests, c.Requests);
         foreach (var (name, edge) in new[] { ("edge-b", edgeB), ("edge-a", edgeA) })
         {
