@@ -47,6 +47,9 @@ public class ClusterReadinessForwardingTests(ITestOutputHelper output)
         await UntilPublishedAsync(edgeB, "edge-a", ready: false, "B's status page shows A's route not ready");
         Assert.Equal(1, EdgeCluster.Series(await EdgeCluster.MetricsAsync(edgeB), "tunnel_edge_cluster_peer_routes_not_ready", ("tunnel_peer_name", "edge-a")));
         Assert.Equal(0, EdgeCluster.Series(await EdgeCluster.MetricsAsync(edgeB), "tunnel_edge_cluster_peer_routes_not_ready", ("tunnel_peer_name", "edge-c")));
+        var keys = (await cluster.Etcd.RangeAsync("/tunnel/routes/")).ToDictionary(k => k.Key, k => k.Value);
+        Assert.Equal("{\"ready\":false}", keys[$"/tunnel/routes/{Host}/edge-a"]);
+        Assert.Equal("{\"ready\":true}", keys[$"/tunnel/routes/{Host}/edge-c"]);
         var (aBefore, cBefore) = (a.Requests, c.Requests);
         foreach (var (name, edge) in new[] { ("edge-b", edgeB), ("edge-a", edgeA) })
         {
