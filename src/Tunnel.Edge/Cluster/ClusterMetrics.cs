@@ -26,6 +26,8 @@ internal sealed class ClusterMetrics
         meter.CreateObservableGauge("tunnel.edge.cluster.peer.rtt", () => Each(peers, p => p.Rtt?.TotalSeconds), "s", "Smoothed round-trip time of the probes to each peer, by tunnel.peer.name.");
         meter.CreateObservableGauge("tunnel.edge.cluster.peer.reachable", () => Each<int>(peers, p => p.IsReachable ? 1 : 0), unit: null, description: "1 when the last probe or request reached the peer, by tunnel.peer.name.");
         meter.CreateObservableGauge("tunnel.edge.cluster.peer.routes", () => Each<int>(peers, p => store.Current.RoutesOf(p.Name).Count()), "{route}", "Hostnames each peer holds live tunnels for, by this edge's copy, by tunnel.peer.name.");
+        meter.CreateObservableGauge("tunnel.edge.cluster.peer.routes.not_ready", () => Each<int>(peers, p => NotReadyRoutes(store.Current, p.Name)), "{route}",
+            "Hostnames each peer holds live tunnels for but publishes no ready one for (its apps report not ready), by this edge's copy, by tunnel.peer.name.");
         meter.CreateObservableGauge("tunnel.edge.cluster.store.connected", () => store.IsConnected ? 1 : 0, unit: null, description: "1 when the route store (etcd) answers, 0 while the edge serves from its last copy.");
         _forwarded = meter.CreateCounter<long>("tunnel.edge.cluster.forwarded", "{request}", "Visitor requests with no local tunnel forwarded to a peer, by tunnel.peer.name and outcome (forwarded, failed).");
         _received = meter.CreateCounter<long>("tunnel.edge.cluster.received", "{request}", "Requests peers forwarded to this edge, by tunnel.peer.name.");
@@ -37,6 +39,8 @@ internal sealed class ClusterMetrics
 
     /// <summary>Counts a request a peer forwarded here.</summary>
     public void Received(string peer) => _received.Add(1, new KeyValuePair<string, object?>(PeerAttribute, peer));
+
+    private static int NotReadyRoutes(ClusterSnapshot snapshot, string peer) => snapshot.NotReady.Count(r => r.Value.Contains(peer));
 
     private static IEnumerable<Measurement<T>> Each<T>(PeerSet peers, Func<PeerEdge, T?> value)
         where T : struct

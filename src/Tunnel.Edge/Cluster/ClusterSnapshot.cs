@@ -24,18 +24,19 @@ internal sealed class ClusterSnapshot
     public const string AcmeFolder = "acme/";
 
     private ClusterSnapshot(long revision, ImmutableDictionary<string, EdgeRecord> edges, ImmutableDictionary<string, ImmutableArray<string>> routes, ImmutableArray<RevokedCredential> revocations,
-        ImmutableDictionary<string, string> acme)
+        ImmutableDictionary<string, string> acme, ImmutableDictionary<string, ImmutableArray<string>> notReady)
     {
         Revision = revision;
         Edges = edges;
         Routes = routes;
+        NotReady = notReady;
         Revocations = revocations;
         Acme = acme;
     }
 
     /// <summary>No edges, no routes.</summary>
     public static ClusterSnapshot Empty { get; } = new(0, ImmutableDictionary<string, EdgeRecord>.Empty, ImmutableDictionary<string, ImmutableArray<string>>.Empty, [],
-        ImmutableDictionary<string, string>.Empty);
+        ImmutableDictionary<string, string>.Empty, ImmutableDictionary<string, ImmutableArray<string>>.Empty);
 
     /// <summary>
     /// The keys under <c>PREFIX acme/</c> (without that part) and their values, as the store holds them: read by
@@ -58,18 +59,30 @@ internal sealed class ClusterSnapshot
     /// <summary>Hostname (exact or wildcard, as registered) to the names of the edges holding it.</summary>
     public ImmutableDictionary<string, ImmutableArray<string>> Routes { get; }
 
+    /// <summary>
+    /// Hostname (as registered) to the edges among its holders (<see cref="Routes"/>) that publish no
+    /// ready tunnel for it (<see cref="PublishedReadiness"/>); a hostname every holder serves ready is absent.
+    /// </summary>
+    public ImmutableDictionary<string, ImmutableArray<string>> NotReady { get; }
+
     /// <summary>The edges holding a route for a visitor's host: the exact name's, else the wildcard's one label up.</summary>
-    public ImmutableArray<string> EdgesFor(string host)
+    public ImmutableArray<string> EdgesFor(string host) => MatchRoute(host) is { } route ? Routes[route] : [];
+
+    /// <summary>The route a visitor's host matches in this copy (the exact name, else the wildcard one label up), or <c>null</c>.</summary>
+    public string? MatchRoute(string host)
     {
         ArgumentNullException.ThrowIfNull(host);
         var name = host.TrimEnd('.').ToLowerInvariant();
-        if (Routes.TryGetValue(name, out var exact))
+        if (Routes.ContainsKey(name))
         {
-            return exact;
+            return name;
         }
 
-        return HostnameRules.WildcardFor(name) is { } wildcard && Routes.TryGetValue(wildcard, out var matched) ? matched : [];
+        return HostnameRules.WildcardFor(name) is { } wildcard && Routes.ContainsKey(wildcard) ? wildcard : null;
     }
+
+    /// <summary>Whether <paramref name="edgeName"/> publishes a ready tunnel for <paramref name="route"/> (a registered hostname, as <see cref="MatchRoute"/> gives it).</summary>
+    public bool IsReady(string route, string edgeName) => !(NotReady.TryGetValue(route, out var notReady) && notReady.Contains(edgeName));
 
     /// <summary>The hostnames an edge holds, by this copy.</summary>
     public IEnumerable<string> RoutesOf(string edgeName) => Routes.Where(r => r.Value.Contains(edgeName)).Select(r => r.Key);
@@ -77,7 +90,7 @@ internal sealed class ClusterSnapshot
     /// <summary>The key under which an edge registers itself.</summary>
     public static string EdgeKey(string prefix, string edgeName) => prefix + EdgesFolder + edgeName;
 
-    /// <summary>The key that says an edge holds a hostname.</summary>
+    /// <summary>The key that says an edge holds a hostname (its value: <see cref="PublishedReadiness"/>).</summary>
     public static string RouteKey(string prefix, string hostname, string edgeName) => prefix + RoutesFolder + hostname + "/" + edgeName;
 
     /// <summary>The key that records a revoked credential for every edge.</summary>
@@ -125,6 +138,7 @@ internal sealed class ClusterSnapshot
         ArgumentNullException.ThrowIfNull(pairs);
         var edges = ImmutableDictionary.CreateBuilder<string, EdgeRecord>(StringComparer.Ordinal);
         var holders = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        var notReady = new HashSet<(string Hostname, string Edge)>();
         var revocations = ImmutableArray.CreateBuilder<RevokedCredential>();
         var acme = ImmutableDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in pairs)
@@ -156,6 +170,10 @@ internal sealed class ClusterSnapshot
                     }
 
                     list.Add(path[(slash + 1)..]);
+                    if (!PublishedReadiness.Read(value))
+                    {
+                        notReady.Add((hostname, path[(slash + 1)..]));
+                    }
                 }
             }
             else if (rest.StartsWith(RevokedFolder, StringComparison.Ordinal) && TryReadRevocation(rest[RevokedFolder.Length..], value, out var revoked))
@@ -171,16 +189,22 @@ internal sealed class ClusterSnapshot
         // A route counts only with its edge's record: both live under the same lease, and without the
         // record there is no address to forward to.
         var routes = ImmutableDictionary.CreateBuilder<string, ImmutableArray<string>>(StringComparer.Ordinal);
+        var notReadyRoutes = ImmutableDictionary.CreateBuilder<string, ImmutableArray<string>>(StringComparer.Ordinal);
         foreach (var (hostname, names) in holders)
         {
             var known = names.Where(edges.ContainsKey).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToImmutableArray();
             if (!known.IsEmpty)
             {
                 routes[hostname] = known;
+                var notReadyHolders = known.Where(name => notReady.Contains((hostname, name))).ToImmutableArray();
+                if (!notReadyHolders.IsEmpty)
+                {
+                    notReadyRoutes[hostname] = notReadyHolders;
+                }
             }
         }
 
-        return new ClusterSnapshot(revision, edges.ToImmutable(), routes.ToImmutable(), revocations.ToImmutable(), acme.ToImmutable());
+        return new ClusterSnapshot(revision, edges.ToImmutable(), routes.ToImmutable(), revocations.ToImmutable(), acme.ToImmutable(), notReadyRoutes.ToImmutable());
     }
 
     private static bool TryReadRevocation(string id, string value, out RevokedCredential revoked)

@@ -28,12 +28,17 @@ internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
     // Revoking the lease on shutdown is a courtesy (it expires anyway): never hold up the stop for it.
     private static readonly TimeSpan RevokeTimeout = TimeSpan.FromSeconds(2);
 
+    // How often the published readiness is compared with the tunnels' when no change was signalled: a
+    // connection that went silent or began draining changes nothing the route table announces.
+    private static readonly TimeSpan ReadinessRecheckInterval = TimeSpan.FromSeconds(1);
+
     private readonly EdgeOptions _options;
     private readonly ClusterOptions _cluster;
     private readonly RouteTable _routes;
     private readonly EtcdGateway _etcd;
     private readonly ILogger _logger;
     private readonly EdgeCredentials _credentials;
+    private readonly TimeProvider _time;
     private readonly Channel<bool> _routesChanged = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly TaskCompletionSource<string> _advertised = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _watchLock = new();
@@ -44,7 +49,7 @@ internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
     private long _leaseId;
 
     /// <summary>Creates the store; it starts working once <see cref="Announce"/> gives the inter-edge address.</summary>
-    public EtcdRouteStore(EdgeOptions options, RouteTable routes, EdgeCredentials credentials, ILogger<EtcdRouteStore> logger)
+    public EtcdRouteStore(EdgeOptions options, RouteTable routes, EdgeCredentials credentials, ILogger<EtcdRouteStore> logger, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(routes);
@@ -55,7 +60,11 @@ internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
         _routes = routes;
         _logger = logger;
         _etcd = new EtcdGateway(_cluster.StoreEndpoints, CallTimeout(_cluster.LeaseTtl), EtcdTlsOptions.From(_cluster), EtcdLogin.From(_cluster));
+        _time = time ?? TimeProvider.System;
         _routes.HostnamesChanged += () => _routesChanged.Writer.TryWrite(true);
+
+        // A route's readiness travels in its key's value: a change wakes the publishing loop too.
+        _routes.ReadinessChanged += () => _routesChanged.Writer.TryWrite(true);
 
         // A revocation in this edge's file (the admin API, or tunnel-edge revoke --dir) wakes the
         // publishing loop as a route change does.
@@ -127,7 +136,7 @@ internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
     /// <summary>Keeps the lease alive and the keys under it equal to the edge's record and live hostnames.</summary>
     private async Task PublishAsync(EdgeRecord self, CancellationToken stoppingToken)
     {
-        var state = new PublishState(_cluster.LeaseTtl / 3);
+        var state = new PublishState(_cluster.LeaseTtl / 3, _time);
         var retryDelay = FirstRetryDelay;
         string? failingReason = null; // Why etcd is out of reach; null while it answers.
         while (!stoppingToken.IsCancellationRequested)
@@ -147,7 +156,7 @@ internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
                 }
 
                 retryDelay = FirstRetryDelay;
-                await WaitForRouteChangeAsync(state.NextKeepAlive - DateTime.UtcNow, stoppingToken).ConfigureAwait(false);
+                await WaitForRouteChangeAsync(NextWake(state), stoppingToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is EtcdException or HttpRequestException or IOException or OperationCanceledException && !stoppingToken.IsCancellationRequested)
             {
@@ -201,28 +210,57 @@ internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
             state.NextKeepAlive = DateTime.UtcNow + state.KeepAliveEvery;
         }
 
-        await PublishRoutesAsync(self, state.Written, stoppingToken).ConfigureAwait(false);
+        state.RecheckIn = await PublishRoutesAsync(self, state.Written, stoppingToken).ConfigureAwait(false);
         await PublishRevocationsAsync(state.RevocationsWritten, stoppingToken).ConfigureAwait(false);
         return true;
     }
 
-    /// <summary>Writes a route key for each hostname the edge serves that has none, and deletes those it no longer serves.</summary>
-    private async Task PublishRoutesAsync(EdgeRecord self, HashSet<string> written, CancellationToken stoppingToken)
+    /// <summary>
+    /// Writes a route key, saying whether a tunnel for it is ready (<see cref="PublishedReadiness"/>), for each
+    /// hostname the edge serves that has none or whose readiness changed, and deletes those it no longer serves.
+    /// Returns when to look again for a change of readiness held back (<see cref="RouteKeyWrites"/>), if any.
+    /// </summary>
+    private async Task<TimeSpan?> PublishRoutesAsync(EdgeRecord self, RouteKeyWrites written, CancellationToken stoppingToken)
     {
         // Drain the signal before reading the table, so a change during the writes is not lost.
         _routesChanged.Reader.TryRead(out _);
-        var desired = _routes.Hostnames().ToHashSet(StringComparer.Ordinal);
-        foreach (var hostname in desired.Except(written).ToArray())
+        var desired = new Dictionary<string, bool>(StringComparer.Ordinal);
+        foreach (var hostname in _routes.Hostnames())
         {
-            await _etcd.PutAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), "", LeaseId, stoppingToken).ConfigureAwait(false);
-            written.Add(hostname);
+            desired[hostname] = PublishedReadiness.HasReadyTunnel(_routes, hostname);
         }
 
-        foreach (var hostname in written.Except(desired).ToArray())
+        var plan = written.Plan(desired);
+        foreach (var (hostname, ready) in plan.Writes)
+        {
+            var before = written.Published(hostname);
+            await _etcd.PutAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), PublishedReadiness.Value(ready), LeaseId, stoppingToken).ConfigureAwait(false);
+            written.Wrote(hostname, ready);
+            if (before != ready && (before is not null || !ready))
+            {
+                // A new route that is ready says nothing worth a line; a change, or a route starting not ready, does.
+                ReadinessPublishLog.Published(_logger, hostname, ReadinessPublishLog.State(ready));
+            }
+        }
+
+        foreach (var hostname in plan.Deletes)
         {
             await _etcd.DeleteAsync(ClusterSnapshot.RouteKey(_cluster.KeyPrefix, hostname, self.Name), stoppingToken).ConfigureAwait(false);
-            written.Remove(hostname);
+            written.Deleted(hostname);
         }
+
+        return plan.RecheckIn;
+    }
+
+    /// <summary>
+    /// How long the publishing loop may sleep unless woken: to the next keepalive, or sooner to write a
+    /// change of readiness held back, or to compare the published readiness with the tunnels' again.
+    /// </summary>
+    private static TimeSpan NextWake(PublishState state)
+    {
+        var wake = state.NextKeepAlive - DateTime.UtcNow;
+        var recheck = state.RecheckIn ?? (state.Written.Count > 0 ? ReadinessRecheckInterval : wake);
+        return recheck < wake ? recheck : wake;
     }
 
     /// <summary>Waits until the routes change or the wait (to the next keepalive) is over.</summary>
@@ -375,13 +413,16 @@ internal sealed class EtcdRouteStore : BackgroundService, IRouteStore
     private static TimeSpan CallTimeout(TimeSpan leaseTtl) => TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(1).Ticks, leaseTtl.Ticks / 3));
 
     /// <summary>What the publishing loop keeps between rounds.</summary>
-    private sealed class PublishState(TimeSpan keepAliveEvery)
+    private sealed class PublishState(TimeSpan keepAliveEvery, TimeProvider time)
     {
         /// <summary>A third of the lease's TTL: two keepalives can fail before it expires.</summary>
         public TimeSpan KeepAliveEvery { get; } = keepAliveEvery;
 
-        /// <summary>The hostnames whose route keys are written under the current lease.</summary>
-        public HashSet<string> Written { get; } = new(StringComparer.Ordinal);
+        /// <summary>The hostnames whose route keys are written under the current lease, and the readiness each says.</summary>
+        public RouteKeyWrites Written { get; } = new(time);
+
+        /// <summary>When a change of readiness held back is due to be written, <c>null</c> when none is.</summary>
+        public TimeSpan? RecheckIn { get; set; }
 
         /// <summary>The revoked credential ids written to the store.</summary>
         public HashSet<string> RevocationsWritten { get; } = new(StringComparer.OrdinalIgnoreCase);

@@ -64,24 +64,33 @@ internal sealed class PeerSet : BackgroundService
 
     /// <summary>
     /// The peer to forward a request for <paramref name="host"/> to: among the edges holding its route,
-    /// reachable ones first, then the lowest measured RTT (unmeasured ones last); <c>null</c> when no
-    /// other edge holds the route.
+    /// those that publish a ready tunnel for it first (<see cref="PublishedReadiness"/>), then reachable
+    /// ones, then the lowest measured RTT (unmeasured ones last); <c>null</c> when no other edge holds the
+    /// route. <paramref name="ready"/> says whether the peer chosen publishes ready.
     /// </summary>
-    public PeerEdge? Choose(string host, IReadOnlyCollection<PeerEdge>? exclude = null)
+    public PeerEdge? Choose(string host, IReadOnlyCollection<PeerEdge>? exclude, out bool ready)
     {
-        var holders = _store.Current.EdgesFor(host);
+        var snapshot = _store.Current;
+        ready = false;
+        if (snapshot.MatchRoute(host) is not { } route)
+        {
+            return null;
+        }
+
         var peers = _peers;
         PeerEdge? best = null;
-        foreach (var name in holders)
+        foreach (var name in snapshot.Routes[route])
         {
             if (name == _options.Name || !peers.TryGetValue(name, out var peer) || (exclude is not null && exclude.Contains(peer)))
             {
                 continue;
             }
 
-            if (best is null || IsBetter(peer, best))
+            var peerReady = snapshot.IsReady(route, name);
+            if (best is null || (peerReady && !ready) || (peerReady == ready && IsBetter(peer, best)))
             {
                 best = peer;
+                ready = peerReady;
             }
         }
 

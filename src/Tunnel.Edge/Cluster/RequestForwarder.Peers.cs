@@ -34,7 +34,13 @@ internal sealed partial class RequestForwarder
 
         public bool TryTake(out ForwarderFailure exhausted)
         {
-            _current = forwarder._peers!.Choose(host, _tried);
+            _current = forwarder._peers!.Choose(host, _tried, out var ready);
+            if (_current is not null && !ready)
+            {
+                // No peer publishes a ready tunnel: this one may be ready by now, or answers 503 not ready.
+                ReadinessPublishLog.ForwardedToNotReadyPeer(forwarder._logger, RequestId, host, _current.Name);
+            }
+
             exhausted = _tried.Count == 0 ? forwarder.NoTunnelFailure(host) : new(ForwarderError.NoPeerAnswered);
             return _current is not null;
         }

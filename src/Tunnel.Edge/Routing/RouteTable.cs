@@ -50,6 +50,17 @@ internal sealed class RouteTable
     /// </summary>
     public event Action? HostnamesChanged;
 
+    /// <summary>
+    /// Raised (outside the table's lock) when whether a hostname has a ready connection may have changed
+    /// without <see cref="HostnamesChanged"/>: a connection's app changed its readiness
+    /// (<see cref="OnReadinessChanged"/>), or a hostname that keeps other connections gained or lost one.
+    /// The cluster's route store listens, to publish the route's readiness.
+    /// </summary>
+    public event Action? ReadinessChanged;
+
+    /// <summary>Tells the listeners of <see cref="ReadinessChanged"/> that a connection's app changed its readiness.</summary>
+    public void OnReadinessChanged() => ReadinessChanged?.Invoke();
+
     /// <summary>The hostnames (exact and wildcard, as registered) with at least one connection.</summary>
     public IReadOnlyCollection<string> Hostnames() => _routes.Keys.ToArray();
 
@@ -89,6 +100,10 @@ internal sealed class RouteTable
         {
             HostnamesChanged?.Invoke();
         }
+        else
+        {
+            ReadinessChanged?.Invoke();
+        }
     }
 
     /// <summary>Removes a connection from every hostname; returns whether it was present.</summary>
@@ -127,6 +142,10 @@ internal sealed class RouteTable
         if (emptied)
         {
             HostnamesChanged?.Invoke();
+        }
+        else if (removed)
+        {
+            ReadinessChanged?.Invoke();
         }
 
         return removed;

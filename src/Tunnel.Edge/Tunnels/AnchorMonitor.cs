@@ -18,13 +18,16 @@ internal sealed class AnchorMonitor
     private readonly EdgeOptions _options;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly Action? _readinessChanged;
 
     // The connections being served, for the heartbeat check twice a second: walking this costs nothing,
     // where the route table's distinct copy of every connection was garbage of kilobytes per check.
     private readonly ConcurrentDictionary<TunnelConnection, byte> _served = new();
 
-    public AnchorMonitor(EdgeOptions options, ILogger logger, TimeProvider time)
+    /// <summary>Creates the monitor; <paramref name="readinessChanged"/> is called after a connection's readiness changed (the cluster publishes each route's).</summary>
+    public AnchorMonitor(EdgeOptions options, ILogger logger, TimeProvider time, Action? readinessChanged = null)
     {
+        _readinessChanged = readinessChanged;
         _options = options;
         _logger = logger;
         _time = time;
@@ -114,6 +117,7 @@ internal sealed class AnchorMonitor
         if (beat is AnchorBeat.Ready or AnchorBeat.NotReady && connection.SetReady(beat == AnchorBeat.Ready))
         {
             ReadinessLog.Changed(_logger, connection);
+            _readinessChanged?.Invoke();
         }
     }
 

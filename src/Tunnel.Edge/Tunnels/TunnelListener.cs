@@ -55,7 +55,7 @@ internal sealed class TunnelListener : BackgroundService, IHostedLifecycleServic
         _credentials = credentials;
         _withdrawals = new TunnelWithdrawals(options, routes, logger, time, credentials, metrics);
         _registrar = new TunnelRegistrar(options, logger, time, credentials, events, policy, _withdrawals, connectionModes) { IdentityKey = assertionSigner?.PublicKey };
-        _anchors = new AnchorMonitor(options, logger, time);
+        _anchors = new AnchorMonitor(options, logger, time, routes.OnReadinessChanged);
         _credentials.TrustChanged += _withdrawals.CheckLiveCredentials;
 
         var address = IPAddress.Parse(options.TunnelAddress);
