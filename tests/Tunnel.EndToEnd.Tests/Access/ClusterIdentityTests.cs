@@ -109,7 +109,15 @@ public class ClusterIdentityTests(ITestOutputHelper output)
         output.WriteLine(line);
         Assert.Contains("edge-b", line, StringComparison.Ordinal);
         Assert.DoesNotContain(world.TokenSecret, world.A.Output + world.B.Output, StringComparison.Ordinal);
-        Assert.Equal(1.0, EdgeCluster.Series(await EdgeCluster.MetricsAsync(world.A), "tunnel_edge_access_decisions_total", ("reason", "peer_key_differs")));
+
+        // Every visitor at B repeats it: each is refused and counted, and the log says it once per 10 s.
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.EndsWith("\n502", await world.CurlAsync(world.B, Host, "/me", world.Token), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(4.0, EdgeCluster.Series(await EdgeCluster.MetricsAsync(world.A), "tunnel_edge_access_decisions_total", ("reason", "peer_key_differs")));
+        Assert.Single(world.A.Output.Split('\n'), l => l.Contains("access-signing.key differ", StringComparison.Ordinal));
         Assert.DoesNotContain(world.OriginLogs.Entries, e => e.EventId.Id == 90);
     }
 

@@ -17,7 +17,9 @@ namespace Tunnel.Edge.Access.SignIn;
 /// <item>an assertion under another key id: the edges do not share <c>access-signing.key</c>, so the app
 /// would refuse it anyway, with only "the signature is not the edge's" to say why.</item>
 /// </list>
-/// Event ids 470-471. The log names the peer, the host and the key ids (public), never the assertion.
+/// Event ids 470-471, each at most once per 10 s (Hosting.PeerRepeatedLogThrottle: every visitor request
+/// repeats them), the metric counting every one. The log names the peer, the host and the key ids
+/// (public), never the assertion.
 /// </summary>
 internal static partial class PeerAssertions
 {
