@@ -41,6 +41,27 @@ public class ClusterIdentityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_visitor_signs_in_with_the_browser_at_the_edge_without_the_app_and_the_session_holds_at_the_other_edge()
+    {
+        await using var world = await World.StartAsync(output, signIn: true);
+        await using var browser = await SignInTests.StartBrowserAsync();
+
+        // Over the visitors' plain HTTP port: the sign-in's cookies are Lax and Secure only on HTTPS.
+        await using var page = await browser.OpenAsync($"http://{Host}:{world.B.VisitorPort}/me");
+        await SignInTests.SignInAsync(page, "alice");
+        await page.WaitUntilAsync("document.getElementById('email') !== null", TimeSpan.FromSeconds(30), "the app's page shows the visitor signed in at B");
+        Assert.Equal("alice@example.com", await SignInTests.TextAsync(page, "email"));
+        Assert.Equal("user-alice", await SignInTests.TextAsync(page, "sub"));
+
+        // Cookies do not tell ports apart: B's session cookie goes to A, which reads it with the shared access-keys/.
+        await page.EvaluateAsync($"location.href = 'http://{Host}:{world.A.VisitorPort}/me'");
+        await page.WaitUntilAsync($"location.port === '{world.A.VisitorPort}' && document.getElementById('email') !== null", TimeSpan.FromSeconds(30), "the app's page shows the visitor at A");
+        Assert.Equal("alice@example.com", await SignInTests.TextAsync(page, "email"));
+        Assert.Equal(1, world.Provider!.LoginFormsShown);
+        Assert.DoesNotContain(world.OriginLogs.Entries, e => e.EventId.Id == 90);
+    }
+
+    [Fact]
     public async Task A_forged_or_replayed_assertion_sent_by_a_visitor_at_the_other_edge_never_authenticates()
     {
         await using var world = await World.StartAsync(output);
@@ -163,8 +184,9 @@ public class ClusterIdentityTests(ITestOutputHelper output)
         private readonly EdgeCluster _cluster;
         private readonly WriteOnDispose _dump;
 
-        private World(EdgeCluster cluster, WriteOnDispose dump, EdgeProcess a, EdgeProcess b, LogCapture originLogs, string tokenSecret)
+        private World(EdgeCluster cluster, WriteOnDispose dump, EdgeProcess a, EdgeProcess b, LogCapture originLogs, string tokenSecret, OidcProvider? provider)
         {
+            Provider = provider;
             _cluster = cluster;
             _dump = dump;
             A = a;
@@ -179,6 +201,9 @@ public class ClusterIdentityTests(ITestOutputHelper output)
 
         public LogCapture OriginLogs { get; }
 
+        /// <summary>The OpenID Connect provider, with <c>signIn</c>; its client's callback is at B.</summary>
+        public OidcProvider? Provider { get; }
+
         public string TokenSecret { get; }
 
         /// <summary>curl's two service-token headers.</summary>
@@ -186,19 +211,40 @@ public class ClusterIdentityTests(ITestOutputHelper output)
 
         /// <param name="sharedKeys">Whether B shares A's directory, and so its <c>access-signing.key</c> and <c>access-keys/</c>.</param>
         /// <param name="accessAtB">Whether B's configuration has the <c>Access</c> section for <see cref="Host"/>.</param>
-        public static async Task<World> StartAsync(ITestOutputHelper output, bool sharedKeys = true, bool accessAtB = true)
+        /// <param name="signIn">Whether the section has sign-in with the OpenIddict provider too (alice allowed), besides the service token.</param>
+        public static async Task<World> StartAsync(ITestOutputHelper output, bool sharedKeys = true, bool accessAtB = true, bool signIn = false)
         {
             var cluster = await EdgeCluster.StartAsync();
             var dump = new WriteOnDispose(output, () => cluster.Output);
             var tokenSecret = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-            var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(tokenSecret)));
+            var access = new JsonObject
+            {
+                ["ServiceTokens"] = new JsonArray(new JsonObject { ["ClientId"] = TokenClientId, ["SecretSha256"] = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(tokenSecret))) }),
+            };
+            var provider = signIn ? await OidcProvider.StartAsync(cluster.Pki, new LogCapture()) : null;
+            if (provider is not null)
+            {
+                var secretPath = Path.Combine(cluster.Pki.Directory, "client-secret");
+                TestPki.WriteSecret(secretPath, provider.ClientSecret + "\n");
+                access["Authority"] = provider.Authority;
+                access["ClientId"] = OidcProvider.ClientId;
+                access["ClientSecretPath"] = secretPath;
+                access["AuthorityCaPath"] = cluster.Pki.CaPath;
+                access["AllowedEmails"] = new JsonArray("alice@example.com");
+            }
+
             var withAccess = Path.Combine(cluster.Pki.Directory, "access.json");
-            await File.WriteAllTextAsync(withAccess, $$"""{ "Edge": { "Hosts": { "{{Host}}": { "Access": { "ServiceTokens": [ { "ClientId": "{{TokenClientId}}", "SecretSha256": "{{hash}}" } ] } } } } }""");
+            await File.WriteAllTextAsync(withAccess, new JsonObject { ["Edge"] = new JsonObject { ["Hosts"] = new JsonObject { [Host] = new JsonObject { ["Access"] = access } } } }.ToJsonString());
             var without = Path.Combine(cluster.Pki.Directory, "no-access.json");
             await File.WriteAllTextAsync(without, """{ "Edge": { } }""");
 
             var a = await cluster.StartEdgeAsync("edge-a", "r1", configPath: withAccess);
             var b = await cluster.StartEdgeAsync("edge-b", "r2", configPath: accessAtB ? withAccess : without, directory: sharedKeys ? null : OwnDirectory(cluster.Pki, "b"));
+            if (provider is not null)
+            {
+                await provider.RegisterClientAsync($"http://{Host}:{b.VisitorPort}{SignInServices.CallbackPath}");
+            }
+
             var logs = new LogCapture();
             var (certificate, key) = cluster.Pki.IssueOrigin(Host, OpenHost);
             await cluster.StartOriginAsync(Host, [a],
@@ -210,7 +256,7 @@ public class ClusterIdentityTests(ITestOutputHelper output)
                     builder.Services.AddAuthorization();
                 },
                 configureApp: SignInSite.MapMe);
-            var world = new World(cluster, dump, a, b, logs, tokenSecret);
+            var world = new World(cluster, dump, a, b, logs, tokenSecret, provider);
             foreach (var edge in new[] { a, b })
             {
                 await EdgeCluster.UntilAsync(async () => (await world.CurlAsync(edge, OpenHost, "/", [])).EndsWith("\n200", StringComparison.Ordinal),
@@ -233,6 +279,11 @@ public class ClusterIdentityTests(ITestOutputHelper output)
         {
             _dump.Dispose();
             await _cluster.DisposeAsync();
+            if (Provider is not null)
+            {
+                await Provider.DisposeAsync();
+            }
+
         }
 
         /// <summary>A directory of B's own with the edge CA and certificate, so B makes its own <c>access-signing.key</c>.</summary>
