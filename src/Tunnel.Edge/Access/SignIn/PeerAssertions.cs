@@ -76,9 +76,9 @@ internal static partial class PeerAssertions
         }
     }
 
-    [LoggerMessage(470, LogLevel.Error, "Request {RequestId} to {Host} forwarded by edge {Peer}: its identity assertion is signed with key {PeerKeyId}, not this edge's key {OwnKeyId}, so the app (which has this edge's key) could not accept it; refused with 502. The edges' access-signing.key differ across the cluster: give every edge the same access-signing.key and access-keys/.", EventName = "PeerAssertionKeyDiffers")]
+    [LoggerMessage(470, LogLevel.Warning, "Request {RequestId} to {Host} forwarded by edge {Peer}: its identity assertion is signed with key {PeerKeyId}, not this edge's key {OwnKeyId}, so the app (which has this edge's key) could not accept it; refused with 502. The edges' access-signing.key differ across the cluster: give every edge the same access-signing.key and access-keys/.", EventName = "PeerAssertionKeyDiffers")]
     private static partial void KeysDiffer(ILogger logger, string requestId, string host, string peer, string peerKeyId, string ownKeyId);
 
-    [LoggerMessage(471, LogLevel.Error, "Request {RequestId} to {Host} forwarded by edge {Peer} carries no identity assertion, but the host has an Access section here: the edges' Access configuration differs (that edge has none for the host and let the visitor through unchecked); refused with 502. Give every edge of the cluster the same Edge:Hosts Access sections.", EventName = "PeerAssertionMissing")]
+    [LoggerMessage(471, LogLevel.Warning, "Request {RequestId} to {Host} forwarded by edge {Peer} carries no identity assertion, but the host has an Access section here: the edges' Access configuration differs (that edge has none for the host and let the visitor through unchecked); refused with 502. Give every edge of the cluster the same Edge:Hosts Access sections.", EventName = "PeerAssertionMissing")]
     private static partial void NoAssertion(ILogger logger, string requestId, string host, string peer);
 }
