@@ -16,7 +16,9 @@ internal sealed class PeerRepeatedLogThrottle : ILoggerProvider, ISupportExterna
     public static readonly TimeSpan Window = TimeSpan.FromSeconds(10);
 
     // The events a peer controls the count of: (category, event id).
-    private static readonly (string Category, int EventId)[] Throttled = [("Microsoft.AspNetCore.Server.Kestrel.Http2", 60)];
+    // The sign-in's 470 and 471: every visitor request a misconfigured peer edge forwards (Access.SignIn.PeerAssertions).
+    private static readonly (string Category, int EventId)[] Throttled =
+        [("Microsoft.AspNetCore.Server.Kestrel.Http2", 60), ("Tunnel.Edge.Access.SignIn", 470), ("Tunnel.Edge.Access.SignIn", 471)];
 
     private readonly ILoggerProvider _inner;
     private readonly TimeProvider _time;

@@ -71,7 +71,7 @@ internal static class TunnelAssertion
             key.ImportSubjectPublicKeyInfo(Convert.FromBase64String(publicKey), out _);
             if (!key.VerifyData(Encoding.ASCII.GetBytes(parts[0] + "." + parts[1]), signature, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation))
             {
-                return "the signature is not the edge's";
+                return OtherKey(header.RootElement, payloadBytes, publicKey) ?? "the signature is not the edge's";
             }
 
             payload = JsonDocument.Parse(payloadBytes).RootElement.Clone();
@@ -118,6 +118,32 @@ internal static class TunnelAssertion
 
         return String(payload, "sub") is { Length: > 0 } ? null : "it has no sub";
     }
+
+    /// <summary>
+    /// Why a signature fails when the assertion names another key than the connection's (<c>kid</c>, the
+    /// first 96 bits of the key's SHA-256, as the edge makes it): an edge of a cluster that does not share
+    /// <c>access-signing.key</c> signed it. Only names made of base64url and host characters are repeated.
+    /// </summary>
+    private static string? OtherKey(JsonElement header, byte[] payloadBytes, string publicKey)
+    {
+        if (!header.TryGetProperty("kid", out var kid) || kid.ValueKind != JsonValueKind.String || kid.GetString() is not { } keyId || !IsPlainName(keyId))
+        {
+            return null;
+        }
+
+        var own = Convert.ToBase64String(SHA256.HashData(Convert.FromBase64String(publicKey)).AsSpan(0, 12)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        if (keyId == own)
+        {
+            return null;
+        }
+
+        using var payload = JsonDocument.Parse(payloadBytes);
+        var issuer = payload.RootElement.ValueKind == JsonValueKind.Object && String(payload.RootElement, "iss") is { } iss && IsPlainName(iss) ? $"edge '{iss}'" : "another edge";
+        return $"it is signed by {issuer} with key {keyId}, not with key {own} that this connection's edge published: the edges of the cluster do not share access-signing.key";
+    }
+
+    private static bool IsPlainName(string text) =>
+        text.Length is > 0 and <= 64 && text.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     private static string? String(JsonElement payload, string name) =>
         payload.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;

@@ -104,12 +104,15 @@ internal sealed class SignInSite : IAsyncDisposable
                 builder.Services.AddAuthentication().AddTunnelIdentity();
                 builder.Services.AddAuthorization();
             },
-            configureApp: app => app.MapGet("/me", (HttpContext context) => Results.Content(
-                $"<!doctype html><html><body><p id=\"email\">{WebUtility.HtmlEncode(context.User.FindFirst("email")?.Value)}</p>"
-                + $"<p id=\"name\">{WebUtility.HtmlEncode(context.User.Identity?.Name)}</p><p id=\"sub\">{WebUtility.HtmlEncode(context.User.FindFirst("sub")?.Value)}</p>"
-                + $"<p id=\"staff\">{context.User.IsInRole("staff")}</p></body></html>", "text/html; charset=utf-8")).RequireAuthorization());
+            configureApp: MapMe);
         return new SignInSite(sitePki, provider, harness, origin, tokenSecret, adminToken);
     }
+
+    /// <summary>Maps the app's <c>/me</c> page: <c>HttpContext.User</c>'s e-mail, name, sub and the <c>staff</c> role; signed-in visitors only.</summary>
+    public static void MapMe(WebApplication app) => app.MapGet("/me", (HttpContext context) => Results.Content(
+        $"<!doctype html><html><body><p id=\"email\">{WebUtility.HtmlEncode(context.User.FindFirst("email")?.Value)}</p>"
+        + $"<p id=\"name\">{WebUtility.HtmlEncode(context.User.Identity?.Name)}</p><p id=\"sub\">{WebUtility.HtmlEncode(context.User.FindFirst("sub")?.Value)}</p>"
+        + $"<p id=\"staff\">{context.User.IsInRole("staff")}</p></body></html>", "text/html; charset=utf-8")).RequireAuthorization();
 
     /// <summary>GETs a path of the edge's admin API; its JSON.</summary>
     public async Task<string> AdminGetAsync(string path)

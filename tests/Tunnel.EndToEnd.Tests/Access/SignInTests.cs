@@ -205,12 +205,12 @@ public class SignInTests(ITestOutputHelper output)
     private static string Identity(string headersJson) =>
         JsonNode.Parse(headersJson)!["received"]!.AsObject().Single(h => h.Key.Equals("X-Tunnel-Identity", StringComparison.OrdinalIgnoreCase)).Value!.GetValue<string>();
 
-    private static Task<HeadlessBrowser> StartBrowserAsync() =>
+    internal static Task<HeadlessBrowser> StartBrowserAsync() =>
         // The test CA is unknown to the browser: skip that check only.
         HeadlessBrowser.StartAsync($"--host-resolver-rules=MAP {TunnelHarness.Hostname} 127.0.0.1", "--ignore-certificate-errors");
 
     /// <summary>Waits for the provider's form, types the user's name and sends it.</summary>
-    private static async Task SignInAsync(HeadlessBrowser.Page page, string user)
+    internal static async Task SignInAsync(HeadlessBrowser.Page page, string user)
     {
         await page.WaitUntilAsync("document.getElementById('username') !== null", PageTimeout, "the provider's login form shows");
         await page.EvaluateAsync($"document.getElementById('username').value = '{user}'; document.getElementById('login').submit(); true");
@@ -223,7 +223,7 @@ public class SignInTests(ITestOutputHelper output)
         await page.ScreenshotAsync(path);
     }
 
-    private static async Task<string> TextAsync(HeadlessBrowser.Page page, string id) =>
+    internal static async Task<string> TextAsync(HeadlessBrowser.Page page, string id) =>
         (await page.EvaluateAsync($"document.getElementById('{id}').textContent"))!.GetValue<string>();
 
     /// <summary>An HttpClient that sends the test hostnames to the edge and the provider's to itself, trusts the test CA, and follows no redirect.</summary>

@@ -33,14 +33,13 @@ internal sealed class SignInMiddleware(RequestDelegate next, SignInRoutes routes
         }
 
         // Another edge of the cluster signed the visitor in and made the assertion (edges of a cluster share their access keys).
-        if (context.Features.Get<PeerRequestFeature>() is not null)
+        if (context.Features.Get<PeerRequestFeature>() is { } peer)
         {
-            if (context.Request.Headers[TunnelHeaderNames.Identity].ToString() is { Length: > 0 } fromPeer)
+            if (await PeerAssertions.AcceptAsync(context, peer.FromEdge, route, signer, metrics, _logger).ConfigureAwait(false))
             {
-                context.Features.Set(new SignInIdentityFeature(fromPeer));
+                await next(context).ConfigureAwait(false);
             }
 
-            await next(context).ConfigureAwait(false);
             return;
         }
 
