@@ -66,7 +66,8 @@ public sealed class RateLimitingCaProxy : IAsyncDisposable
                     return certificate is not null && chain.Build(X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
                 },
             },
-        }) { Timeout = TimeSpan.FromSeconds(30) };
+        })
+        { Timeout = TimeSpan.FromSeconds(30) };
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         var (certificatePath, keyPath) = pebble.Listener;
