@@ -60,14 +60,14 @@ public class AcmeFailureTests
         const string Name = "limited.example.test";
         var retryAfter = TimeSpan.FromSeconds(4);
         RateLimitingCaProxy? ca = null;
-        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name)], acme => acme.Names = [Name], validitySeconds: 20,
+        await using var bed = await AcmeTestBed.StartAsync([AcmeTestBed.AddressRecord(Name)], acme => acme.Names = [Name], validitySeconds: 30,
             directoryInFront: async pebble => (ca = await RateLimitingCaProxy.StartAsync(pebble)).DirectoryUrl);
         await using var hop = ca!;
         await bed.Harness.StartOriginAsync(hostnames: [Name]);
         var first = await bed.WaitForCertificateAsync(Name, FailureWait);
         var root = await bed.Pebble!.WriteRootAsync();
 
-        // The renewal (at about 12 s of 20) meets the CA's rate limit.
+        // The renewal (at about 18 s of 30: time enough, on a loaded machine, to see the refusal and the renewal before it expires) meets the CA's rate limit.
         hop.RetryAfter = retryAfter;
         await Wait.UntilAsync(() => bed.Certificates.Status().Single().LastError is not null, FailureWait, "the renewal is refused");
         var refusedAt = hop.Orders.Last(o => o.Refused).At;
