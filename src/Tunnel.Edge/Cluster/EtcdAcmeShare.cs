@@ -22,6 +22,7 @@ internal sealed class EtcdAcmeShare : IAcmeShare, IDisposable
     private const string CertificatesFolder = "certificates/";
     private readonly EtcdGateway _etcd;
     private readonly EtcdRouteStore _store;
+    private readonly EtcdLeaseLock _orderLock;
     private readonly string _prefix;
     private readonly AcmeKeySeal _seal;
     private readonly ILogger _logger;
@@ -37,9 +38,10 @@ internal sealed class EtcdAcmeShare : IAcmeShare, IDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(store);
         var cluster = options.Cluster;
-        _etcd = new EtcdGateway(cluster.StoreEndpoints, TimeSpan.FromSeconds(Math.Max(1, cluster.LeaseTtl.TotalSeconds / 3)), EtcdTlsOptions.From(cluster), EtcdLogin.From(cluster));
+        _etcd = EtcdGateway.ForCluster(cluster);
         _store = store;
         _prefix = cluster.KeyPrefix + ClusterSnapshot.AcmeFolder;
+        _orderLock = new EtcdLeaseLock(_etcd, store, _prefix + LocksFolder, options.Name);
         _seal = AcmeKeySeal.FromFile(options.Acme.ClusterKeyPath ?? throw new InvalidOperationException("Edge:Acme:ClusterKeyPath is not set."));
         _logger = loggers.CreateLogger("Tunnel.Edge.Acme");
         EdgeName = options.Name;
@@ -78,27 +80,10 @@ internal sealed class EtcdAcmeShare : IAcmeShare, IDisposable
     }
 
     /// <inheritdoc />
-    public async Task<string?> TryLockOrderAsync(string id, CancellationToken ct)
-    {
-        var holder = await _etcd.PutIfAbsentAsync(_prefix + LocksFolder + id, EdgeName, Lease(), ct).ConfigureAwait(false);
-        return holder == EdgeName ? null : holder.Length == 0 ? "(another edge, just finished)" : holder;
-    }
+    public Task<string?> TryLockOrderAsync(string id, CancellationToken ct) => _orderLock.TryAcquireAsync(id, ct);
 
     /// <inheritdoc />
-    public async Task UnlockOrderAsync(string id, CancellationToken ct)
-    {
-        try
-        {
-            if (await TryLockOrderAsync(id, ct).ConfigureAwait(false) is null)
-            {
-                await _etcd.DeleteAsync(_prefix + LocksFolder + id, ct).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is EtcdException or HttpRequestException or OperationCanceledException && !ct.IsCancellationRequested)
-        {
-            // The lock goes with the lease anyway.
-        }
-    }
+    public Task UnlockOrderAsync(string id, CancellationToken ct) => _orderLock.ReleaseAsync(id, ct);
 
     /// <inheritdoc />
     public Task PublishCertificateAsync(string id, IssuedPem pem, CancellationToken ct) =>

@@ -24,6 +24,10 @@ internal sealed partial class EtcdGateway : IDisposable
     private int _current;
     private volatile string? _token;
 
+    /// <summary>A gateway to the cluster's store for calls that must finish within a third of the lease's TTL (at least 1 s).</summary>
+    public static EtcdGateway ForCluster(ClusterOptions cluster) =>
+        new(cluster.StoreEndpoints, TimeSpan.FromSeconds(Math.Max(1, cluster.LeaseTtl.TotalSeconds / 3)), EtcdTlsOptions.From(cluster), EtcdLogin.From(cluster));
+
     /// <summary>Creates a client for the given endpoints (<c>http://host:2379</c> or <c>https://host:2379</c>).</summary>
     /// <param name="endpoints">The etcd client URLs of one cluster.</param>
     /// <param name="callTimeout">How long a unary call may take.</param>

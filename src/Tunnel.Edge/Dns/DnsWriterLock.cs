@@ -27,59 +27,29 @@ internal sealed class SoleWriterLock : IDnsWriterLock
 }
 
 /// <summary>
-/// A lock per hostname in etcd: the key <c>PREFIX dns-locks/HOSTNAME</c>, created only when absent and
-/// under this edge's lease (the one its routes live under), holding the edge's name. The holder writes
-/// the name's records for the whole cluster while it lives; when it stops or loses etcd for longer than
-/// the lease, the key goes with the lease and the next edge that serves the name takes over.
+/// In a cluster, the lock per hostname in etcd (<see cref="EtcdLeaseLock"/>, key <c>PREFIX dns-locks/HOSTNAME</c>):
+/// the holder writes the name's records for the whole cluster while it lives.
 /// </summary>
 internal sealed class EtcdWriterLock : IDnsWriterLock, IDisposable
 {
     private const string Folder = "dns-locks/";
 
     private readonly EtcdGateway _etcd;
-    private readonly EtcdRouteStore _store;
-    private readonly string _prefix;
-    private readonly string _self;
+    private readonly EtcdLeaseLock _lock;
 
     /// <summary>Creates the lock on the cluster's etcd.</summary>
     public EtcdWriterLock(EdgeOptions options, EtcdRouteStore store)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var cluster = options.Cluster;
-        _etcd = new EtcdGateway(cluster.StoreEndpoints, TimeSpan.FromSeconds(Math.Max(1, cluster.LeaseTtl.TotalSeconds / 3)), EtcdTlsOptions.From(cluster), EtcdLogin.From(cluster));
-        _store = store;
-        _prefix = cluster.KeyPrefix + Folder;
-        _self = options.Name;
+        _etcd = EtcdGateway.ForCluster(options.Cluster);
+        _lock = new EtcdLeaseLock(_etcd, store, options.Cluster.KeyPrefix + Folder, options.Name);
     }
 
     /// <inheritdoc />
-    public async Task<string?> TryAcquireAsync(string hostname, CancellationToken cancellationToken)
-    {
-        var lease = _store.LeaseId;
-        if (lease == 0)
-        {
-            throw new EtcdException("the edge has no etcd lease yet");
-        }
-
-        var holder = await _etcd.PutIfAbsentAsync(_prefix + hostname, _self, lease, cancellationToken).ConfigureAwait(false);
-        return holder == _self ? null : holder.Length == 0 ? "(another edge, just released)" : holder;
-    }
+    public Task<string?> TryAcquireAsync(string hostname, CancellationToken cancellationToken) => _lock.TryAcquireAsync(hostname, cancellationToken);
 
     /// <inheritdoc />
-    public async Task ReleaseAsync(string hostname, CancellationToken cancellationToken)
-    {
-        try
-        {
-            if (await TryAcquireAsync(hostname, cancellationToken).ConfigureAwait(false) is null)
-            {
-                await _etcd.DeleteAsync(_prefix + hostname, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is EtcdException or HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
-        {
-            // The key goes with the lease anyway.
-        }
-    }
+    public Task ReleaseAsync(string hostname, CancellationToken cancellationToken) => _lock.ReleaseAsync(hostname, cancellationToken);
 
     /// <inheritdoc />
     public void Dispose() => _etcd.Dispose();
