@@ -215,5 +215,5 @@ internal sealed class EdgeDirectory
     private static string ExportBundle(IEnumerable<X509Certificate2> cas) => string.Concat(cas.Select(c => c.ExportCertificatePem() + "\n"));
 
 
-    private static string CreateToken() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    private static string CreateToken() => System.Buffers.Text.Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
 }

@@ -154,11 +154,9 @@ internal static class TunnelAssertion
 
     private static byte[]? Decode(string part)
     {
-        var padded = part.Replace('-', '+').Replace('_', '/');
-        padded += (padded.Length % 4) switch { 2 => "==", 3 => "=", _ => "" };
         try
         {
-            return part.Contains('=', StringComparison.Ordinal) ? null : Convert.FromBase64String(padded);
+            return part.Contains('=', StringComparison.Ordinal) ? null : System.Buffers.Text.Base64Url.DecodeFromChars(part);
         }
         catch (FormatException)
         {

@@ -130,8 +130,7 @@ internal sealed class EdgeAssertionSigner : IDisposable
         }
     }
 
-    private static string Base64Url(ReadOnlySpan<byte> bytes) =>
-        Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    private static string Base64Url(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
 }
 
 /// <summary>The claim types of a signed-in visitor as the edge keeps them (in its cookie) and sends them (in the assertion).</summary>

@@ -61,11 +61,9 @@ internal static partial class PeerAssertions
             return null;
         }
 
-        var part = assertion[..end].Replace('-', '+').Replace('_', '/');
-        part += (part.Length % 4) switch { 2 => "==", 3 => "=", _ => "" };
         try
         {
-            using var header = JsonDocument.Parse(Convert.FromBase64String(part));
+            using var header = JsonDocument.Parse(System.Buffers.Text.Base64Url.DecodeFromChars(assertion.AsSpan(0, end)));
             return header.RootElement.ValueKind == JsonValueKind.Object && header.RootElement.TryGetProperty("kid", out var kid) && kid.ValueKind == JsonValueKind.String
                 ? kid.GetString()
                 : null;

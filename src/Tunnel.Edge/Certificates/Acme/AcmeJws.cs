@@ -11,9 +11,12 @@ namespace Tunnel.Edge.Certificates.Acme;
 internal static class AcmeJws
 {
     /// <summary>The base64url encoding of RFC 7515 (no padding).</summary>
-    public static string Base64Url(ReadOnlySpan<byte> bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    public static string Base64Url(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
 
-    /// <summary>Decodes base64url (padding optional).</summary>
+    /// <summary>
+    /// Decodes base64url (padding optional); standard base64's <c>+</c> and <c>/</c> are taken too, since this reads
+    /// keys people paste from a CA's page.
+    /// </summary>
     public static byte[] FromBase64Url(string text)
     {
         var s = text.Trim().Replace('-', '+').Replace('_', '/');
