@@ -161,7 +161,7 @@ public class ClusterIdentityTests(ITestOutputHelper output)
         JsonNode.Parse(headersJson)!["received"]!.AsObject().Single(h => h.Key.Equals("X-Tunnel-Identity", StringComparison.OrdinalIgnoreCase)).Value!.GetValue<string>();
 
     private static JsonObject Payload(string assertion) =>
-        JsonNode.Parse(Convert.FromBase64String(Pad(assertion.Split('.')[1])))!.AsObject();
+        JsonNode.Parse(System.Buffers.Text.Base64Url.DecodeFromChars(assertion.Split('.')[1]))!.AsObject();
 
     /// <summary>A well-formed ES256 assertion signed with <paramref name="key"/>.</summary>
     private static string Forge(ECDsa key, JsonObject payload)
@@ -171,12 +171,6 @@ public class ClusterIdentityTests(ITestOutputHelper output)
     }
 
     private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-
-    private static string Pad(string part)
-    {
-        var text = part.Replace('-', '+').Replace('_', '/');
-        return text + (text.Length % 4) switch { 2 => "==", 3 => "=", _ => "" };
-    }
 
     /// <summary>The cluster, its two edges, and the app connected to A only, serving <see cref="Host"/> (service tokens) and <see cref="OpenHost"/> (no access).</summary>
     private sealed class World : IAsyncDisposable

@@ -101,7 +101,7 @@ public sealed class TunnelAssertionTests : IDisposable
     private List<Claim>? Validate(string token, out string? error) =>
         TunnelAssertion.Validate(token, _signer.PublicKey, Host, _time.GetUtcNow(), Skew, out error);
 
-    private static byte[] Decode(string part) => Convert.FromBase64String(part.Replace('-', '+').Replace('_', '/') + new string('=', (4 - (part.Length % 4)) % 4));
+    private static byte[] Decode(string part) => System.Buffers.Text.Base64Url.DecodeFromChars(part);
 
     private static string Encode(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }
