@@ -121,7 +121,8 @@ public sealed class PebbleProcess : IAsyncDisposable
         }
     }
 
-    private bool IssuedByListenerCa(X509Certificate? certificate)
+    /// <summary>Whether <paramref name="certificate"/> is pebble's own HTTPS certificate (chains to <see cref="DirectoryCaPath"/>).</summary>
+    public bool IssuedByListenerCa(X509Certificate? certificate)
     {
         if (certificate is null)
         {

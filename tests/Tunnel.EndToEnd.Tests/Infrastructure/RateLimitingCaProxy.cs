@@ -51,23 +51,10 @@ public sealed class RateLimitingCaProxy : IAsyncDisposable
     /// <summary>Starts the hop on a free loopback port in front of <paramref name="pebble"/>.</summary>
     public static async Task<RateLimitingCaProxy> StartAsync(PebbleProcess pebble)
     {
-        var roots = new X509Certificate2Collection();
-        roots.ImportFromPemFile(pebble.DirectoryCaPath);
-        var client = new HttpClient(new SocketsHttpHandler
+        var client = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, c, _, _) => pebble.IssuedByListenerCa(c) } })
         {
-            SslOptions =
-            {
-                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                {
-                    using var chain = new X509Chain();
-                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                    chain.ChainPolicy.CustomTrustStore.AddRange(roots);
-                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                    return certificate is not null && chain.Build(X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
-                },
-            },
-        })
-        { Timeout = TimeSpan.FromSeconds(30) };
+            Timeout = TimeSpan.FromSeconds(30),
+        };
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         var (certificatePath, keyPath) = pebble.Listener;
